@@ -1,0 +1,36 @@
+# Two commands for a newcomer: `make run` and `make test`. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export DEMO_PASSWORD ?= xrayweb-demo
+
+.PHONY: run test install lint worker web clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/uv || $(BIN)/pip install --quiet "uv>=0.5,<0.14"
+	# uv resolves torch and torchvision as a matched pair from the registry.
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py demo_users
+	$(BIN)/python manage.py ensure_model
+	@echo "xrayweb on http://$(HOST):$(PORT)/  (Ctrl-C stops the web server and the worker)"
+	@trap 'kill 0' EXIT; export DEBUG=$${DEBUG:-1}; \
+	$(BIN)/celery -A xrayweb worker -Q inference,default --concurrency 1 --loglevel INFO & \
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf var $(VENV)

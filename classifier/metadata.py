@@ -1,0 +1,101 @@
+"""Bundle metadata, readable without torch.
+
+A bundle is one safetensors file: every member's weights under ``<member>.<param>`` and a JSON
+document under the ``xrayweb`` key of the header's ``__metadata__``. The safetensors header is
+plain JSON behind an 8-byte length, so the web process can read class names and provenance
+without importing torch.
+"""
+
+import hashlib
+import json
+import struct
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from classifier.errors import BundleError
+
+FORMAT_VERSION = 1
+METADATA_KEY = "xrayweb"
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    name: str
+    arch: str
+    head: str = "pooled"
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class BundleMetadata:
+    classes: list[str]
+    members: list[MemberSpec]
+    input_size: int = 224
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    format_version: int = FORMAT_VERSION
+    created_at: str = ""
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "BundleMetadata":
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BundleError(f"unsupported bundle format version {version!r}")
+        try:
+            members = [MemberSpec(**m) for m in data["members"]]
+            meta = cls(**{**data, "members": members})
+        except (KeyError, TypeError) as exc:
+            raise BundleError(f"bundle metadata is incomplete: {exc}") from exc
+        if not meta.classes or len(set(meta.classes)) != len(meta.classes):
+            raise BundleError("bundle classes must be a non-empty list of unique names")
+        if not meta.members:
+            raise BundleError("bundle has no ensemble members")
+        return meta
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            raw_len = fh.read(8)
+            if len(raw_len) != 8:
+                raise BundleError(f"{path} is not a model bundle (too short)")
+            (length,) = struct.unpack("<Q", raw_len)
+            if length > _MAX_HEADER_BYTES:
+                raise BundleError(f"{path} is not a model bundle (header length {length})")
+            header = json.loads(fh.read(length))
+    except FileNotFoundError as exc:
+        raise BundleError(f"model bundle not found: {path}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path} is not a model bundle (bad header)") from exc
+    if not isinstance(header, dict):
+        raise BundleError(f"{path} is not a model bundle (bad header)")
+    return header
+
+
+def read_metadata(path: Path) -> BundleMetadata:
+    """Read a bundle's metadata without loading its weights (and without torch)."""
+    header = read_header(path)
+    raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
+    if raw is None:
+        raise BundleError(f"{path} has no xrayweb metadata")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path} has unreadable metadata") from exc
+    return BundleMetadata.from_dict(data)
+
+
+def bundle_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,143 @@
+"""The public API: ``load_bundle(path).predict(images) -> list[Prediction]``."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from classifier.bundle import load_bundle_members
+from classifier.cam import fuse, gradcam_maps, scale_to
+from classifier.device import resolve_device, use_bf16
+from classifier.ensemble import Member, soft_vote
+from classifier.metadata import BundleMetadata, bundle_sha256
+from classifier.preprocess import prepare_batch
+
+
+@dataclass
+class Prediction:
+    label: str
+    probabilities: dict[str, float]
+    members: dict[str, dict[str, float]]
+    heatmaps: dict[str, np.ndarray] = field(default_factory=dict)
+    fused_heatmap: np.ndarray | None = None
+    # Extra CAMs asked for with ``cam_classes``: class -> {member or "fused": heatmap}.
+    class_heatmaps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+class Predictor:
+    def __init__(
+        self,
+        meta: BundleMetadata,
+        members: list[Member],
+        *,
+        device: torch.device,
+        precision: str = "auto",
+        batch_size: int = 8,
+        sha256: str = "",
+    ) -> None:
+        self.meta = meta
+        self.members = members
+        self.device = device
+        self.bf16 = use_bf16(device, precision)
+        self.batch_size = max(1, int(batch_size))
+        self.sha256 = sha256
+        for member in members:
+            member.model.to(device=device, memory_format=torch.channels_last).eval()
+            for param in member.model.parameters():
+                param.requires_grad_(False)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta.classes)
+
+    @property
+    def cam_layers(self) -> dict[str, str]:
+        return {m.name: m.cam_layer for m in self.members}
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def predict(
+        self,
+        images: list[Image.Image | np.ndarray],
+        cam: bool = True,
+        cam_classes: list[str] | None = None,
+    ) -> list[Prediction]:
+        """Classify images (PIL or 2-D/3-D arrays, any size); batching happens here.
+
+        With ``cam`` the predicted class is explained per member and fused, at each input's
+        resolution; ``cam_classes`` adds CAMs for further classes at one head backward each.
+        """
+        extra = [self.meta.classes.index(c) for c in (cam_classes or [])]
+        results: list[Prediction] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            results.extend(self._predict_batch(chunk, cam, extra))
+        return results
+
+    def _predict_batch(self, images, cam: bool, extra: list[int]) -> list[Prediction]:
+        batch, shapes = prepare_batch(images, self.meta.input_size, self.meta.mean, self.meta.std)
+        batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+        member_probs, activations = [], []
+        grad_mode = torch.no_grad() if cam else torch.inference_mode()
+        with grad_mode, self._autocast():
+            for member in self.members:
+                acts = member.body(batch)
+                member_probs.append(member.head(acts).float().softmax(dim=1))
+                activations.append(acts)
+        probs = soft_vote(member_probs, [m.weight for m in self.members])
+        predicted = probs.argmax(dim=1)
+        maps: dict[str, list[torch.Tensor]] = {}
+        if cam:
+            class_sets = [predicted] + [torch.full_like(predicted, c) for c in extra]
+            with self._autocast():
+                for member, acts in zip(self.members, activations, strict=True):
+                    maps[member.name] = gradcam_maps(acts, member.head, class_sets)
+        return [
+            self._result(i, probs, member_probs, predicted, maps, shapes[i], extra)
+            for i in range(len(images))
+        ]
+
+    def _result(self, i, probs, member_probs, predicted, maps, shape, extra) -> Prediction:
+        classes = self.meta.classes
+        weights = [m.weight for m in self.members]
+        as_dict = lambda row: {c: float(row[j]) for j, c in enumerate(classes)}  # noqa: E731
+        pred = Prediction(
+            label=classes[int(predicted[i])],
+            probabilities=as_dict(probs[i]),
+            members={m.name: as_dict(p[i]) for m, p in zip(self.members, member_probs)},
+        )
+        if maps:
+            for k in range(1 + len(extra)):
+                per_member = {m.name: scale_to(maps[m.name][k][i], shape) for m in self.members}
+                fused = fuse(list(per_member.values()), weights)
+                if k == 0:
+                    pred.heatmaps, pred.fused_heatmap = per_member, fused
+                else:
+                    pred.class_heatmaps[classes[extra[k - 1]]] = {**per_member, "fused": fused}
+        return pred
+
+
+def load_bundle(
+    path: Path,
+    device: str | torch.device | None = None,
+    *,
+    precision: str = "auto",
+    batch_size: int = 8,
+) -> Predictor:
+    """Load a bundle from disk (never the network) into a ready Predictor."""
+    dev = resolve_device(device)
+    meta, models = load_bundle_members(path, device=dev)
+    members = [
+        Member.wrap(spec.name, spec.arch, models[spec.name], spec.weight) for spec in meta.members
+    ]
+    return Predictor(
+        meta,
+        members,
+        device=dev,
+        precision=precision,
+        batch_size=batch_size,
+        sha256=bundle_sha256(path),
+    )

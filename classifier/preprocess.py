@@ -1,0 +1,61 @@
+"""Images -> normalized model input. One definition, used by inference and training."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from classifier.errors import ImageDecodeError
+
+
+def to_gray_array(image: Image.Image | np.ndarray) -> np.ndarray:
+    """A PIL image or 2-D/3-D array of any dtype -> float32 HxW in [0, 1]."""
+    if isinstance(image, Image.Image):
+        if image.mode in {"I;16", "I;16B", "I;16L", "I"}:
+            array = np.asarray(image, dtype=np.float32)
+            peak = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
+            return np.clip(array / peak, 0.0, 1.0)
+        return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    array = np.asarray(image)
+    if array.ndim == 3:
+        if array.shape[-1] in (3, 4):
+            array = array[..., :3].astype(np.float32).mean(axis=-1)
+        elif array.shape[-1] == 1:
+            array = array[..., 0]
+        else:
+            raise ImageDecodeError(f"unsupported array shape {array.shape}")
+    if array.ndim != 2 or min(array.shape) < 1:
+        raise ImageDecodeError(f"unsupported array shape {array.shape}")
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(array.dtype)
+        return (array.astype(np.float32) - info.min) / float(info.max - info.min)
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise ImageDecodeError("image contains NaN or infinite values")
+    low, high = float(array.min()), float(array.max())
+    if low >= 0.0 and high <= 1.0:
+        return array
+    return (array - low) / max(high - low, 1e-6)
+
+
+def resize_gray(array: np.ndarray, size: int) -> torch.Tensor:
+    """HxW float array -> 1xSxS float tensor, antialiased bilinear (the aspect is squashed)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))[None, None]
+    out = F.interpolate(tensor, size=(size, size), mode="bilinear", antialias=True)
+    return out[0].clamp_(0.0, 1.0)
+
+
+def normalize(batch: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
+    """Nx1xSxS in [0, 1] -> Nx3xSxS normalized with the bundle's per-channel statistics."""
+    mean_t = torch.tensor(mean, dtype=batch.dtype, device=batch.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=batch.dtype, device=batch.device).view(1, 3, 1, 1)
+    return (batch.expand(-1, 3, -1, -1) - mean_t) / std_t
+
+
+def prepare_batch(
+    images: list[Image.Image | np.ndarray], size: int, mean: list[float], std: list[float]
+) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    arrays = [to_gray_array(img) for img in images]
+    shapes = [a.shape for a in arrays]
+    batch = torch.stack([resize_gray(a, size) for a in arrays])
+    return normalize(batch, mean, std), shapes

@@ -1,0 +1,45 @@
+// Poll the API for studies that are not finished yet and update their rows in place.
+(function () {
+  const table = document.querySelector("table[data-poll-url]");
+  if (!table) return;
+  const url = table.dataset.pollUrl;
+  const FINAL = new Set(["done", "failed"]);
+
+  function pending() {
+    return Array.from(table.querySelectorAll("tr[data-study-id]"))
+      .filter((row) => !FINAL.has(row.dataset.status));
+  }
+
+  async function poll() {
+    const rows = pending();
+    if (rows.length === 0) return;
+    const ids = rows.map((row) => row.dataset.studyId).join(",");
+    try {
+      const response = await fetch(`${url}?ids=${ids}`, { headers: { Accept: "application/json" } });
+      if (response.ok) {
+        const body = await response.json();
+        for (const study of body.results) {
+          const row = table.querySelector(`tr[data-study-id="${study.id}"]`);
+          if (!row) continue;
+          row.dataset.status = study.status;
+          const badge = row.querySelector(".status .badge");
+          badge.textContent = study.status;
+          badge.className = `badge ${study.status}`;
+          if (study.failure_reason) {
+            let reason = row.querySelector(".status .reason");
+            if (!reason) {
+              reason = document.createElement("small");
+              reason.className = "reason";
+              row.querySelector(".status").appendChild(reason);
+            }
+            reason.textContent = study.failure_reason;
+          }
+          if (study.prediction) row.querySelector(".label").textContent = study.prediction.label;
+        }
+      }
+    } finally {
+      if (pending().length > 0) setTimeout(poll, 2000);
+    }
+  }
+  setTimeout(poll, 1000);
+})();

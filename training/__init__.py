@@ -1,0 +1,1 @@
+"""Training and evaluation for the classifier bundle: pure PyTorch, never Django."""

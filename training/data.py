@@ -1,0 +1,154 @@
+"""Manifests (file,label,patient_id[,source,view]), patient-level splits, cached datasets."""
+
+import csv
+import hashlib
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from classifier.errors import ImageDecodeError
+from classifier.preprocess import normalize, resize_gray, to_gray_array
+
+REQUIRED_COLUMNS = ("file", "label", "patient_id")
+
+
+class ManifestError(ValueError):
+    """A manifest is missing, malformed or points at files that do not exist."""
+
+
+@dataclass(frozen=True)
+class Record:
+    path: Path
+    label: str
+    patient_id: str
+    source: str = ""
+    view: str = ""
+
+
+def read_manifest(path: Path) -> list[Record]:
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"manifest not found: {path}")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ManifestError(f"{path}: missing column(s) {', '.join(missing)}")
+        records = []
+        for line, row in enumerate(reader, start=2):
+            if not row["file"] or not row["label"] or not row["patient_id"]:
+                raise ManifestError(f"{path}:{line}: file, label and patient_id are required")
+            file = path.parent / row["file"]
+            if not file.is_file():
+                raise ManifestError(f"{path}:{line}: image not found: {file}")
+            records.append(
+                Record(
+                    file, row["label"], row["patient_id"], row.get("source") or "",
+                    row.get("view") or "",
+                )
+            )
+    if not records:
+        raise ManifestError(f"{path}: no rows")
+    return records
+
+
+def write_manifest(path: Path, records: list[Record]) -> None:
+    with Path(path).open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*REQUIRED_COLUMNS, "source", "view"])
+        for r in records:
+            writer.writerow([str(r.path), r.label, r.patient_id, r.source, r.view])
+
+
+def records_sha256(records: list[Record]) -> str:
+    """Content hash of a training set: each image's bytes and its label, order-independent."""
+    rows = sorted(
+        f"{hashlib.sha256(r.path.read_bytes()).hexdigest()},{r.label},{r.patient_id}"
+        for r in records
+    )
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
+
+
+def split_by_patient(
+    records: list[Record], *, val: float = 0.15, test: float = 0.15, seed: int = 0
+) -> dict[str, list[Record]]:
+    """Seeded train/val/test split by patient, stratified by each patient's set of labels.
+
+    Every image of a patient lands in the same split, so no patient is in two splits.
+    """
+    by_patient: dict[str, list[Record]] = defaultdict(list)
+    for record in records:
+        by_patient[record.patient_id].append(record)
+    strata: dict[str, list[str]] = defaultdict(list)
+    for patient, items in sorted(by_patient.items()):
+        strata["+".join(sorted({r.label for r in items}))].append(patient)
+    rng = random.Random(seed)
+    splits: dict[str, list[Record]] = {"train": [], "val": [], "test": []}
+    for _, patients in sorted(strata.items()):
+        rng.shuffle(patients)
+        n_test = round(len(patients) * test)
+        n_val = round(len(patients) * val)
+        for i, patient in enumerate(patients):
+            name = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+            splits[name].extend(by_patient[patient])
+    return splits
+
+
+def load_gray(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise ImageDecodeError(f"cannot read image {path}: {exc}") from exc
+
+
+def make_augment() -> v2.Transform:
+    # Small rotations, zoom/shear and brightness/contrast as in the papers. No horizontal flip:
+    # a chest X-ray is not mirror-symmetric (heart on the left).
+    return v2.Compose(
+        [
+            v2.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.9, 1.1), shear=5),
+            v2.ColorJitter(brightness=0.2, contrast=0.2),
+        ]
+    )
+
+
+class XrayDataset(Dataset):
+    """Images decoded and resized once, held as uint8; augmentation runs per item."""
+
+    def __init__(
+        self,
+        records: list[Record],
+        classes: list[str],
+        *,
+        size: int,
+        mean: list[float],
+        std: list[float],
+        augment: bool = False,
+    ) -> None:
+        self.records = records
+        self.mean, self.std = mean, std
+        self.targets = torch.tensor([classes.index(r.label) for r in records])
+        self.images = torch.stack(
+            [
+                (resize_gray(to_gray_array(load_gray(r.path)), size) * 255).round().to(torch.uint8)
+                for r in records
+            ]
+        )
+        self.augment = make_augment() if augment else None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.images[index].float() / 255.0
+        if self.augment is not None:
+            image = self.augment(image).clamp(0.0, 1.0)
+        return normalize(image[None], self.mean, self.std)[0], self.targets[index]

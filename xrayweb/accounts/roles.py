@@ -1,0 +1,29 @@
+"""Roles are Django groups. A superuser counts as an admin."""
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+STAFF = "staff"
+RADIOLOGIST = "radiologist"
+ADMIN = "admin"
+ROLES = (STAFF, RADIOLOGIST, ADMIN)
+
+# What each action needs. Uploading is for staff (and admins); only radiologists review.
+CAN_UPLOAD = {STAFF, ADMIN}
+CAN_REVIEW = {RADIOLOGIST}
+CAN_MANAGE_MODELS = {ADMIN}
+
+
+def user_roles(user: AbstractBaseUser | AnonymousUser) -> set[str]:
+    if not user.is_authenticated:
+        return set()
+    cached = getattr(user, "_xrayweb_roles", None)
+    if cached is None:
+        cached = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+        if user.is_superuser:
+            cached.add(ADMIN)
+        user._xrayweb_roles = cached
+    return cached
+
+
+def user_has_any_role(user, roles: set[str]) -> bool:
+    return bool(user_roles(user) & roles)

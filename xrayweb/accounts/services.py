@@ -1,0 +1,35 @@
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import transaction
+
+from xrayweb.accounts.roles import ADMIN, ROLES
+
+DEMO_USERS = {"staff": "staff", "radiologist": "radiologist", "admin": ADMIN}
+
+
+@transaction.atomic
+def roles_ensure() -> None:
+    for role in ROLES:
+        Group.objects.get_or_create(name=role)
+
+
+@transaction.atomic
+def user_create_with_role(*, username: str, password: str, role: str):
+    """Create or update a user with exactly one role; admins also get the Django admin site."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    roles_ensure()
+    user, _ = get_user_model().objects.get_or_create(username=username)
+    user.set_password(password)
+    user.is_staff = role == ADMIN
+    user.is_superuser = role == ADMIN
+    user.save()
+    user.groups.set([Group.objects.get(name=role)])
+    return user
+
+
+def demo_users_ensure(*, password: str) -> list[tuple[str, str]]:
+    """One demo account per role, named after the role. Returns (username, role) pairs."""
+    for username, role in DEMO_USERS.items():
+        user_create_with_role(username=username, password=password, role=role)
+    return list(DEMO_USERS.items())

@@ -1,0 +1,63 @@
+from django.urls import reverse
+from rest_framework import serializers
+
+from xrayweb.inference.models import Prediction
+from xrayweb.review.models import Review
+from xrayweb.studies.models import Study
+
+
+class StudyCreateSerializer(serializers.Serializer):
+    image = serializers.FileField(allow_empty_file=True)
+    patient_id = serializers.CharField(max_length=64)
+    accession = serializers.CharField(max_length=64)
+
+
+class ReviewCreateSerializer(serializers.Serializer):
+    label = serializers.CharField(max_length=64)
+    comment = serializers.CharField(allow_blank=True, required=False, default="", max_length=4000)
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    reviewer = serializers.CharField(source="reviewer.username")
+    replaces = serializers.PrimaryKeyRelatedField(read_only=True)
+
+    class Meta:
+        model = Review
+        fields = ["id", "label", "comment", "reviewer", "created_at", "agrees_with_model",
+                  "replaces"]
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    model_version = serializers.CharField(source="model_version.name")
+    heatmaps = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Prediction
+        fields = ["label", "probabilities", "member_probabilities", "model_version",
+                  "bundle_sha256", "heatmaps", "cam_layers", "duration_ms", "created_at"]
+
+    def get_heatmaps(self, obj: Prediction) -> dict[str, str]:
+        request = self.context.get("request")
+        urls = {k: reverse("media", args=[v]) for k, v in obj.heatmaps.items()}
+        return {k: request.build_absolute_uri(u) if request else u for k, u in urls.items()}
+
+
+class StudySerializer(serializers.ModelSerializer):
+    prediction = serializers.SerializerMethodField()
+    reviews = ReviewSerializer(many=True, read_only=True)
+    current_label = serializers.SerializerMethodField()
+    uploaded_by = serializers.CharField(source="uploaded_by.username")
+
+    class Meta:
+        model = Study
+        fields = ["id", "status", "failure_reason", "patient_id", "accession", "created_at",
+                  "uploaded_by", "image_width", "image_height", "prediction", "current_label",
+                  "reviews"]
+
+    def get_prediction(self, obj: Study) -> dict | None:
+        prediction = next(iter(obj.predictions.all()), None)
+        return PredictionSerializer(prediction, context=self.context).data if prediction else None
+
+    def get_current_label(self, obj: Study) -> str | None:
+        review = next(iter(obj.reviews.all()), None)
+        return review.label if review else None

@@ -1,0 +1,66 @@
+from django.shortcuts import get_object_or_404
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import ListCreateAPIView, RetrieveAPIView
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from xrayweb.api.permissions import CanReview, CanUpload
+from xrayweb.api.serializers import (
+    ReviewCreateSerializer,
+    ReviewSerializer,
+    StudyCreateSerializer,
+    StudySerializer,
+)
+from xrayweb.review.selectors import study_with_details
+from xrayweb.review.services import review_submit
+from xrayweb.studies.services import study_create
+
+
+class StudyListCreateApi(ListCreateAPIView):
+    permission_classes = [IsAuthenticated, CanUpload]
+    parser_classes = [MultiPartParser, FormParser]
+    serializer_class = StudySerializer
+
+    def get_queryset(self):
+        qs = study_with_details()
+        ids = self.request.query_params.get("ids")
+        if ids:
+            try:
+                qs = qs.filter(pk__in=[int(i) for i in ids.split(",") if i])
+            except ValueError as exc:
+                raise ValidationError({"ids": "ids must be comma-separated integers."}) from exc
+        return qs
+
+    def create(self, request, *args, **kwargs):
+        form = StudyCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        upload = form.validated_data["image"]
+        study = study_create(
+            user=request.user,
+            patient_id=form.validated_data["patient_id"],
+            accession=form.validated_data["accession"],
+            data=upload.read(),
+            filename=upload.name,
+        )
+        return Response({"id": study.pk, "status": study.status}, status=status.HTTP_201_CREATED)
+
+
+class StudyDetailApi(RetrieveAPIView):
+    serializer_class = StudySerializer
+
+    def get_queryset(self):
+        return study_with_details()
+
+
+class ReviewCreateApi(APIView):
+    permission_classes = [IsAuthenticated, CanReview]
+
+    def post(self, request, pk: int):
+        study = get_object_or_404(study_with_details(), pk=pk)
+        form = ReviewCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        review = review_submit(study=study, reviewer=request.user, **form.validated_data)
+        return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)

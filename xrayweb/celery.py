@@ -1,0 +1,15 @@
+"""The Celery app. Queues: "default" (light web-side work) and "inference" (model workers)."""
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xrayweb.settings")
+
+app = Celery("xrayweb")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = (Queue("default"), Queue("inference"))
+app.conf.task_default_queue = "default"
+app.conf.task_routes = {"xrayweb.inference.tasks.*": {"queue": "inference"}}
+app.autodiscover_tasks()

@@ -1,0 +1,59 @@
+from django.conf import settings
+from django.db import models
+
+from xrayweb.studies.models import Study
+
+
+class ModelVersion(models.Model):
+    """A registered model bundle. Versions are never deleted; one at most is active."""
+
+    name = models.CharField(max_length=64, unique=True)
+    bundle_path = models.CharField(max_length=500)
+    sha256 = models.CharField(max_length=64, unique=True)
+    classes = models.JSONField()
+    members = models.JSONField()
+    metrics = models.JSONField(default=dict, blank=True)
+    training = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT
+    )
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"], condition=models.Q(is_active=True), name="one_active_model"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Prediction(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="predictions")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT)
+    bundle_sha256 = models.CharField(max_length=64)
+    label = models.CharField(max_length=64)
+    probabilities = models.JSONField()
+    member_probabilities = models.JSONField()
+    # {"fused": "heatmaps/…png", "<member>": "heatmaps/…png"}: media paths of colour heatmaps.
+    heatmaps = models.JSONField(default=dict)
+    cam_layers = models.JSONField(default=dict)
+    duration_ms = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "model_version"], name="one_prediction_per_study_and_model"
+            )
+        ]
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probabilities.get(self.label, 0.0))

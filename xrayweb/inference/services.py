@@ -1,0 +1,109 @@
+"""Model registry and prediction bookkeeping. Torch-free: imported by the web process."""
+
+from pathlib import Path
+
+from django.db import transaction
+from django.utils import timezone
+
+from classifier import BundleError, bundle_sha256, read_metadata
+from xrayweb.errors import ApplicationError
+from xrayweb.inference.models import ModelVersion, Prediction
+from xrayweb.studies.models import Study
+
+
+def model_version_active() -> ModelVersion | None:
+    return ModelVersion.objects.filter(is_active=True).first()
+
+
+@transaction.atomic
+def model_version_activate(*, version: ModelVersion) -> ModelVersion:
+    ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
+    version.is_active = True
+    version.activated_at = timezone.now()
+    version.save(update_fields=["is_active", "activated_at"])
+    return version
+
+
+def model_version_register(
+    *, bundle_path: Path, name: str = "", user=None, activate: bool = False
+) -> ModelVersion:
+    """Register a bundle (idempotent on its hash); metadata is read without torch."""
+    path = Path(bundle_path).resolve()
+    try:
+        meta = read_metadata(path)
+        sha = bundle_sha256(path)
+    except (BundleError, OSError) as exc:
+        raise ApplicationError(f"cannot register {path}: {exc}") from exc
+    with transaction.atomic():
+        version = ModelVersion.objects.filter(sha256=sha).first()
+        if version is None:
+            version = ModelVersion.objects.create(
+                name=name or f"{timezone.now():%Y%m%d-%H%M%S}-{sha[:8]}",
+                bundle_path=str(path),
+                sha256=sha,
+                classes=list(meta.classes),
+                members=[m.__dict__ for m in meta.members],
+                metrics=meta.metrics,
+                training={k: v for k, v in meta.training.items() if k != "history"}
+                | {"created_at": meta.created_at},
+                created_by=user,
+            )
+        if activate:
+            model_version_activate(version=version)
+    return version
+
+
+def model_version_ensure_default(*, bundle_path: Path) -> ModelVersion:
+    """Make sure some version is active, registering the shipped bundle if none is."""
+    active = model_version_active()
+    if active is not None:
+        return active
+    return model_version_register(bundle_path=bundle_path, name="", activate=True)
+
+
+def study_mark_running(*, study_id: int) -> Study:
+    with transaction.atomic():
+        study = Study.objects.select_for_update().get(pk=study_id)
+        study.status = Study.Status.RUNNING
+        study.status_changed_at = timezone.now()
+        study.failure_reason = ""
+        study.save(update_fields=["status", "status_changed_at", "failure_reason"])
+    return study
+
+
+def study_mark_failed(*, study_id: int, reason: str) -> None:
+    Study.objects.filter(pk=study_id).update(
+        status=Study.Status.FAILED, failure_reason=reason[:2000], status_changed_at=timezone.now()
+    )
+
+
+@transaction.atomic
+def prediction_record(
+    *,
+    study: Study,
+    version: ModelVersion,
+    label: str,
+    probabilities: dict[str, float],
+    member_probabilities: dict[str, dict[str, float]],
+    heatmaps: dict[str, str],
+    cam_layers: dict[str, str],
+    duration_ms: int,
+) -> Prediction:
+    """Store a prediction and mark the study done, in one transaction."""
+    prediction, _ = Prediction.objects.update_or_create(
+        study=study,
+        model_version=version,
+        defaults={
+            "bundle_sha256": version.sha256,
+            "label": label,
+            "probabilities": probabilities,
+            "member_probabilities": member_probabilities,
+            "heatmaps": heatmaps,
+            "cam_layers": cam_layers,
+            "duration_ms": duration_ms,
+        },
+    )
+    Study.objects.filter(pk=study.pk).update(
+        status=Study.Status.DONE, failure_reason="", status_changed_at=timezone.now()
+    )
+    return prediction

@@ -1,0 +1,26 @@
+"""Thin Celery tasks: take a primary key, call a service, own the failure policy.
+
+This module is imported by the web process (to enqueue), so it must not import torch: the
+worker-only runtime is imported inside the task body.
+"""
+
+import logging
+
+from celery import shared_task
+
+from xrayweb.inference.services import study_mark_failed
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(queue="inference", acks_late=True)
+def predict_study(study_id: int) -> None:
+    from xrayweb.inference.runtime import prediction_run
+
+    try:
+        prediction_run(study_id=study_id)
+    except Exception as exc:
+        # Record the failure on the study so it never stays "running", then let Celery see it.
+        logger.exception("inference failed for study %s", study_id)
+        study_mark_failed(study_id=study_id, reason=f"{type(exc).__name__}: {exc}")
+        raise

@@ -1,0 +1,69 @@
+import mimetypes
+
+from django.contrib import messages
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from xrayweb.accounts.decorators import role_required
+from xrayweb.accounts.roles import CAN_REVIEW, CAN_UPLOAD, user_has_any_role
+from xrayweb.errors import ApplicationError
+from xrayweb.studies.selectors import study_list
+from xrayweb.studies.services import study_create
+
+
+@require_GET
+def home(request):
+    if user_has_any_role(request.user, CAN_REVIEW):
+        return redirect("worklist")
+    return redirect("upload")
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(CAN_UPLOAD)
+def upload(request):
+    status = 200
+    if request.method == "POST":
+        files = request.FILES.getlist("images")
+        if not files:
+            messages.error(request, "Choose at least one PNG or JPEG file.")
+            status = 400
+        created, failed = 0, 0
+        for upload in files:
+            try:
+                study_create(
+                    user=request.user,
+                    patient_id=request.POST.get("patient_id", ""),
+                    accession=request.POST.get("accession", ""),
+                    data=upload.read(),
+                    filename=upload.name,
+                )
+                created += 1
+            except ApplicationError as exc:
+                failed += 1
+                messages.error(request, exc.message)
+        if created:
+            messages.success(request, f"{created} image(s) queued for analysis.")
+        if failed and not created:
+            status = 400
+        if status == 200:
+            return redirect("upload")
+    studies = study_list(uploaded_by=request.user)[:50]
+    return render(request, "studies/upload.html", {"studies": studies}, status=status)
+
+
+@require_GET
+def media(request, path: str):
+    """Uploaded images and heatmaps, for logged-in users only, never sniffed as HTML."""
+    if ".." in path.split("/") or not path.startswith(("studies/", "heatmaps/")):
+        raise Http404
+    if not default_storage.exists(path):
+        raise Http404
+    content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    if not content_type.startswith("image/"):
+        raise Http404
+    response = FileResponse(default_storage.open(path, "rb"), content_type=content_type)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response

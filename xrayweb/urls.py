@@ -1,0 +1,19 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from xrayweb.review import views as review_views
+from xrayweb.studies import views as study_views
+
+urlpatterns = [
+    path("", study_views.home, name="home"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("upload/", study_views.upload, name="upload"),
+    path("worklist/", review_views.worklist_page, name="worklist"),
+    path("studies/<int:pk>/", review_views.study_detail, name="study-detail"),
+    path("studies/<int:pk>/review/", review_views.review_create, name="review-create"),
+    path("media/<path:path>", study_views.media, name="media"),
+    path("api/", include("xrayweb.api.urls")),
+    path("admin/", admin.site.urls),
+]
