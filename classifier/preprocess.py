@@ -17,19 +17,19 @@ def to_gray_array(image: Image.Image | np.ndarray) -> np.ndarray:
             return np.clip(array / peak, 0.0, 1.0)
         return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
     array = np.asarray(image)
-    if array.ndim == 3:
-        if array.shape[-1] in (3, 4):
-            array = array[..., :3].astype(np.float32).mean(axis=-1)
-        elif array.shape[-1] == 1:
-            array = array[..., 0]
-        else:
-            raise ImageDecodeError(f"unsupported array shape {array.shape}")
-    if array.ndim != 2 or min(array.shape) < 1:
+    if array.ndim == 3 and array.shape[-1] in (1, 3, 4):
+        channels = array[..., :3]
+    elif array.ndim == 2:
+        channels = array[..., None]
+    else:
+        raise ImageDecodeError(f"unsupported array shape {array.shape}")
+    if min(array.shape[:2]) < 1:
         raise ImageDecodeError(f"unsupported array shape {array.shape}")
     if np.issubdtype(array.dtype, np.integer):
         info = np.iinfo(array.dtype)
-        return (array.astype(np.float32) - info.min) / float(info.max - info.min)
-    array = array.astype(np.float32)
+        scaled = (channels.astype(np.float32) - info.min) / float(info.max - info.min)
+        return scaled.mean(axis=-1)
+    array = channels.astype(np.float32).mean(axis=-1)
     if not np.isfinite(array).all():
         raise ImageDecodeError("image contains NaN or infinite values")
     low, high = float(array.min()), float(array.max())

@@ -1,0 +1,96 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from classifier import ImageDecodeError, load_bundle
+from classifier.preprocess import prepare_batch, to_gray_array
+
+
+@pytest.mark.parametrize(
+    ("image", "expected_max"),
+    [
+        (Image.new("L", (40, 30), 255), 1.0),
+        (Image.new("RGB", (40, 30), (255, 255, 255)), 1.0),
+        (np.full((30, 40), 65535, dtype=np.uint16), 1.0),
+        (np.full((30, 40, 3), 128, dtype=np.uint8), 128 / 255),
+        (np.linspace(-100, 300, 1200, dtype=np.float32).reshape(30, 40), 1.0),
+    ],
+)
+def test_any_image_kind_becomes_a_gray_array_in_unit_range(image, expected_max):
+    array = to_gray_array(image)
+    assert array.shape == (30, 40) and array.dtype == np.float32
+    assert array.min() >= 0.0 and np.isclose(array.max(), expected_max, atol=1e-3)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((3, 4, 5)), np.zeros((0, 5)), np.array([np.nan, 1.0])])
+def test_unusable_arrays_raise_image_decode_error(bad):
+    with pytest.raises(ImageDecodeError):
+        to_gray_array(bad)
+
+
+def test_prepare_batch_resizes_and_normalizes():
+    batch, shapes = prepare_batch([np.zeros((50, 70)), np.ones((20, 20))], 32,
+                                  [0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
+    assert batch.shape == (2, 3, 32, 32)
+    assert shapes == [(50, 70), (20, 20)]
+    assert torch.allclose(batch[0], torch.full_like(batch[0], -1.0))
+    assert torch.allclose(batch[1], torch.ones_like(batch[1]))
+
+
+def test_predict_returns_probabilities_members_and_heatmaps_at_input_size(tiny_bundle):
+    predictor = load_bundle(tiny_bundle, device="cpu", precision="fp32", batch_size=2)
+    rng = np.random.default_rng(0)
+    images = [rng.random((90, 70), dtype=np.float32), Image.new("L", (50, 60), 80),
+              rng.random((64, 64), dtype=np.float32)]
+    results = predictor.predict(images, cam_classes=["normal"])
+    assert len(results) == 3
+    assert predictor.classes == ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
+    for result, shape in zip(results, [(90, 70), (60, 50), (64, 64)], strict=True):
+        assert set(result.probabilities) == set(predictor.classes)
+        assert np.isclose(sum(result.probabilities.values()), 1.0, atol=1e-5)
+        assert result.label == max(result.probabilities, key=result.probabilities.get)
+        assert set(result.members) == {"mobilenet", "vgg"}
+        for heatmap in [*result.heatmaps.values(), result.fused_heatmap]:
+            assert heatmap.shape == shape and heatmap.dtype == np.float32
+            assert heatmap.min() >= 0.0 and heatmap.max() <= 1.0
+        assert set(result.class_heatmaps["normal"]) == {"mobilenet", "vgg", "fused"}
+
+
+def test_predict_without_cam_gives_the_same_probabilities(tiny_bundle):
+    predictor = load_bundle(tiny_bundle, device="cpu", precision="fp32")
+    image = np.random.default_rng(1).random((64, 64), dtype=np.float32)
+    with_cam = predictor.predict([image])[0]
+    without = predictor.predict([image], cam=False)[0]
+    assert without.heatmaps == {} and without.fused_heatmap is None
+    for name, value in with_cam.probabilities.items():
+        assert value == pytest.approx(without.probabilities[name], abs=1e-6)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def test_fast_gradcam_matches_pytorch_grad_cam_on_the_same_layer(tiny_bundle, sample_images):
+    predictor = load_bundle(tiny_bundle, device="cpu", precision="fp32")
+    images = [Image.open(p) for p in sample_images[:4]]
+    results = predictor.predict(images)
+    batch, _ = prepare_batch(images, predictor.meta.input_size, predictor.meta.mean,
+                             predictor.meta.std)
+    for member in predictor.members:
+        model = copy.deepcopy(member.model).to(memory_format=torch.contiguous_format)
+        model.requires_grad_(True)  # the library backpropagates through the whole network
+        layer = dict(model.named_modules())[member.cam_layer]
+        targets = [ClassifierOutputTarget(predictor.classes.index(r.label)) for r in results]
+        with GradCAM(model=model, target_layers=[layer]) as cam:
+            reference = cam(input_tensor=batch.clone(), targets=targets)
+        for result, ref, image in zip(results, reference, images, strict=True):
+            ours = torch.nn.functional.interpolate(
+                torch.from_numpy(result.heatmaps[member.name])[None, None],
+                size=ref.shape, mode="bilinear")[0, 0].numpy()
+            if ref.max() > 0:
+                assert _pearson(ours, ref) > 0.95, (member.name, image.filename)

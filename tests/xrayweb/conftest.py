@@ -1,0 +1,66 @@
+import io
+
+import factory
+import numpy as np
+import pytest
+from django.contrib.auth import get_user_model
+from PIL import Image
+
+from xrayweb.accounts.services import user_create_with_role
+from xrayweb.inference.services import model_version_register
+
+
+@pytest.fixture(autouse=True)
+def isolated_storage(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.MODEL_DIR = tmp_path / "models"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+
+    username = factory.Sequence(lambda n: f"user{n}")
+
+
+@pytest.fixture
+def make_user(db):
+    def make(role: str | None, username: str | None = None):
+        name = username or f"{role or 'norole'}-{UserFactory._meta.model.objects.count()}"
+        if role is None:
+            return UserFactory(username=name)
+        return user_create_with_role(username=name, password="pw-Test-12345", role=role)
+
+    return make
+
+
+@pytest.fixture
+def staff(make_user):
+    return make_user("staff")
+
+
+@pytest.fixture
+def radiologist(make_user):
+    return make_user("radiologist")
+
+
+@pytest.fixture
+def admin_user(make_user):
+    return make_user("admin")
+
+
+@pytest.fixture
+def active_version(db, tiny_bundle):
+    return model_version_register(bundle_path=tiny_bundle, name="tiny", activate=True)
+
+
+def png_bytes(width: int = 64, height: int = 48, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    out = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (height, width), dtype=np.uint8)).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def png():
+    return png_bytes
