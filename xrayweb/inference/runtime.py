@@ -31,20 +31,20 @@ class InferenceError(Exception):
 
 
 def predictor_for(version: ModelVersion):
-    from classifier import load_bundle  # torch is imported here, in the worker only
+    from classifier import bundle_sha256, load_bundle  # torch: in the worker only
 
     if version.sha256 not in _predictors:
         path = Path(version.bundle_path)
         if not path.is_file():
             raise InferenceError(f"model bundle for {version.name} is missing: {path}")
+        if bundle_sha256(path) != version.sha256:
+            raise InferenceError(f"bundle for {version.name} changed on disk (hash mismatch)")
         predictor = load_bundle(
             path,
             device=settings.INFERENCE_DEVICE,
             precision=settings.INFERENCE_PRECISION,
             batch_size=settings.INFERENCE_BATCH_SIZE,
         )
-        if predictor.sha256 != version.sha256:
-            raise InferenceError(f"bundle for {version.name} changed on disk (hash mismatch)")
         _predictors.clear()  # one model in memory per process
         _predictors[version.sha256] = predictor
     return _predictors[version.sha256]

@@ -1,0 +1,102 @@
+import io
+from pathlib import Path
+
+import pytest
+from django.core.files.storage import default_storage
+from django.core.management import call_command
+from PIL import Image
+
+from xrayweb.errors import ApplicationError
+from xrayweb.inference import runtime
+from xrayweb.inference.models import ModelVersion, Prediction
+from xrayweb.inference.services import (
+    model_version_activate,
+    model_version_ensure_default,
+    model_version_register,
+)
+from xrayweb.inference.tasks import predict_study
+from xrayweb.studies.models import Study
+from xrayweb.studies.services import study_create
+
+
+@pytest.fixture
+def study(staff, sample_images):
+    return study_create(user=staff, patient_id="P1", accession="A1",
+                        data=sample_images[0].read_bytes(), filename="x.jpg")
+
+
+def test_registering_a_bundle_is_idempotent_and_reads_classes_from_it(db, tiny_bundle):
+    first = model_version_register(bundle_path=tiny_bundle, name="v1")
+    again = model_version_register(bundle_path=tiny_bundle, name="other")
+    assert first.pk == again.pk
+    assert first.classes == ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
+    assert [m["arch"] for m in first.members] == ["mobilenet_v2", "vgg11_bn"]
+    assert not first.is_active
+
+
+def test_activating_a_version_deactivates_the_others_and_keeps_them(db, tiny_bundle, tmp_path):
+    copy = tmp_path / "copy.safetensors"
+    copy.write_bytes(tiny_bundle.read_bytes() + b" ")  # another hash, same metadata
+    one = model_version_register(bundle_path=tiny_bundle, name="one", activate=True)
+    two = model_version_register(bundle_path=copy, name="two", activate=True)
+    one.refresh_from_db()
+    assert two.is_active and not one.is_active
+    model_version_activate(version=one)
+    assert list(ModelVersion.objects.filter(is_active=True)) == [one]
+    assert ModelVersion.objects.count() == 2
+
+
+def test_ensure_default_registers_only_when_nothing_is_active(db, tiny_bundle):
+    version = model_version_ensure_default(bundle_path=tiny_bundle)
+    assert version.is_active
+    assert model_version_ensure_default(bundle_path=Path("/nonexistent")) == version
+    call_command("ensure_model", bundle=tiny_bundle)
+    assert ModelVersion.objects.count() == 1
+
+
+def test_registering_a_file_that_is_not_a_bundle_is_an_application_error(db, tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(ApplicationError, match="cannot register"):
+        model_version_register(bundle_path=bad)
+
+
+def test_prediction_run_stores_probabilities_heatmaps_and_provenance(active_version, study):
+    prediction = runtime.prediction_run(study_id=study.pk)
+    study.refresh_from_db()
+    assert study.status == Study.Status.DONE
+    assert prediction.model_version == active_version
+    assert prediction.bundle_sha256 == active_version.sha256
+    assert prediction.label in active_version.classes
+    assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert set(prediction.member_probabilities) == {"mobilenet", "vgg"}
+    assert prediction.cam_layers == {"mobilenet": "features.18", "vgg": "features.27"}
+    assert set(prediction.heatmaps) == {"fused", "mobilenet", "vgg"}
+    for path in prediction.heatmaps.values():
+        with default_storage.open(path) as fh:
+            overlay = Image.open(io.BytesIO(fh.read()))
+        assert overlay.format == "PNG"
+        assert overlay.size == (study.image_width, study.image_height)
+    assert prediction.duration_ms >= 0
+
+
+def test_a_failing_inference_marks_the_study_failed_with_the_reason(db, study):
+    # No active model version: inference cannot run.
+    with pytest.raises(runtime.InferenceError):
+        predict_study.run(study.pk)
+    study.refresh_from_db()
+    assert study.status == Study.Status.FAILED
+    assert "no active model version" in study.failure_reason
+    assert Prediction.objects.count() == 0
+
+
+def test_a_bundle_changed_on_disk_is_refused(db, tiny_bundle, tmp_path, study):
+    copy = tmp_path / "b.safetensors"
+    copy.write_bytes(tiny_bundle.read_bytes())
+    model_version_register(bundle_path=copy, activate=True)
+    copy.write_bytes(tiny_bundle.read_bytes() + b"tampered")
+    runtime._predictors.clear()
+    with pytest.raises(runtime.InferenceError, match="hash mismatch"):
+        predict_study.run(study.pk)
+    study.refresh_from_db()
+    assert study.status == Study.Status.FAILED
