@@ -64,3 +64,10 @@ def png_bytes(width: int = 64, height: int = 48, seed: int = 0) -> bytes:
 @pytest.fixture
 def png():
     return png_bytes
+
+
+@pytest.fixture
+def api_client():
+    from rest_framework.test import APIClient
+
+    return APIClient()

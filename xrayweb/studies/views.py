@@ -1,10 +1,13 @@
 import mimetypes
 
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.permissions import IsAuthenticated
 
 from xrayweb.accounts.decorators import role_required
 from xrayweb.accounts.roles import CAN_REVIEW, CAN_UPLOAD, user_has_any_role
@@ -53,7 +56,9 @@ def upload(request):
     return render(request, "studies/upload.html", {"studies": studies}, status=status)
 
 
-@require_GET
+@login_not_required  # authenticated below by DRF: a session (pages) or a token (API clients)
+@api_view(["GET"])
+@permission_classes([IsAuthenticated])
 def media(request, path: str):
     """Uploaded images and heatmaps, for logged-in users only, never sniffed as HTML."""
     if ".." in path.split("/") or not path.startswith(("studies/", "heatmaps/")):
