@@ -64,6 +64,8 @@ def load_bundle_members(
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise BundleError(f"member {spec.name!r} weights do not fit {spec.arch}: {exc}") from exc
+            raise BundleError(
+                f"member {spec.name!r} weights do not fit {spec.arch}: {exc}"
+            ) from exc
         members[spec.name] = model.to(device).eval()
     return meta, members

@@ -107,7 +107,9 @@ class Predictor:
         pred = Prediction(
             label=classes[int(predicted[i])],
             probabilities=as_dict(probs[i]),
-            members={m.name: as_dict(p[i]) for m, p in zip(self.members, member_probs)},
+            members={
+                m.name: as_dict(p[i]) for m, p in zip(self.members, member_probs, strict=True)
+            },
         )
         if maps:
             for k in range(1 + len(extra)):

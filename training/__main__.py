@@ -19,8 +19,10 @@ def format_report(report: dict) -> str:
     lines.append(f"{'class':<22}{'n':>5}{'sens':>8}{'spec':>8}{'ppv':>8}{'auc':>8}")
     fmt = lambda v: f"{v:8.3f}" if v is not None else f"{'-':>8}"  # noqa: E731
     for name, m in report["per_class"].items():
-        lines.append(f"{name:<22}{m['n']:>5}" + "".join(
-            fmt(m[k]) for k in ("sensitivity", "specificity", "ppv", "auc")))
+        lines.append(
+            f"{name:<22}{m['n']:>5}"
+            + "".join(fmt(m[k]) for k in ("sensitivity", "specificity", "ppv", "auc"))
+        )
     for source, sub in report.get("per_source", {}).items():
         lines.append(f"  source {source:<12} n={sub['n']:<5} accuracy={sub['accuracy']:.3f}")
     return "\n".join(lines)
@@ -33,8 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--manifest", type=Path, action="append", required=True)
     train.add_argument("--out", type=Path, required=True)
     train.add_argument("--arch", type=_csv, default=["mobilenet_v2", "vgg11_bn"])
-    train.add_argument("--epochs", type=lambda v: [int(x) for x in _csv(v)], default=[12],
-                       help="one value for all members or one per member")
+    train.add_argument(
+        "--epochs",
+        type=lambda v: [int(x) for x in _csv(v)],
+        default=[12],
+        help="one value for all members or one per member",
+    )
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--lr", type=float, default=2e-3)
     train.add_argument("--input-size", type=int, default=224)
@@ -53,10 +59,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             records = [r for m in args.manifest for r in read_manifest(m)]
             epochs = args.epochs * len(args.arch) if len(args.epochs) == 1 else args.epochs
-            cfg = TrainConfig(archs=args.arch, epochs=epochs, batch_size=args.batch_size,
-                              lr=args.lr, input_size=args.input_size, seed=args.seed,
-                              device=args.device, precision=args.precision, init=args.init,
-                              augment=not args.no_augment)
+            cfg = TrainConfig(
+                archs=args.arch,
+                epochs=epochs,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                input_size=args.input_size,
+                seed=args.seed,
+                device=args.device,
+                precision=args.precision,
+                init=args.init,
+                augment=not args.no_augment,
+            )
             sources = [{"manifest": str(m)} for m in args.manifest]
             meta = fit(records, args.out, cfg, data_sources=sources)
             print(format_report(meta.metrics["ensemble"]))

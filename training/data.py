@@ -49,7 +49,10 @@ def read_manifest(path: Path) -> list[Record]:
                 raise ManifestError(f"{path}:{line}: image not found: {file}")
             records.append(
                 Record(
-                    file, row["label"], row["patient_id"], row.get("source") or "",
+                    file,
+                    row["label"],
+                    row["patient_id"],
+                    row.get("source") or "",
                     row.get("view") or "",
                 )
             )

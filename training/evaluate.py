@@ -7,8 +7,9 @@ from training.data import Record, load_gray
 from training.metrics import report_with_sources
 
 
-def evaluate_bundle(bundle, records: list[Record], *, device=None, precision="auto",
-                    batch_size: int = 16) -> dict:
+def evaluate_bundle(
+    bundle, records: list[Record], *, device=None, precision="auto", batch_size: int = 16
+) -> dict:
     predictor = load_bundle(bundle, device=device, precision=precision, batch_size=batch_size)
     classes = predictor.classes
     unknown = {r.label for r in records} - set(classes)

@@ -52,7 +52,9 @@ def seed_everything(seed: int) -> None:
 
 
 def member_name(arch: str) -> str:
-    return "mobilenet" if arch.startswith("mobilenet") else "vgg" if arch.startswith("vgg") else arch
+    return (
+        "mobilenet" if arch.startswith("mobilenet") else "vgg" if arch.startswith("vgg") else arch
+    )
 
 
 def class_weights(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -93,32 +95,59 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, *, device, bf1
 
 
 def train_member(
-    arch: str, classes: list[str], train: XrayDataset, val: XrayDataset, epochs: int,
-    cfg: TrainConfig, *, device: torch.device, bf16: bool, progress: bool = True,
+    arch: str,
+    classes: list[str],
+    train: XrayDataset,
+    val: XrayDataset,
+    epochs: int,
+    cfg: TrainConfig,
+    *,
+    device: torch.device,
+    bf16: bool,
+    progress: bool = True,
 ) -> tuple[nn.Module, list[dict]]:
     """Train one member; keep the weights of the epoch with the best validation macro AUC."""
     model = build_member(arch, len(classes), init=cfg.init).to(device)
     model = model.to(memory_format=torch.channels_last)
-    loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train) > cfg.batch_size)
+    loader = DataLoader(
+        train, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train) > cfg.batch_size
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = max(1, epochs * len(loader))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=0.15
+    )
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(train.targets, len(classes)).to(device))
     best_auc, best_state, history = -math.inf, None, []
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        with tqdm(total=len(train), desc=f"{arch} {epoch}/{epochs}", disable=not progress,
-                  unit="img", leave=False) as bar:
-            loss = train_one_epoch(model, loader, optimizer, scheduler, loss_fn,
-                                   device=device, bf16=bf16, bar=bar)
+        with tqdm(
+            total=len(train),
+            desc=f"{arch} {epoch}/{epochs}",
+            disable=not progress,
+            unit="img",
+            leave=False,
+        ) as bar:
+            loss = train_one_epoch(
+                model, loader, optimizer, scheduler, loss_fn, device=device, bf16=bf16, bar=bar
+            )
         probs = predict_probs(model, val, device=device, bf16=bf16, batch_size=cfg.batch_size)
         report = classification_report(val.targets.numpy(), probs, classes)
         auc = report["macro_auc"] if report["macro_auc"] is not None else -loss
-        history.append({"epoch": epoch, "loss": round(loss, 4), "val_macro_auc": report["macro_auc"],
-                        "val_accuracy": report["accuracy"], "seconds": round(time.perf_counter() - start, 1)})
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": round(loss, 4),
+                "val_macro_auc": report["macro_auc"],
+                "val_accuracy": report["accuracy"],
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
         if progress:
-            tqdm.write(f"{arch} epoch {epoch}: loss {loss:.3f} val macro AUC {report['macro_auc']}"
-                       f" acc {report['accuracy']:.3f}")
+            tqdm.write(
+                f"{arch} epoch {epoch}: loss {loss:.3f} val macro AUC {report['macro_auc']}"
+                f" acc {report['accuracy']:.3f}"
+            )
         if auc > best_auc:
             best_auc, best_state = auc, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
@@ -134,8 +163,14 @@ def _counts(records: list[Record]) -> dict:
     }
 
 
-def fit(records: list[Record], out: Path, cfg: TrainConfig, *, progress: bool = True,
-        data_sources: list[dict] | None = None) -> BundleMetadata:
+def fit(
+    records: list[Record],
+    out: Path,
+    cfg: TrainConfig,
+    *,
+    progress: bool = True,
+    data_sources: list[dict] | None = None,
+) -> BundleMetadata:
     """Split by patient, train every member, evaluate the ensemble on the test split, save."""
     seed_everything(cfg.seed)
     labels = {r.label for r in records}
@@ -149,27 +184,45 @@ def fit(records: list[Record], out: Path, cfg: TrainConfig, *, progress: bool = 
     device = resolve_device(cfg.device)
     bf16 = use_bf16(device, cfg.precision)
     norm = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
-    data = {name: XrayDataset(rs, classes, size=cfg.input_size, augment=cfg.augment and name == "train", **norm)
-            for name, rs in splits.items() if rs}
+    data = {
+        name: XrayDataset(
+            rs, classes, size=cfg.input_size, augment=cfg.augment and name == "train", **norm
+        )
+        for name, rs in splits.items()
+        if rs
+    }
     eval_set = data.get("test", data["val"])
     members, specs, histories, member_test = {}, [], {}, []
     for arch, epochs in zip(cfg.archs, cfg.epochs, strict=True):
         name = member_name(arch)
         seed_everything(cfg.seed)
-        model, history = train_member(arch, classes, data["train"], data["val"], epochs, cfg,
-                                      device=device, bf16=bf16, progress=progress)
+        model, history = train_member(
+            arch,
+            classes,
+            data["train"],
+            data["val"],
+            epochs,
+            cfg,
+            device=device,
+            bf16=bf16,
+            progress=progress,
+        )
         members[name], histories[name] = model.cpu(), history
         specs.append(MemberSpec(name=name, arch=arch, head="pooled", weight=1.0))
         model.to(device)
-        member_test.append(predict_probs(model, eval_set, device=device, bf16=bf16, batch_size=cfg.batch_size))
+        member_test.append(
+            predict_probs(model, eval_set, device=device, bf16=bf16, batch_size=cfg.batch_size)
+        )
         model.cpu()
     probs = soft_vote([torch.from_numpy(p) for p in member_test], [s.weight for s in specs]).numpy()
     y = eval_set.targets.numpy()
     metrics = {
         "split": "test" if "test" in data else "val",
         "ensemble": report_with_sources(y, probs, classes, [r.source for r in eval_set.records]),
-        "members": {s.name: classification_report(y, p, classes)
-                    for s, p in zip(specs, member_test, strict=True)},
+        "members": {
+            s.name: classification_report(y, p, classes)
+            for s, p in zip(specs, member_test, strict=True)
+        },
     }
     meta = BundleMetadata(
         classes=classes,

@@ -8,9 +8,7 @@ def _ratio(num: float, den: float) -> float | None:
     return float(num / den) if den else None
 
 
-def classification_report(
-    y_true: np.ndarray, probs: np.ndarray, classes: list[str]
-) -> dict:
+def classification_report(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
     """Metrics for integer labels ``y_true`` and an NxC probability matrix."""
     y_true = np.asarray(y_true, dtype=int)
     y_pred = probs.argmax(axis=1)
@@ -50,8 +48,9 @@ def report_with_sources(
     report = classification_report(y_true, probs, classes)
     sources_arr = np.asarray(sources)
     report["per_source"] = {
-        source: classification_report(y_true[sources_arr == source], probs[sources_arr == source],
-                                      classes)
+        source: classification_report(
+            y_true[sources_arr == source], probs[sources_arr == source], classes
+        )
         for source in sorted(set(sources))
     }
     return report

@@ -9,7 +9,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xrayweb.settings")
 
 app = Celery("xrayweb")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = (Queue("default"), Queue("inference"))
+app.conf.task_queues = (
+    Queue("default", routing_key="default"),
+    Queue("inference", routing_key="inference"),
+)
 app.conf.task_default_queue = "default"
 app.conf.task_routes = {"xrayweb.inference.tasks.*": {"queue": "inference"}}
 app.autodiscover_tasks()

@@ -64,7 +64,9 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}")}
+# An empty DATABASE_URL counts as unset (compose files often pass empty variables through).
+DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}"
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web server and worker write to the same file: wait for locks instead of failing, and
     # take the write lock at BEGIN so two writers never deadlock on an upgrade.
@@ -110,7 +112,7 @@ INFERENCE_BATCH_SIZE = env.int("INFERENCE_BATCH_SIZE", default=8)
 # Celery: Redis when REDIS_URL is set, otherwise a broker that needs no server.
 REDIS_URL = env.str("REDIS_URL", default="")
 BROKER_DIR = Path(env.str("BROKER_DIR", default=str(DATA_DIR / "broker")))
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),

@@ -12,8 +12,12 @@ CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
 
 @pytest.mark.parametrize(
     ("arch", "layer"),
-    [("mobilenet_v2", "features.18"), ("mobilenet_v3_small", "features.12"),
-     ("vgg11_bn", "features.27"), ("vgg16", "features.29")],
+    [
+        ("mobilenet_v2", "features.18"),
+        ("mobilenet_v3_small", "features.12"),
+        ("vgg11_bn", "features.27"),
+        ("vgg16", "features.29"),
+    ],
 )
 def test_body_then_head_equals_the_whole_network(arch, layer):
     torch.manual_seed(0)
@@ -53,8 +57,11 @@ def test_init_from_a_weights_enum_never_downloads(tmp_path, monkeypatch):
 def test_bundle_round_trip_keeps_metadata_and_weights(tmp_path):
     torch.manual_seed(0)
     meta = BundleMetadata(
-        classes=CLASSES, members=[MemberSpec("m", "mobilenet_v3_small", weight=2.0)],
-        input_size=64, metrics={"accuracy": 0.5}, training={"seed": 0},
+        classes=CLASSES,
+        members=[MemberSpec("m", "mobilenet_v3_small", weight=2.0)],
+        input_size=64,
+        metrics={"accuracy": 0.5},
+        training={"seed": 0},
     )
     model = build_member("mobilenet_v3_small", 4)
     sha = save_bundle(tmp_path / "b.safetensors", {"m": model}, meta)

@@ -34,8 +34,9 @@ def test_unusable_arrays_raise_image_decode_error(bad):
 
 
 def test_prepare_batch_resizes_and_normalizes():
-    batch, shapes = prepare_batch([np.zeros((50, 70)), np.ones((20, 20))], 32,
-                                  [0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
+    batch, shapes = prepare_batch(
+        [np.zeros((50, 70)), np.ones((20, 20))], 32, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
+    )
     assert batch.shape == (2, 3, 32, 32)
     assert shapes == [(50, 70), (20, 20)]
     assert torch.allclose(batch[0], torch.full_like(batch[0], -1.0))
@@ -45,8 +46,11 @@ def test_prepare_batch_resizes_and_normalizes():
 def test_predict_returns_probabilities_members_and_heatmaps_at_input_size(tiny_bundle):
     predictor = load_bundle(tiny_bundle, device="cpu", precision="fp32", batch_size=2)
     rng = np.random.default_rng(0)
-    images = [rng.random((90, 70), dtype=np.float32), Image.new("L", (50, 60), 80),
-              rng.random((64, 64), dtype=np.float32)]
+    images = [
+        rng.random((90, 70), dtype=np.float32),
+        Image.new("L", (50, 60), 80),
+        rng.random((64, 64), dtype=np.float32),
+    ]
     results = predictor.predict(images, cam_classes=["normal"])
     assert len(results) == 3
     assert predictor.classes == ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
@@ -79,8 +83,9 @@ def test_fast_gradcam_matches_pytorch_grad_cam_on_the_same_layer(tiny_bundle, sa
     predictor = load_bundle(tiny_bundle, device="cpu", precision="fp32")
     images = [Image.open(p) for p in sample_images[:4]]
     results = predictor.predict(images)
-    batch, _ = prepare_batch(images, predictor.meta.input_size, predictor.meta.mean,
-                             predictor.meta.std)
+    batch, _ = prepare_batch(
+        images, predictor.meta.input_size, predictor.meta.mean, predictor.meta.std
+    )
     for member in predictor.members:
         model = copy.deepcopy(member.model).to(memory_format=torch.contiguous_format)
         model.requires_grad_(True)  # the library backpropagates through the whole network
@@ -91,6 +96,8 @@ def test_fast_gradcam_matches_pytorch_grad_cam_on_the_same_layer(tiny_bundle, sa
         for result, ref, image in zip(results, reference, images, strict=True):
             ours = torch.nn.functional.interpolate(
                 torch.from_numpy(result.heatmaps[member.name])[None, None],
-                size=ref.shape, mode="bilinear")[0, 0].numpy()
+                size=ref.shape,
+                mode="bilinear",
+            )[0, 0].numpy()
             if ref.max() > 0:
                 assert _pearson(ours, ref) > 0.95, (member.name, image.filename)

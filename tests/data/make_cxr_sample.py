@@ -33,16 +33,22 @@ def main(src: Path, out: Path) -> None:
     manifest = src / "manifest.csv"
     rows = {str(src / r["file"]): r for r in csv.DictReader(manifest.open())}
     records = read_manifest(manifest)
-    split_of = {r.patient_id: name for name, rs in split_by_patient(records, seed=0).items()
-                for r in rs}
+    split_of = {
+        r.patient_id: name for name, rs in split_by_patient(records, seed=0).items() for r in rs
+    }
     rank = {"test": 0, "val": 1, "train": 2}
     rng = random.Random(0)
     (out / "images").mkdir(parents=True, exist_ok=True)
     chosen = []
     for label, quotas in QUOTA.items():
         for source, count in quotas:
-            pool = [r for r in records if r.label == label and r.source == source
-                    and redistributable(rows[str(r.path)]["licence"])]
+            pool = [
+                r
+                for r in records
+                if r.label == label
+                and r.source == source
+                and redistributable(rows[str(r.path)]["licence"])
+            ]
             rng.shuffle(pool)
             pool.sort(key=lambda r: rank[split_of[r.patient_id]])
             seen: set[str] = set()
@@ -54,15 +60,26 @@ def main(src: Path, out: Path) -> None:
                     chosen.append(record)
     with (out / "manifest.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["file", "label", "patient_id", "source", "view", "split", "licence",
-                         "original_file"])
+        writer.writerow(
+            ["file", "label", "patient_id", "source", "view", "split", "licence", "original_file"]
+        )
         for record in chosen:
             row = rows[str(record.path)]
             name = f"images/{record.path.stem}.jpg"
             with Image.open(record.path) as img:
                 img.convert("L").save(out / name, quality=85, optimize=True)
-            writer.writerow([name, record.label, record.patient_id, record.source, record.view,
-                             split_of[record.patient_id], row["licence"], row["original_file"]])
+            writer.writerow(
+                [
+                    name,
+                    record.label,
+                    record.patient_id,
+                    record.source,
+                    record.view,
+                    split_of[record.patient_id],
+                    row["licence"],
+                    row["original_file"],
+                ]
+            )
     print(f"wrote {len(chosen)} images to {out}")
 
 

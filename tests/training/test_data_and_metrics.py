@@ -9,8 +9,12 @@ from training.metrics import classification_report, report_with_sources
 def test_the_sample_manifest_reads_with_sources():
     records = read_manifest(SAMPLE_MANIFEST)
     assert len(records) == 119
-    assert {r.label for r in records} == {"covid19", "bacterial_pneumonia", "viral_pneumonia",
-                                          "normal"}
+    assert {r.label for r in records} == {
+        "covid19",
+        "bacterial_pneumonia",
+        "viral_pneumonia",
+        "normal",
+    }
     assert all(r.path.is_file() for r in records)
     assert {r.source for r in records} == {"ieee8023", "kermany", "nih"}
 
@@ -32,8 +36,10 @@ def test_bad_manifests_raise_clear_errors(tmp_path, content, message):
 
 
 def test_patient_split_never_puts_a_patient_in_two_splits_and_is_seeded():
-    records = [Record(path=None, label=label, patient_id=f"p{i // 3}")
-               for i, label in enumerate(["normal", "covid19", "normal"] * 100)]
+    records = [
+        Record(path=None, label=label, patient_id=f"p{i // 3}")
+        for i, label in enumerate(["normal", "covid19", "normal"] * 100)
+    ]
     splits = split_by_patient(records, seed=3)
     patients = {name: {r.patient_id for r in rs} for name, rs in splits.items()}
     assert not patients["train"] & patients["val"]

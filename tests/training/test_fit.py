@@ -9,8 +9,13 @@ from training.loop import TrainConfig, fit
 
 def test_fit_trains_every_member_and_stores_test_metrics_in_the_bundle(tmp_path):
     records = read_manifest(SAMPLE_MANIFEST)
-    config = TrainConfig(archs=["mobilenet_v3_small", "vgg11_bn"], epochs=[1, 1], input_size=32,
-                         batch_size=16, device="cpu")
+    config = TrainConfig(
+        archs=["mobilenet_v3_small", "vgg11_bn"],
+        epochs=[1, 1],
+        input_size=32,
+        batch_size=16,
+        device="cpu",
+    )
     meta = fit(records, tmp_path / "b.safetensors", config, progress=False)
     stored = read_metadata(tmp_path / "b.safetensors")
     assert stored == meta
@@ -27,8 +32,19 @@ def test_fit_trains_every_member_and_stores_test_metrics_in_the_bundle(tmp_path)
 
 def test_cli_evaluate_writes_a_json_report(tiny_bundle, tmp_path, capsys):
     out = tmp_path / "report.json"
-    code = main(["evaluate", "--bundle", str(tiny_bundle), "--manifest", str(SAMPLE_MANIFEST),
-                 "--json", str(out), "--device", "cpu"])
+    code = main(
+        [
+            "evaluate",
+            "--bundle",
+            str(tiny_bundle),
+            "--manifest",
+            str(SAMPLE_MANIFEST),
+            "--json",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     report = json.loads(out.read_text())
     assert report["n"] == 119

@@ -6,16 +6,21 @@ from xrayweb.studies.models import Study
 
 
 def _upload(api_client, data: bytes, name: str = "x.png", **fields):
-    body = {"image": SimpleUploadedFile(name, data), "patient_id": "P1", "accession": "A1",
-            **fields}
+    body = {
+        "image": SimpleUploadedFile(name, data),
+        "patient_id": "P1",
+        "accession": "A1",
+        **fields,
+    }
     return api_client.post("/api/studies/", body, format="multipart")
 
 
-def test_token_auth_then_upload_then_read_then_review(api_client, staff, radiologist,
-                                                      active_version, sample_images):
-    response = api_client.post("/api/auth/token/",
-                               {"username": staff.username, "password": "pw-Test-12345"},
-                               format="json")
+def test_token_auth_then_upload_then_read_then_review(
+    api_client, staff, radiologist, active_version, sample_images
+):
+    response = api_client.post(
+        "/api/auth/token/", {"username": staff.username, "password": "pw-Test-12345"}, format="json"
+    )
     assert response.status_code == 200
     api_client.credentials(HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
     created = _upload(api_client, sample_images[0].read_bytes(), "cxr.jpg")
@@ -36,8 +41,11 @@ def test_token_auth_then_upload_then_read_then_review(api_client, staff, radiolo
 
     api_client.credentials()
     api_client.force_authenticate(radiologist)
-    review = api_client.post(f"/api/studies/{study_id}/reviews/",
-                             {"label": "normal", "comment": "no consolidation"}, format="json")
+    review = api_client.post(
+        f"/api/studies/{study_id}/reviews/",
+        {"label": "normal", "comment": "no consolidation"},
+        format="json",
+    )
     assert review.status_code == 201
     assert review.json()["reviewer"] == radiologist.username
     detail = api_client.get(f"/api/studies/{study_id}/").json()
@@ -46,8 +54,9 @@ def test_token_auth_then_upload_then_read_then_review(api_client, staff, radiolo
 
 
 def test_wrong_password_gets_a_json_detail(api_client, staff):
-    response = api_client.post("/api/auth/token/", {"username": staff.username,
-                                                    "password": "wrong"}, format="json")
+    response = api_client.post(
+        "/api/auth/token/", {"username": staff.username, "password": "wrong"}, format="json"
+    )
     assert response.status_code == 400
     assert "Unable to log in" in response.json()["detail"]
 
@@ -90,8 +99,7 @@ def test_review_of_an_unknown_label_is_a_400(api_client, radiologist, active_ver
 
     study = study_create(user=staff, patient_id="P", accession="A", data=png())
     api_client.force_authenticate(radiologist)
-    response = api_client.post(f"/api/studies/{study.pk}/reviews/", {"label": "flu"},
-                               format="json")
+    response = api_client.post(f"/api/studies/{study.pk}/reviews/", {"label": "flu"}, format="json")
     assert response.status_code == 400
     assert "Unknown label" in response.json()["detail"]
 

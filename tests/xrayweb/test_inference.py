@@ -21,8 +21,13 @@ from xrayweb.studies.services import study_create
 
 @pytest.fixture
 def study(staff, sample_images):
-    return study_create(user=staff, patient_id="P1", accession="A1",
-                        data=sample_images[0].read_bytes(), filename="x.jpg")
+    return study_create(
+        user=staff,
+        patient_id="P1",
+        accession="A1",
+        data=sample_images[0].read_bytes(),
+        filename="x.jpg",
+    )
 
 
 def test_registering_a_bundle_is_idempotent_and_reads_classes_from_it(db, tiny_bundle):

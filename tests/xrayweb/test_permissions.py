@@ -33,8 +33,9 @@ def test_anonymous_users_cannot_fetch_media(client, study):
     ("role", "upload_status", "review_status"),
     [("staff", 200, 403), ("radiologist", 403, 302), ("admin", 200, 403)],
 )
-def test_page_permissions_by_role(client, make_user, study, active_version, role,
-                                  upload_status, review_status):
+def test_page_permissions_by_role(
+    client, make_user, study, active_version, role, upload_status, review_status
+):
     client.force_login(make_user(role))
     assert client.get("/upload/").status_code == upload_status
     assert client.get("/worklist/").status_code == 200
@@ -48,16 +49,18 @@ def test_page_permissions_by_role(client, make_user, study, active_version, role
     ("role", "create_status", "review_status"),
     [("staff", 201, 403), ("radiologist", 403, 201), ("admin", 201, 403)],
 )
-def test_api_permissions_by_role(api_client, make_user, study, active_version, png, role,
-                                 create_status, review_status):
+def test_api_permissions_by_role(
+    api_client, make_user, study, active_version, png, role, create_status, review_status
+):
     api_client.force_authenticate(make_user(role))
     upload = {"image": _file(png()), "patient_id": "P2", "accession": "A2"}
     assert api_client.post("/api/studies/", upload, format="multipart").status_code == (
         create_status
     )
     assert api_client.get(f"/api/studies/{study.pk}/").status_code == 200
-    response = api_client.post(f"/api/studies/{study.pk}/reviews/", {"label": "normal"},
-                               format="json")
+    response = api_client.post(
+        f"/api/studies/{study.pk}/reviews/", {"label": "normal"}, format="json"
+    )
     assert response.status_code == review_status
     if review_status == 403:
         assert response.json()["detail"] == "Only radiologists may review studies."

@@ -9,8 +9,9 @@ from xrayweb.studies.services import study_create
 
 @pytest.fixture
 def predicted_study(active_version, staff, sample_images):
-    study = study_create(user=staff, patient_id="P1", accession="A1",
-                         data=sample_images[0].read_bytes())
+    study = study_create(
+        user=staff, patient_id="P1", accession="A1", data=sample_images[0].read_bytes()
+    )
     prediction = runtime.prediction_run(study_id=study.pk)
     return study, prediction
 
@@ -55,8 +56,9 @@ def test_review_page_shows_xray_overlay_probabilities_and_history(
 ):
     study, prediction = predicted_study
     client.force_login(radiologist)
-    response = client.post(f"/studies/{study.pk}/review/",
-                           {"label": prediction.label, "comment": "agree"}, follow=True)
+    response = client.post(
+        f"/studies/{study.pk}/review/", {"label": prediction.label, "comment": "agree"}, follow=True
+    )
     assert response.status_code == 200
     html = response.content.decode()
     assert f"/media/{study.image.name}" in html
@@ -67,12 +69,14 @@ def test_review_page_shows_xray_overlay_probabilities_and_history(
     assert "agree" in html and "confirmed model" in html
 
 
-def test_worklist_lists_unreviewed_studies_first(client, predicted_study, radiologist, staff,
-                                                 sample_images):
+def test_worklist_lists_unreviewed_studies_first(
+    client, predicted_study, radiologist, staff, sample_images
+):
     reviewed, prediction = predicted_study
     review_submit(study=reviewed, reviewer=radiologist, label=prediction.label)
-    fresh = study_create(user=staff, patient_id="P2", accession="A2",
-                         data=sample_images[1].read_bytes())
+    fresh = study_create(
+        user=staff, patient_id="P2", accession="A2", data=sample_images[1].read_bytes()
+    )
     client.force_login(radiologist)
     html = client.get("/worklist/").content.decode()
     assert html.index(f'data-study-id="{fresh.pk}"') < html.index(f'data-study-id="{reviewed.pk}"')

@@ -18,8 +18,9 @@ def test_a_valid_png_becomes_a_queued_study_and_enqueues_inference(
 ):
     delay = mocker.patch("xrayweb.inference.tasks.predict_study.delay")
     with django_capture_on_commit_callbacks(execute=True):
-        study = study_create(user=staff, patient_id="P1", accession="A1", data=png(),
-                             filename="cxr.png")
+        study = study_create(
+            user=staff, patient_id="P1", accession="A1", data=png(), filename="cxr.png"
+        )
     study.refresh_from_db()
     assert study.status == Study.Status.QUEUED
     assert (study.image_width, study.image_height, study.image_format) == (64, 48, "PNG")
@@ -76,12 +77,16 @@ def test_missing_or_overlong_identifiers_are_refused(staff, png, patient, access
 def test_upload_page_takes_several_files_and_reports_each_bad_one(client, staff, png, settings):
     client.force_login(staff)
     files = [
-        io.BytesIO(png(seed=1)), io.BytesIO(b"hello"), io.BytesIO(png(seed=2)), io.BytesIO(b""),
+        io.BytesIO(png(seed=1)),
+        io.BytesIO(b"hello"),
+        io.BytesIO(png(seed=2)),
+        io.BytesIO(b""),
     ]
     for f, name in zip(files, ["a.png", "b.png", "c.png", "d.png"], strict=True):
         f.name = name
-    response = client.post("/upload/", {"patient_id": "P9", "accession": "ACC9",
-                                        "images": files}, follow=True)
+    response = client.post(
+        "/upload/", {"patient_id": "P9", "accession": "ACC9", "images": files}, follow=True
+    )
     assert response.status_code == 200
     text = response.content.decode()
     assert "2 image(s) queued" in text

@@ -23,8 +23,15 @@ class ReviewSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Review
-        fields = ["id", "label", "comment", "reviewer", "created_at", "agrees_with_model",
-                  "replaces"]
+        fields = [
+            "id",
+            "label",
+            "comment",
+            "reviewer",
+            "created_at",
+            "agrees_with_model",
+            "replaces",
+        ]
 
 
 class PredictionSerializer(serializers.ModelSerializer):
@@ -33,8 +40,17 @@ class PredictionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Prediction
-        fields = ["label", "probabilities", "member_probabilities", "model_version",
-                  "bundle_sha256", "heatmaps", "cam_layers", "duration_ms", "created_at"]
+        fields = [
+            "label",
+            "probabilities",
+            "member_probabilities",
+            "model_version",
+            "bundle_sha256",
+            "heatmaps",
+            "cam_layers",
+            "duration_ms",
+            "created_at",
+        ]
 
     def get_heatmaps(self, obj: Prediction) -> dict[str, str]:
         request = self.context.get("request")
@@ -50,9 +66,20 @@ class StudySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Study
-        fields = ["id", "status", "failure_reason", "patient_id", "accession", "created_at",
-                  "uploaded_by", "image_width", "image_height", "prediction", "current_label",
-                  "reviews"]
+        fields = [
+            "id",
+            "status",
+            "failure_reason",
+            "patient_id",
+            "accession",
+            "created_at",
+            "uploaded_by",
+            "image_width",
+            "image_height",
+            "prediction",
+            "current_label",
+            "reviews",
+        ]
 
     def get_prediction(self, obj: Study) -> dict | None:
         prediction = next(iter(obj.predictions.all()), None)

@@ -54,6 +54,9 @@ class Prediction(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"{self.label} for study {self.study_id} by {self.model_version_id}"
+
     @property
     def confidence(self) -> float:
         return float(self.probabilities.get(self.label, 0.0))

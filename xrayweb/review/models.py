@@ -37,6 +37,9 @@ class Review(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
 
+    def __str__(self) -> str:
+        return f"{self.label} for study {self.study_id} by {self.reviewer_id}"
+
     def save(self, *args, **kwargs):
         if self.pk is not None:
             raise AppendOnlyError("reviews cannot be updated")

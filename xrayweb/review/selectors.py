@@ -15,8 +15,6 @@ def study_with_details(*, qs: QuerySet[Study] | None = None) -> QuerySet[Study]:
 
 def worklist(*, unreviewed_first: bool = True) -> QuerySet[Study]:
     """Studies for radiologists: unreviewed finished studies first, newest first."""
-    qs = study_with_details().annotate(
-        reviewed=Exists(Review.objects.filter(study=OuterRef("pk")))
-    )
+    qs = study_with_details().annotate(reviewed=Exists(Review.objects.filter(study=OuterRef("pk"))))
     order = ["reviewed", "-created_at", "-id"] if unreviewed_first else ["-created_at", "-id"]
     return qs.order_by(*order)

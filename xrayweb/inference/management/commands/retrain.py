@@ -19,10 +19,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--manifest", type=Path, action="append", default=[])
-        parser.add_argument("--no-reviews", action="store_true",
-                            help="do not train on radiologist-confirmed labels")
-        parser.add_argument("--activate", action="store_true",
-                            help="make the new version the one the worker uses")
+        parser.add_argument(
+            "--no-reviews", action="store_true", help="do not train on radiologist-confirmed labels"
+        )
+        parser.add_argument(
+            "--activate", action="store_true", help="make the new version the one the worker uses"
+        )
         parser.add_argument("--user", help="admin account recorded as having run the training")
         parser.add_argument("--name", default="")
         parser.add_argument("--arch", type=_csv, default=["mobilenet_v2", "vgg11_bn"])
@@ -34,7 +36,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         from training.loop import TrainConfig  # torch: only when the command actually runs
-
         from xrayweb.inference.retraining import model_retrain
 
         user = None
@@ -66,6 +67,5 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Registered {version.name} ({version.sha256[:12]}): "
             f"{version.metrics.get('split')} accuracy={metrics.get('accuracy')} "
-            f"macro_auc={metrics.get('macro_auc')}"
-            + (" [active]" if version.is_active else "")
+            f"macro_auc={metrics.get('macro_auc')}" + (" [active]" if version.is_active else "")
         )

@@ -1,0 +1,82 @@
+"""The import boundaries the architecture depends on, checked in fresh interpreters."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Modules only a worker or the retrain command imports; everything else is the web process.
+WORKER_ONLY = {"xrayweb.inference.runtime", "xrayweb.inference.retraining"}
+
+
+def _run(code: str, env_extra: dict | None = None, tmp_path: Path | None = None) -> None:
+    import os
+
+    env = os.environ | (env_extra or {})
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_web_process_serves_pages_and_api_without_importing_torch(tmp_path):
+    code = f"""
+import os, pkgutil, importlib, io, sys
+os.environ["DJANGO_SETTINGS_MODULE"] = "xrayweb.settings"
+import django
+django.setup()
+import xrayweb
+for mod in pkgutil.walk_packages(xrayweb.__path__, "xrayweb."):
+    if mod.name not in {sorted(WORKER_ONLY)!r} and ".migrations" not in mod.name:
+        importlib.import_module(mod.name)
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+call_command("demo_users", password="pw-Test-12345", stdout=io.StringIO())
+from django.test import Client
+from PIL import Image
+client = Client()
+login = {{"username": "staff", "password": "pw-Test-12345"}}
+assert client.post("/accounts/login/", login).status_code == 302
+buf = io.BytesIO(); Image.new("L", (64, 64), 90).save(buf, "PNG"); buf.seek(0); buf.name = "x.png"
+r = client.post("/upload/", {{"patient_id": "P", "accession": "A", "images": [buf]}}, follow=True)
+assert "1 image(s) queued" in r.content.decode(), r.content
+for url in ["/upload/", "/worklist/", "/studies/1/", "/api/studies/", "/api/studies/1/"]:
+    assert client.get(url).status_code == 200, url
+loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", "torchvision")))
+assert not loaded, loaded[:5]
+"""
+    _run(code, {"XRAYWEB_DATA_DIR": str(tmp_path), "DATABASE_URL": "", "REDIS_URL": ""})
+
+
+def test_classifier_and_training_never_import_django():
+    code = """
+import importlib, pkgutil, sys
+import classifier, training
+for package in (classifier, training):
+    for mod in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        importlib.import_module(mod.name)
+import classifier.predictor, training.loop
+assert "torch" in sys.modules
+assert not [m for m in sys.modules if m == "django" or m.startswith("django.")]
+"""
+    _run(code)
+    for package in ("classifier", "training"):
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""]
+                assert not [n for n in names if n.split(".")[0] in {"django", "xrayweb"}], path
+
+
+def test_reading_bundle_metadata_does_not_import_torch(tiny_bundle):
+    _run(f"""
+import sys, classifier
+meta = classifier.read_metadata({str(tiny_bundle)!r})
+assert meta.classes[0] == "covid19"
+assert "torch" not in sys.modules
+""")

@@ -1,0 +1,140 @@
+"""Upload a real sample X-ray through the API; a real Celery worker process predicts it."""
+
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
+
+from classifier import DEFAULT_BUNDLE
+from xrayweb.celery import app as celery_app
+from xrayweb.inference.services import model_version_register
+from xrayweb.studies.models import Study
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def worker(settings, tmp_path):
+    """A real `celery worker` process sharing this test's database, media and broker folder."""
+    broker = tmp_path / "broker"
+    options = {
+        key: str(broker / folder)
+        for key, folder in [
+            ("data_folder_in", "queue"),
+            ("data_folder_out", "queue"),
+            ("control_folder", "control"),
+        ]
+    }
+    for folder in options.values():
+        Path(folder).mkdir(parents=True, exist_ok=True)  # in and out share one folder
+    # The app reads Django settings with the CELERY_ namespace, so override those keys.
+    old = (celery_app.conf.CELERY_BROKER_URL, celery_app.conf.CELERY_BROKER_TRANSPORT_OPTIONS)
+    celery_app.conf.CELERY_BROKER_URL = "filesystem://"
+    celery_app.conf.CELERY_BROKER_TRANSPORT_OPTIONS = options
+    _reset_producers()
+    env = os.environ | {
+        "DATABASE_URL": f"sqlite:///{django_settings.DATABASES['default']['NAME']}",
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "BROKER_DIR": str(broker),
+        "CELERY_BROKER_URL": "filesystem://",
+        "REDIS_URL": "",
+        "XRAYWEB_DATA_DIR": str(tmp_path / "worker-data"),
+    }
+    log = (tmp_path / "worker.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "xrayweb",
+            "worker",
+            "-Q",
+            "inference,default",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    yield proc, tmp_path / "worker.log"
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+    celery_app.conf.CELERY_BROKER_URL, celery_app.conf.CELERY_BROKER_TRANSPORT_OPTIONS = old
+    _reset_producers()
+
+
+def _reset_producers() -> None:
+    # Publishing connections are created lazily from the app's config; dropping the cached
+    # pools makes the next .delay() use the broker settings set above.
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
+def _wait_for(study_id: int, timeout: float = 240.0) -> Study:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        study = Study.objects.get(pk=study_id)
+        if study.status in (Study.Status.DONE, Study.Status.FAILED):
+            return study
+        time.sleep(0.5)
+    raise AssertionError(f"study {study_id} still {study.status} after {timeout}s")
+
+
+def test_upload_through_the_api_is_predicted_by_a_real_worker(
+    worker, api_client, staff, sample_images
+):
+    version = model_version_register(bundle_path=DEFAULT_BUNDLE, activate=True)
+    image_path = sample_images[0]
+    api_client.force_authenticate(staff)
+    response = api_client.post(
+        "/api/studies/",
+        {
+            "image": SimpleUploadedFile(image_path.name, image_path.read_bytes()),
+            "patient_id": "E2E-1",
+            "accession": "ACC-E2E-1",
+        },
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+
+    study = _wait_for(response.json()["id"])
+    proc, log = worker
+    assert study.status == Study.Status.DONE, (study.failure_reason, log.read_text()[-3000:])
+    prediction = study.predictions.get()
+    assert prediction.model_version == version
+    assert prediction.bundle_sha256 == version.sha256
+    assert prediction.label in version.classes
+    assert abs(sum(prediction.probabilities.values()) - 1.0) < 1e-4
+    assert set(prediction.member_probabilities) == {m["name"] for m in version.members}
+    assert prediction.duration_ms > 0
+    for path in prediction.heatmaps.values():
+        with default_storage.open(path) as fh:
+            overlay = Image.open(io.BytesIO(fh.read()))
+            overlay.load()
+        assert overlay.size == (study.image_width, study.image_height)
+
+    body = api_client.get(f"/api/studies/{study.pk}/").json()
+    assert body["status"] == "done"
+    assert body["prediction"]["label"] == prediction.label
+    assert proc.poll() is None  # the worker is still serving
