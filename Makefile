@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEMO_PASSWORD ?= xrayweb-demo
 
 .PHONY: run test install lint worker web clean
@@ -16,6 +18,11 @@ $(STAMP): pyproject.toml
 	# uv resolves torch and torchvision as a matched pair from the registry.
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
+
+# Browser tests drive Debian's Chromium through Playwright (no browser download).
+$(CHROMIUM):
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium
 
 install: $(STAMP)
 
@@ -28,7 +35,7 @@ run: $(STAMP)
 	$(BIN)/celery -A xrayweb worker -Q inference,default --concurrency 1 --loglevel INFO & \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest

@@ -7,6 +7,33 @@ SAMPLE_MANIFEST = SAMPLE_DIR / "manifest.csv"
 CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
 
 
+def use_filesystem_broker(folder: Path) -> None:
+    """Point this process's Celery publisher at a broker folder of the test's own."""
+    from xrayweb.celery import app
+
+    options = {
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "control_folder": str(folder / "control"),
+    }
+    for path in options.values():
+        Path(path).mkdir(parents=True, exist_ok=True)
+    # The app reads Django settings with the CELERY_ namespace, so override those keys, then
+    # drop the cached publishing pools so the next .delay() uses them.
+    app.conf.CELERY_BROKER_URL = "filesystem://"
+    app.conf.CELERY_BROKER_TRANSPORT_OPTIONS = options
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_broker(tmp_path_factory) -> Path:
+    """Tasks enqueued by tests never reach the developer's own broker folder or Redis."""
+    folder = tmp_path_factory.mktemp("broker")
+    use_filesystem_broker(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
     """A MobileNetV2 + VGG11-BN bundle with random weights at 64 px: fast on any CPU."""

@@ -14,7 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
 from classifier import DEFAULT_BUNDLE
-from xrayweb.celery import app as celery_app
+from tests.conftest import use_filesystem_broker
 from xrayweb.inference.services import model_version_register
 from xrayweb.studies.models import Study
 
@@ -23,24 +23,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def worker(settings, tmp_path):
+def worker(settings, tmp_path, test_broker):
     """A real `celery worker` process sharing this test's database, media and broker folder."""
     broker = tmp_path / "broker"
-    options = {
-        key: str(broker / folder)
-        for key, folder in [
-            ("data_folder_in", "queue"),
-            ("data_folder_out", "queue"),
-            ("control_folder", "control"),
-        ]
-    }
-    for folder in options.values():
-        Path(folder).mkdir(parents=True, exist_ok=True)  # in and out share one folder
-    # The app reads Django settings with the CELERY_ namespace, so override those keys.
-    old = (celery_app.conf.CELERY_BROKER_URL, celery_app.conf.CELERY_BROKER_TRANSPORT_OPTIONS)
-    celery_app.conf.CELERY_BROKER_URL = "filesystem://"
-    celery_app.conf.CELERY_BROKER_TRANSPORT_OPTIONS = options
-    _reset_producers()
+    use_filesystem_broker(broker)
     env = os.environ | {
         "DATABASE_URL": f"sqlite:///{django_settings.DATABASES['default']['NAME']}",
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
@@ -80,15 +66,7 @@ def worker(settings, tmp_path):
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
-    celery_app.conf.CELERY_BROKER_URL, celery_app.conf.CELERY_BROKER_TRANSPORT_OPTIONS = old
-    _reset_producers()
-
-
-def _reset_producers() -> None:
-    # Publishing connections are created lazily from the app's config; dropping the cached
-    # pools makes the next .delay() use the broker settings set above.
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
+    use_filesystem_broker(test_broker)
 
 
 def _wait_for(study_id: int, timeout: float = 240.0) -> Study:

@@ -1,0 +1,78 @@
+"""The skeleton's flows in real Chromium: upload with live status, then review with overlay."""
+
+import os
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.xrayweb.conftest import UserFactory  # noqa: F401  (registers the factory)
+from xrayweb.accounts.services import user_create_with_role
+from xrayweb.inference import runtime
+from xrayweb.inference.services import model_version_register
+from xrayweb.studies.models import Study
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+# Playwright's sync API runs an event loop in this thread; Django's ORM calls are still sync.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def _login(page, live_server, username):
+    page.goto(f"{live_server.url}/")
+    expect(page).to_have_url(f"{live_server.url}/accounts/login/?next=/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", "pw-Test-12345")
+    page.click("button[type=submit]")
+
+
+def test_staff_uploads_and_sees_status_change_then_radiologist_corrects(
+    page, live_server, tiny_bundle, sample_images, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    version = model_version_register(bundle_path=tiny_bundle, activate=True)
+    user_create_with_role(username="stf", password="pw-Test-12345", role="staff")
+    user_create_with_role(username="rad", password="pw-Test-12345", role="radiologist")
+
+    _login(page, live_server, "stf")
+    expect(page.locator("h1")).to_have_text("Upload chest X-rays")
+    page.fill("input[name=patient_id]", "BROWSER-1")
+    page.fill("input[name=accession]", "ACC-B1")
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    page.set_input_files("input[name=images]", [str(sample_images[0]), str(bad)])
+    page.click("form.upload button[type=submit]")
+    expect(page.locator(".messages")).to_contain_text("1 image(s) queued")
+    expect(page.locator(".messages")).to_contain_text("notes.png: not a PNG or JPEG image.")
+    study = Study.objects.get(patient_id="BROWSER-1")
+    row = page.locator(f'tr[data-study-id="{study.pk}"]')
+    expect(row.locator(".badge")).to_have_text("queued")
+
+    runtime.prediction_run(study_id=study.pk)  # what the worker does, here in-process
+    prediction = study.predictions.get()
+    expect(row.locator(".badge")).to_have_text("done", timeout=10_000)  # no reload
+    expect(row.locator(".label")).to_have_text(prediction.label)
+
+    page.click("button:has-text('Log out')")
+    _login(page, live_server, "rad")
+    expect(page.locator("h1")).to_have_text("Worklist")
+    page.click(f"a[href='/studies/{study.pk}/']")
+    expect(page.locator(".prediction")).to_contain_text(prediction.label)
+    overlay = page.locator("#overlay")
+    expect(overlay).to_be_visible()
+    page.uncheck("#overlay-toggle")
+    expect(overlay).to_be_hidden()
+    page.check("#overlay-toggle")
+    page.locator("#overlay-opacity").fill("80")
+    expect(overlay).to_have_css("opacity", "0.8")
+    page.select_option("#overlay-layer", label="vgg")
+    expect(overlay).to_have_attribute("src", f"/media/{prediction.heatmaps['vgg']}")
+
+    corrected = next(c for c in version.classes if c != prediction.label)
+    page.check(f"input[name=label][value={corrected}]")
+    page.fill("textarea[name=comment]", "Consolidation is not there.")
+    page.click(".review-form button[type=submit]")
+    expect(page.locator(".messages")).to_contain_text("Review saved")
+    history = page.locator(".history li").first
+    expect(history).to_contain_text(corrected)
+    expect(history).to_contain_text("corrected model")
+    expect(history).to_contain_text("Consolidation is not there.")
+    page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
