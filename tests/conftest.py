@@ -9,15 +9,10 @@ CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
 
 def use_filesystem_broker(folder: Path) -> None:
     """Point this process's Celery publisher at a broker folder of the test's own."""
+    from xrayweb.brokers import filesystem_broker_options
     from xrayweb.celery import app
 
-    options = {
-        "data_folder_in": str(folder / "queue"),
-        "data_folder_out": str(folder / "queue"),
-        "control_folder": str(folder / "control"),
-    }
-    for path in options.values():
-        Path(path).mkdir(parents=True, exist_ok=True)
+    options = filesystem_broker_options(folder)
     # The app reads Django settings with the CELERY_ namespace, so override those keys, then
     # drop the cached publishing pools so the next .delay() uses them.
     app.conf.CELERY_BROKER_URL = "filesystem://"
