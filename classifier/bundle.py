@@ -38,6 +38,7 @@ def save_bundle(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={METADATA_KEY: meta.to_json()})
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; workers may run as another user
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
