@@ -48,3 +48,27 @@ def fuse(maps: list[np.ndarray], weights: list[float]) -> np.ndarray:
     for cam, weight in zip(maps, weights, strict=True):
         out += cam * (weight / total)
     return out.astype(np.float32)
+
+
+def library_gradcam(
+    model: nn.Module, layer: nn.Module, batch: torch.Tensor, classes: list[int]
+) -> torch.Tensor:
+    """pytorch-grad-cam's ``GradCAM`` (its own forward and full backward pass), fp32.
+
+    The reference the fast path is tested against, and the engine behind
+    ``cam_engine="pytorch-grad-cam"``. Returns NxHxW maps in [0, 1] at the batch's size.
+    """
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    was_frozen = [p for p in model.parameters() if not p.requires_grad]
+    model.requires_grad_(True)  # the library backpropagates into the network's parameters
+    try:
+        with torch.enable_grad(), GradCAM(model=model, target_layers=[layer]) as cam:
+            maps = cam(
+                input_tensor=batch.float(), targets=[ClassifierOutputTarget(c) for c in classes]
+            )
+    finally:
+        for param in was_frozen:
+            param.requires_grad_(False)
+    return torch.from_numpy(maps)

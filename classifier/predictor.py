@@ -8,11 +8,15 @@ import torch
 from PIL import Image
 
 from classifier.bundle import load_bundle_members
-from classifier.cam import fuse, gradcam_maps, scale_to
+from classifier.cam import fuse, gradcam_maps, library_gradcam, scale_to
 from classifier.device import resolve_device, use_bf16
 from classifier.ensemble import Member, soft_vote
 from classifier.metadata import BundleMetadata, bundle_sha256
 from classifier.preprocess import prepare_batch
+
+# "fast": one forward pass serves prediction and CAM, backward through the head only.
+# "pytorch-grad-cam": the library's GradCAM, its own forward and a full backward pass (fp32).
+CAM_ENGINES = ("fast", "pytorch-grad-cam")
 
 
 @dataclass
@@ -36,7 +40,11 @@ class Predictor:
         precision: str = "auto",
         batch_size: int = 8,
         sha256: str = "",
+        cam_engine: str = "fast",
     ) -> None:
+        if cam_engine not in CAM_ENGINES:
+            raise ValueError(f"cam_engine must be one of {CAM_ENGINES}, not {cam_engine!r}")
+        self.cam_engine = cam_engine
         self.meta = meta
         self.members = members
         self.device = device
@@ -92,13 +100,19 @@ class Predictor:
         maps: dict[str, list[torch.Tensor]] = {}
         if cam:
             class_sets = [predicted] + [torch.full_like(predicted, c) for c in extra]
-            with self._autocast():
-                for member, acts in zip(self.members, activations, strict=True):
-                    maps[member.name] = gradcam_maps(acts, member.head, class_sets)
+            for member, acts in zip(self.members, activations, strict=True):
+                maps[member.name] = self._cams(member, acts, batch, class_sets)
         return [
             self._result(i, probs, member_probs, predicted, maps, shapes[i], extra)
             for i in range(len(images))
         ]
+
+    def _cams(self, member: Member, acts, batch, class_sets) -> list[torch.Tensor]:
+        if self.cam_engine == "fast":
+            with self._autocast():
+                return gradcam_maps(acts, member.head, class_sets)
+        layer = member.body[-1]
+        return [library_gradcam(member.model, layer, batch, c.tolist()) for c in class_sets]
 
     def _result(self, i, probs, member_probs, predicted, maps, shape, extra) -> Prediction:
         classes = self.meta.classes
@@ -128,6 +142,7 @@ def load_bundle(
     *,
     precision: str = "auto",
     batch_size: int = 8,
+    cam_engine: str = "fast",
 ) -> Predictor:
     """Load a bundle from disk (never the network) into a ready Predictor."""
     dev = resolve_device(device)
@@ -142,4 +157,5 @@ def load_bundle(
         precision=precision,
         batch_size=batch_size,
         sha256=bundle_sha256(path),
+        cam_engine=cam_engine,
     )

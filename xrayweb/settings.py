@@ -110,6 +110,8 @@ MODEL_DIR = Path(env.str("MODEL_DIR", default=str(DATA_DIR / "models")))
 INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="auto")
 INFERENCE_PRECISION = env.str("INFERENCE_PRECISION", default="auto")
 INFERENCE_BATCH_SIZE = env.int("INFERENCE_BATCH_SIZE", default=8)
+# "fast" (one forward pass for prediction and CAM) or "pytorch-grad-cam" (the library's GradCAM)
+INFERENCE_CAM_ENGINE = env.str("INFERENCE_CAM_ENGINE", default="fast")
 
 # Celery: Redis when REDIS_URL is set, otherwise a broker that needs no server.
 REDIS_URL = env.str("REDIS_URL", default="")

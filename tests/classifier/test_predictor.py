@@ -1,11 +1,7 @@
-import copy
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from classifier import ImageDecodeError, load_bundle
 from classifier.preprocess import prepare_batch, to_gray_array
@@ -79,25 +75,22 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
 
-def test_fast_gradcam_matches_pytorch_grad_cam_on_the_same_layer(tiny_bundle, sample_images):
-    predictor = load_bundle(tiny_bundle, device="cpu", precision="fp32")
+def test_fast_gradcam_matches_the_pytorch_grad_cam_engine(tiny_bundle, sample_images):
     images = [Image.open(p) for p in sample_images[:4]]
-    results = predictor.predict(images)
-    batch, _ = prepare_batch(
-        images, predictor.meta.input_size, predictor.meta.mean, predictor.meta.std
-    )
-    for member in predictor.members:
-        model = copy.deepcopy(member.model).to(memory_format=torch.contiguous_format)
-        model.requires_grad_(True)  # the library backpropagates through the whole network
-        layer = dict(model.named_modules())[member.cam_layer]
-        targets = [ClassifierOutputTarget(predictor.classes.index(r.label)) for r in results]
-        with GradCAM(model=model, target_layers=[layer]) as cam:
-            reference = cam(input_tensor=batch.clone(), targets=targets)
-        for result, ref, image in zip(results, reference, images, strict=True):
-            ours = torch.nn.functional.interpolate(
-                torch.from_numpy(result.heatmaps[member.name])[None, None],
-                size=ref.shape,
-                mode="bilinear",
-            )[0, 0].numpy()
-            if ref.max() > 0:
-                assert _pearson(ours, ref) > 0.95, (member.name, image.filename)
+    fast = load_bundle(tiny_bundle, device="cpu", precision="fp32").predict(images)
+    library = load_bundle(
+        tiny_bundle, device="cpu", precision="fp32", cam_engine="pytorch-grad-cam"
+    ).predict(images)
+    for ours, ref, image in zip(fast, library, images, strict=True):
+        assert ours.label == ref.label
+        for name in ours.probabilities:
+            assert abs(ours.probabilities[name] - ref.probabilities[name]) < 1e-5
+        for member, heatmap in ours.heatmaps.items():
+            assert heatmap.shape == ref.heatmaps[member].shape == image.size[::-1]
+            if ref.heatmaps[member].max() > 0:
+                assert _pearson(heatmap, ref.heatmaps[member]) > 0.95, (member, image.filename)
+
+
+def test_an_unknown_cam_engine_is_refused(tiny_bundle):
+    with pytest.raises(ValueError, match="cam_engine"):
+        load_bundle(tiny_bundle, device="cpu", cam_engine="guess")

@@ -105,3 +105,14 @@ def test_a_bundle_changed_on_disk_is_refused(db, tiny_bundle, tmp_path, study):
         predict_study.run(study.pk)
     study.refresh_from_db()
     assert study.status == Study.Status.FAILED
+
+
+def test_the_worker_can_run_the_pytorch_grad_cam_engine(active_version, study, settings):
+    settings.INFERENCE_CAM_ENGINE = "pytorch-grad-cam"
+    runtime._predictors.clear()
+    try:
+        prediction = runtime.prediction_run(study_id=study.pk)
+        assert runtime.predictor_for(active_version).cam_engine == "pytorch-grad-cam"
+    finally:
+        runtime._predictors.clear()
+    assert set(prediction.heatmaps) == {"fused", "mobilenet", "vgg"}

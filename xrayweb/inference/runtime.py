@@ -44,6 +44,7 @@ def predictor_for(version: ModelVersion):
             device=settings.INFERENCE_DEVICE,
             precision=settings.INFERENCE_PRECISION,
             batch_size=settings.INFERENCE_BATCH_SIZE,
+            cam_engine=settings.INFERENCE_CAM_ENGINE,
         )
         _predictors.clear()  # one model in memory per process
         _predictors[version.sha256] = predictor
