@@ -22,7 +22,9 @@ def gradcam_maps(
     through the head only.
     """
     with torch.enable_grad():
-        acts = activations.detach().requires_grad_(True)
+        # A copy outside inference mode: the body ran under torch.inference_mode, and autograd
+        # needs a normal tensor to start from. Only this copy and the head are recorded.
+        acts = activations.clone().requires_grad_(True)
         logits = head(acts)
         maps = []
         for k, classes in enumerate(class_sets):

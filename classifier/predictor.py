@@ -41,6 +41,7 @@ class Predictor:
         batch_size: int = 8,
         sha256: str = "",
         cam_engine: str = "fast",
+        channels_last: bool = True,
     ) -> None:
         if cam_engine not in CAM_ENGINES:
             raise ValueError(f"cam_engine must be one of {CAM_ENGINES}, not {cam_engine!r}")
@@ -51,8 +52,9 @@ class Predictor:
         self.bf16 = use_bf16(device, precision)
         self.batch_size = max(1, int(batch_size))
         self.sha256 = sha256
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         for member in members:
-            member.model.to(device=device, memory_format=torch.channels_last).eval()
+            member.model.to(device=device, memory_format=self.memory_format).eval()
             for param in member.model.parameters():
                 param.requires_grad_(False)
 
@@ -87,10 +89,9 @@ class Predictor:
 
     def _predict_batch(self, images, cam: bool, extra: list[int]) -> list[Prediction]:
         batch, shapes = prepare_batch(images, self.meta.input_size, self.meta.mean, self.meta.std)
-        batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+        batch = batch.to(self.device).contiguous(memory_format=self.memory_format)
         member_probs, activations = [], []
-        grad_mode = torch.no_grad() if cam else torch.inference_mode()
-        with grad_mode, self._autocast():
+        with torch.inference_mode(), self._autocast():
             for member in self.members:
                 acts = member.body(batch)
                 member_probs.append(member.head(acts).float().softmax(dim=1))
@@ -143,6 +144,7 @@ def load_bundle(
     precision: str = "auto",
     batch_size: int = 8,
     cam_engine: str = "fast",
+    channels_last: bool = True,
 ) -> Predictor:
     """Load a bundle from disk (never the network) into a ready Predictor."""
     dev = resolve_device(device)
@@ -158,4 +160,5 @@ def load_bundle(
         batch_size=batch_size,
         sha256=bundle_sha256(path),
         cam_engine=cam_engine,
+        channels_last=channels_last,
     )

@@ -110,6 +110,8 @@ MODEL_DIR = Path(env.str("MODEL_DIR", default=str(DATA_DIR / "models")))
 INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="auto")
 INFERENCE_PRECISION = env.str("INFERENCE_PRECISION", default="auto")
 INFERENCE_BATCH_SIZE = env.int("INFERENCE_BATCH_SIZE", default=8)
+# How many queued studies one inference task takes into one predict() call.
+INFERENCE_STUDIES_PER_TASK = env.int("INFERENCE_STUDIES_PER_TASK", default=8)
 # "fast" (one forward pass for prediction and CAM) or "pytorch-grad-cam" (the library's GradCAM)
 INFERENCE_CAM_ENGINE = env.str("INFERENCE_CAM_ENGINE", default="fast")
 
@@ -125,6 +127,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=600)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
+# A study "running" longer than this lost its worker; its redelivered task may claim it again.
+INFERENCE_LEASE_SECONDS = env.int("INFERENCE_LEASE_SECONDS", default=CELERY_TASK_TIME_LIMIT + 60)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 REST_FRAMEWORK = {

@@ -46,7 +46,9 @@ def test_staff_uploads_and_sees_status_change_then_radiologist_corrects(
     row = page.locator(f'tr[data-study-id="{study.pk}"]')
     expect(row.locator(".badge")).to_have_text("queued")
 
-    runtime.prediction_run(study_id=study.pk)  # what the worker does, here in-process
+    runtime.prediction_batch_run(study_id=study.pk, max_studies=1)[
+        0
+    ]  # what the worker does, here in-process
     prediction = study.predictions.get()
     expect(row.locator(".badge")).to_have_text("done", timeout=10_000)  # no reload
     expect(row.locator(".label")).to_have_text(prediction.label)

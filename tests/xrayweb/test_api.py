@@ -27,7 +27,7 @@ def test_token_auth_then_upload_then_read_then_review(
     assert created.status_code == 201
     assert created.json() == {"id": created.json()["id"], "status": "queued"}
     study_id = created.json()["id"]
-    runtime.prediction_run(study_id=study_id)
+    runtime.prediction_batch_run(study_id=study_id, max_studies=1)[0]
 
     detail = api_client.get(f"/api/studies/{study_id}/").json()
     assert detail["status"] == "done"

@@ -67,7 +67,7 @@ def test_registering_a_file_that_is_not_a_bundle_is_an_application_error(db, tmp
 
 
 def test_prediction_run_stores_probabilities_heatmaps_and_provenance(active_version, study):
-    prediction = runtime.prediction_run(study_id=study.pk)
+    prediction = runtime.prediction_batch_run(study_id=study.pk, max_studies=1)[0]
     study.refresh_from_db()
     assert study.status == Study.Status.DONE
     assert prediction.model_version == active_version
@@ -111,7 +111,7 @@ def test_the_worker_can_run_the_pytorch_grad_cam_engine(active_version, study, s
     settings.INFERENCE_CAM_ENGINE = "pytorch-grad-cam"
     runtime._predictors.clear()
     try:
-        prediction = runtime.prediction_run(study_id=study.pk)
+        prediction = runtime.prediction_batch_run(study_id=study.pk, max_studies=1)[0]
         assert runtime.predictor_for(active_version).cam_engine == "pytorch-grad-cam"
     finally:
         runtime._predictors.clear()

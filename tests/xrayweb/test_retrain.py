@@ -29,7 +29,7 @@ def test_retrain_from_a_manifest_and_reviews_registers_and_activates_a_new_versi
     study = study_create(
         user=staff, patient_id="P1", accession="A1", data=sample_images[0].read_bytes()
     )
-    runtime.prediction_run(study_id=study.pk)
+    runtime.prediction_batch_run(study_id=study.pk, max_studies=1)[0]
     review_submit(study=study, reviewer=radiologist, label="normal")
 
     call_command(
@@ -61,7 +61,7 @@ def test_retrain_from_a_manifest_and_reviews_registers_and_activates_a_new_versi
     again = study_create(
         user=staff, patient_id="P2", accession="A2", data=sample_images[1].read_bytes()
     )
-    assert runtime.prediction_run(study_id=again.pk).model_version == new
+    assert runtime.prediction_batch_run(study_id=again.pk, max_studies=1)[0].model_version == new
 
 
 def test_retrain_without_any_data_is_a_clear_error(db):

@@ -12,7 +12,7 @@ def predicted_study(active_version, staff, sample_images):
     study = study_create(
         user=staff, patient_id="P1", accession="A1", data=sample_images[0].read_bytes()
     )
-    prediction = runtime.prediction_run(study_id=study.pk)
+    prediction = runtime.prediction_batch_run(study_id=study.pk, max_studies=1)[0]
     return study, prediction
 
 

@@ -49,6 +49,8 @@ class PredictionSerializer(serializers.ModelSerializer):
             "heatmaps",
             "cam_layers",
             "duration_ms",
+            "batch_size",
+            "latency_ms",
             "created_at",
         ]
 

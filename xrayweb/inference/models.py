@@ -43,7 +43,11 @@ class Prediction(models.Model):
     # {"fused": "heatmaps/…png", "<member>": "heatmaps/…png"}: media paths of colour heatmaps.
     heatmaps = models.JSONField(default=dict)
     cam_layers = models.JSONField(default=dict)
+    # Compute time of the predict() call that served this study, and how many studies it served.
     duration_ms = models.PositiveIntegerField()
+    batch_size = models.PositiveSmallIntegerField(default=1)
+    # From upload to stored result: what the person waiting for it saw.
+    latency_ms = models.PositiveIntegerField(null=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

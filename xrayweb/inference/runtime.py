@@ -1,10 +1,12 @@
-"""Worker-only: the per-process Predictor and the inference run. The web never imports this.
+"""Worker-only: the per-process Predictor and the batched inference run. The web never
+imports this.
 
 The Predictor is loaded lazily inside the worker child process, on its first task, so the
 prefork parent never loads torch or touches CUDA.
 """
 
 import io
+import logging
 import time
 import uuid
 from pathlib import Path
@@ -19,10 +21,12 @@ from xrayweb.inference.overlays import heatmap_png
 from xrayweb.inference.services import (
     model_version_active,
     prediction_record,
-    study_mark_running,
+    studies_claim,
+    study_mark_failed,
 )
 from xrayweb.studies.models import Study
 
+logger = logging.getLogger(__name__)
 _predictors: dict[str, object] = {}
 
 
@@ -51,6 +55,13 @@ def predictor_for(version: ModelVersion):
     return _predictors[version.sha256]
 
 
+def _load_image(study: Study) -> Image.Image:
+    with study.image.open("rb") as fh:
+        image = Image.open(io.BytesIO(fh.read()))
+        image.load()
+    return image
+
+
 def _store_heatmaps(study: Study, result) -> dict[str, str]:
     stem = f"heatmaps/{study.pk}-{uuid.uuid4().hex[:12]}"
     maps = {"fused": result.fused_heatmap, **result.heatmaps}
@@ -60,26 +71,48 @@ def _store_heatmaps(study: Study, result) -> dict[str, str]:
     }
 
 
-def prediction_run(*, study_id: int) -> Prediction:
-    """Run the active model with Grad-CAM on one study and record the result."""
+def prediction_batch_run(*, study_id: int, max_studies: int) -> list[Prediction]:
+    """Claim this study and up to ``max_studies - 1`` other queued ones, predict them in one
+    batch with Grad-CAM, and record each. Returns the predictions made (none if the study was
+    already taken)."""
     version = model_version_active()
     if version is None:
         raise InferenceError("no active model version; run 'manage.py ensure_model'")
-    study = study_mark_running(study_id=study_id)
-    predictor = predictor_for(version)  # loaded once per process; not part of the timing
-    with study.image.open("rb") as fh:
-        image = Image.open(io.BytesIO(fh.read()))
-        image.load()
-    started = time.perf_counter()
-    (result,) = predictor.predict([image], cam=True)
-    heatmaps = _store_heatmaps(study, result)
-    return prediction_record(
-        study=study,
-        version=version,
-        label=result.label,
-        probabilities=result.probabilities,
-        member_probabilities=result.members,
-        heatmaps=heatmaps,
-        cam_layers=predictor.cam_layers,
-        duration_ms=round((time.perf_counter() - started) * 1000),
+    studies = studies_claim(
+        study_id=study_id, limit=max_studies, lease_seconds=settings.INFERENCE_LEASE_SECONDS
     )
+    if not studies:
+        return []
+    try:
+        predictor = predictor_for(version)
+        ready, images = [], []
+        for study in studies:
+            try:
+                images.append(_load_image(study))
+                ready.append(study)
+            except (OSError, Image.DecompressionBombError) as exc:
+                study_mark_failed(study_id=study.pk, reason=f"cannot read the image: {exc}")
+        started = time.perf_counter()
+        results = predictor.predict(images, cam=True) if images else []
+        duration_ms = round((time.perf_counter() - started) * 1000)
+    except Exception as exc:
+        for study in studies:  # never leave a claimed study "running"
+            study_mark_failed(study_id=study.pk, reason=f"{type(exc).__name__}: {exc}")
+        raise
+    predictions = []
+    for study, result in zip(ready, results, strict=True):
+        predictions.append(
+            prediction_record(
+                study=study,
+                version=version,
+                label=result.label,
+                probabilities=result.probabilities,
+                member_probabilities=result.members,
+                heatmaps=_store_heatmaps(study, result),
+                cam_layers=predictor.cam_layers,
+                duration_ms=duration_ms,
+                batch_size=len(ready),
+            )
+        )
+    logger.info("predicted %d studies in %d ms", len(predictions), duration_ms)
+    return predictions

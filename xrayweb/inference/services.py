@@ -1,8 +1,10 @@
 """Model registry and prediction bookkeeping. Torch-free: imported by the web process."""
 
+from datetime import timedelta
 from pathlib import Path
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from classifier import BundleError, bundle_sha256, read_metadata
@@ -61,18 +63,33 @@ def model_version_ensure_default(*, bundle_path: Path) -> ModelVersion:
     return model_version_register(bundle_path=bundle_path, name="", activate=True)
 
 
-def study_mark_running(*, study_id: int) -> Study:
-    with transaction.atomic():
-        study = Study.objects.select_for_update().get(pk=study_id)
-        study.status = Study.Status.RUNNING
-        study.status_changed_at = timezone.now()
-        study.failure_reason = ""
-        study.save(update_fields=["status", "status_changed_at", "failure_reason"])
-    return study
+def studies_claim(*, study_id: int, limit: int, lease_seconds: int) -> list[Study]:
+    """Atomically mark this task's study and up to ``limit - 1`` other queued ones running.
+
+    Each claim is a conditional UPDATE, so two workers never take the same study. A study left
+    "running" longer than the lease (its worker died) can be claimed again by its own task.
+    """
+    now = timezone.now()
+    claimable = Q(status=Study.Status.QUEUED) | Q(
+        status=Study.Status.RUNNING, status_changed_at__lt=now - timedelta(seconds=lease_seconds)
+    )
+    running = {"status": Study.Status.RUNNING, "status_changed_at": now, "failure_reason": ""}
+    ids = [study_id] if Study.objects.filter(claimable, pk=study_id).update(**running) else []
+    if limit > 1:
+        others = (
+            Study.objects.filter(status=Study.Status.QUEUED)
+            .exclude(pk=study_id)
+            .order_by("created_at", "id")
+            .values_list("pk", flat=True)[: limit - 1]
+        )
+        for pk in list(others):
+            if Study.objects.filter(pk=pk, status=Study.Status.QUEUED).update(**running):
+                ids.append(pk)
+    return list(Study.objects.filter(pk__in=ids).order_by("created_at", "id"))
 
 
 def study_mark_failed(*, study_id: int, reason: str) -> None:
-    Study.objects.filter(pk=study_id).update(
+    Study.objects.filter(pk=study_id).exclude(status=Study.Status.DONE).update(
         status=Study.Status.FAILED, failure_reason=reason[:2000], status_changed_at=timezone.now()
     )
 
@@ -88,6 +105,7 @@ def prediction_record(
     heatmaps: dict[str, str],
     cam_layers: dict[str, str],
     duration_ms: int,
+    batch_size: int = 1,
 ) -> Prediction:
     """Store a prediction and mark the study done, in one transaction."""
     prediction, _ = Prediction.objects.update_or_create(
@@ -101,6 +119,8 @@ def prediction_record(
             "heatmaps": heatmaps,
             "cam_layers": cam_layers,
             "duration_ms": duration_ms,
+            "batch_size": batch_size,
+            "latency_ms": max(0, round((timezone.now() - study.created_at).total_seconds() * 1000)),
         },
     )
     Study.objects.filter(pk=study.pk).update(

@@ -7,6 +7,7 @@ worker-only runtime is imported inside the task body.
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
 from xrayweb.inference.services import study_mark_failed
 
@@ -15,10 +16,11 @@ logger = logging.getLogger(__name__)
 
 @shared_task(queue="inference", acks_late=True)
 def predict_study(study_id: int) -> None:
-    from xrayweb.inference.runtime import prediction_run
+    """Predict this study, and any other queued ones up to the batch limit, in one batch."""
+    from xrayweb.inference.runtime import prediction_batch_run
 
     try:
-        prediction_run(study_id=study_id)
+        prediction_batch_run(study_id=study_id, max_studies=settings.INFERENCE_STUDIES_PER_TASK)
     except Exception as exc:
         # Record the failure on the study so it never stays "running", then let Celery see it.
         logger.exception("inference failed for study %s", study_id)

@@ -1,0 +1,230 @@
+"""Benchmark: ensemble prediction + Grad-CAM, three ways, measured in one run on the same images.
+
+    python -m classifier.bench [--json out.json] [--batch 8] [--device cpu|cuda]
+                               [--bundle PATH | --arch mobilenet_v2,vgg16]
+
+(a) naive: fp32, default memory layout, predict, then pytorch-grad-cam ``GradCAM`` per member
+    (its own forward pass and a full backward pass);
+(b) ``Predictor.predict`` with CAM (one forward pass, backward through the head only);
+(c) ``Predictor.predict(cam=False)``.
+A second naive run with channels_last layout (a') is reported too, so the ratio is not only
+against the slowest baseline. Ratios divide time per image of the first variant by the second.
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
+
+from classifier import DEFAULT_BUNDLE
+from classifier.bundle import load_bundle_members
+from classifier.device import resolve_device
+from classifier.ensemble import Member
+from classifier.metadata import BundleMetadata, MemberSpec
+from classifier.networks import build_member
+from classifier.predictor import Predictor
+
+SAMPLE_IMAGES = Path(__file__).resolve().parent.parent / "tests" / "data" / "cxr_sample" / "images"
+CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
+
+
+def _members(args) -> tuple[BundleMetadata, dict[str, torch.nn.Module]]:
+    if args.arch:
+        torch.manual_seed(0)
+        specs = [MemberSpec(name=arch, arch=arch) for arch in args.arch]
+        meta = BundleMetadata(classes=CLASSES, members=specs, input_size=args.input_size)
+        return meta, {s.name: build_member(s.arch, len(CLASSES)).eval() for s in specs}
+    return load_bundle_members(args.bundle)
+
+
+def make_predictor(meta, models, device, **options) -> Predictor:
+    # Each variant gets its own copy of the weights so layout changes do not leak between them.
+    members = [Member.wrap(s.name, s.arch, _copy(models[s.name]), s.weight) for s in meta.members]
+    return Predictor(meta, members, device=device, **options)
+
+
+def _copy(model: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    return copy.deepcopy(model).float()
+
+
+def load_images(count: int, size: int) -> list[Image.Image | np.ndarray]:
+    paths = sorted(SAMPLE_IMAGES.glob("*.jpg"))[:count] if SAMPLE_IMAGES.is_dir() else []
+    images: list = [Image.open(p).convert("L") for p in paths]
+    rng = np.random.default_rng(0)
+    while len(images) < count:  # a checkout without the sample: synthetic images of X-ray size
+        images.append(rng.random((size, size), dtype=np.float32))
+    return images
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_per_image(fn, images, device, repeats: int) -> float:
+    fn(images[: max(1, len(images) // 4)])  # warm-up: lazy init, oneDNN primitive caches
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn(images)
+        _sync(device)
+        times.append((time.perf_counter() - start) / len(images))
+    return statistics.median(times)
+
+
+def gflop_per_image(meta, models, size: int) -> float:
+    x = torch.randn(1, 3, size, size)
+    total = 0
+    for spec in meta.members:
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            models[spec.name].eval()(x)
+        total += counter.get_total_flops()
+    return total / 1e9
+
+
+def matmul_bf16_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    torch.matmul(a, b)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.matmul(a, b)
+    _sync(device)
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run(args) -> dict:
+    device = resolve_device(args.device)
+    meta, models = _members(args)
+    images = load_images(args.images, meta.input_size)
+    common = {"device": device, "batch_size": args.batch}
+    variants = {
+        "naive": make_predictor(
+            meta,
+            models,
+            precision="fp32",
+            cam_engine="pytorch-grad-cam",
+            channels_last=False,
+            **common,
+        ),
+        "naive_channels_last": make_predictor(
+            meta, models, precision="fp32", cam_engine="pytorch-grad-cam", **common
+        ),
+        "cam": make_predictor(meta, models, precision=args.precision, **common),
+    }
+    seconds = {
+        "naive": time_per_image(variants["naive"].predict, images, device, args.repeats),
+        "naive_channels_last": time_per_image(
+            variants["naive_channels_last"].predict, images, device, args.repeats
+        ),
+        "cam": time_per_image(variants["cam"].predict, images, device, args.repeats),
+        "forward": time_per_image(
+            lambda batch: variants["cam"].predict(batch, cam=False), images, device, args.repeats
+        ),
+    }
+    gflop = gflop_per_image(meta, models, meta.input_size)
+    return {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "batch": args.batch,
+        "naive_ips": 1 / seconds["naive"],
+        "cam_ips": 1 / seconds["cam"],
+        "forward_ips": 1 / seconds["forward"],
+        "a_over_b": seconds["naive"] / seconds["cam"],
+        "b_over_c": seconds["cam"] / seconds["forward"],
+        "gflop_per_image": gflop,
+        "achieved_gflops": gflop / seconds["cam"],
+        "matmul_bf16_gflops": matmul_bf16_gflops(device),
+        "naive_channels_last_ips": 1 / seconds["naive_channels_last"],
+        "a_channels_last_over_b": seconds["naive_channels_last"] / seconds["cam"],
+        "achieved_gflops_forward": gflop / seconds["forward"],
+        "bf16": variants["cam"].bf16,
+        "members": [f"{s.name}:{s.arch}" for s in meta.members],
+        "weights": "random" if args.arch else str(args.bundle),
+        "input_size": meta.input_size,
+        "images": len(images),
+        "repeats": args.repeats,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def format_table(r: dict) -> str:
+    rows = [
+        ("(a) naive: fp32 predict + pytorch-grad-cam", r["naive_ips"]),
+        ("(a') naive, channels_last", r["naive_channels_last_ips"]),
+        ("(b) Predictor.predict, CAM", r["cam_ips"]),
+        ("(c) Predictor.predict(cam=False)", r["forward_ips"]),
+    ]
+    lines = [
+        f"device {r['device']} ({r['device_name']}), batch {r['batch']}, "
+        f"{r['images']} images, members {', '.join(r['members'])}, "
+        f"{r['weights']} weights, bf16 {r['bf16']}, {r['threads']} threads"
+    ]
+    lines += [f"{'variant':<44}{'images/s':>10}{'s/image':>10}"]
+    lines += [f"{name:<44}{ips:>10.2f}{1 / ips:>10.3f}" for name, ips in rows]
+    lines += [
+        f"a/b = {r['a_over_b']:.2f}   a'/b = {r['a_channels_last_over_b']:.2f}   "
+        f"b/c = {r['b_over_c']:.3f}",
+        f"ensemble {r['gflop_per_image']:.2f} GFLOP/image; achieved {r['achieved_gflops']:.0f} "
+        f"GFLOP/s with CAM, {r['achieved_gflops_forward']:.0f} forward only; bf16 matmul "
+        f"ceiling {r['matmul_bf16_gflops']:.0f} GFLOP/s",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m classifier.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
+    parser.add_argument(
+        "--arch",
+        type=lambda v: [a for a in v.split(",") if a],
+        default=None,
+        help="random-weight members instead of a bundle, e.g. mobilenet_v2,vgg16",
+    )
+    parser.add_argument("--input-size", type=int, default=224, help="with --arch")
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    args = parser.parse_args(argv)
+    result = run(args)
+    print(format_table(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

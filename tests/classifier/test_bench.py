@@ -1,0 +1,54 @@
+import json
+
+import pytest
+
+from classifier.bench import main
+
+KEYS = {
+    "device",
+    "batch",
+    "naive_ips",
+    "cam_ips",
+    "forward_ips",
+    "a_over_b",
+    "b_over_c",
+    "gflop_per_image",
+    "achieved_gflops",
+    "matmul_bf16_gflops",
+}
+
+
+def test_bench_runs_every_variant_and_writes_the_json_keys(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(
+        [
+            "--arch",
+            "mobilenet_v3_small,vgg11_bn",
+            "--input-size",
+            "64",
+            "--images",
+            "4",
+            "--batch",
+            "2",
+            "--repeats",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert KEYS <= set(result)
+    assert result["batch"] == 2 and result["device"] == "cpu"
+    for key in ("naive_ips", "cam_ips", "forward_ips", "gflop_per_image", "matmul_bf16_gflops"):
+        assert result[key] > 0
+    assert result["a_over_b"] == pytest.approx(result["cam_ips"] / result["naive_ips"])
+    assert "(a) naive" in capsys.readouterr().out
+
+
+def test_bench_runs_on_the_shipped_bundle(tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["--images", "2", "--batch", "2", "--repeats", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["members"] == ["mobilenet:mobilenet_v2", "vgg:vgg11_bn"]
+    assert result["gflop_per_image"] > 1

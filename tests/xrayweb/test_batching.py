@@ -1,0 +1,97 @@
+"""The inference task takes queued studies in batches; claims are exclusive; failures are
+recorded on every study they touch."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from xrayweb.inference import runtime
+from xrayweb.inference.models import Prediction
+from xrayweb.inference.tasks import predict_study
+from xrayweb.studies.models import Study
+from xrayweb.studies.services import study_create
+
+
+@pytest.fixture
+def queued(active_version, staff, sample_images):
+    def make(n: int) -> list[Study]:
+        return [
+            study_create(
+                user=staff,
+                patient_id=f"P{i}",
+                accession=f"A{i}",
+                data=sample_images[i].read_bytes(),
+            )
+            for i in range(n)
+        ]
+
+    return make
+
+
+def test_one_task_predicts_every_queued_study_in_one_batch(queued, settings):
+    settings.INFERENCE_STUDIES_PER_TASK = 8
+    studies = queued(3)
+    predict_study.run(studies[1].pk)
+    for study in studies:
+        study.refresh_from_db()
+        assert study.status == Study.Status.DONE
+        prediction = study.predictions.get()
+        assert prediction.batch_size == 3
+        assert prediction.latency_ms >= prediction.duration_ms >= 0
+    # The other studies' own tasks find their study done and write nothing twice.
+    predict_study.run(studies[0].pk)
+    predict_study.run(studies[2].pk)
+    assert Prediction.objects.count() == 3
+
+
+def test_a_task_takes_at_most_the_configured_number_of_studies(queued, settings):
+    settings.INFERENCE_STUDIES_PER_TASK = 2
+    studies = queued(4)
+    predict_study.run(studies[3].pk)
+    statuses = {s.pk: Study.objects.get(pk=s.pk).status for s in studies}
+    # Its own study plus the oldest other queued one.
+    assert statuses == {
+        studies[0].pk: "done",
+        studies[1].pk: "queued",
+        studies[2].pk: "queued",
+        studies[3].pk: "done",
+    }
+
+
+def test_a_study_running_elsewhere_is_left_alone_until_its_lease_expires(queued, settings):
+    (study,) = queued(1)
+    Study.objects.filter(pk=study.pk).update(status="running", status_changed_at=timezone.now())
+    assert runtime.prediction_batch_run(study_id=study.pk, max_studies=1) == []
+    expired = timezone.now() - timedelta(seconds=settings.INFERENCE_LEASE_SECONDS + 1)
+    Study.objects.filter(pk=study.pk).update(status_changed_at=expired)
+    (prediction,) = runtime.prediction_batch_run(study_id=study.pk, max_studies=1)
+    assert prediction.study == study
+
+
+def test_a_failing_batch_marks_every_claimed_study_failed(queued, settings, monkeypatch):
+    settings.INFERENCE_STUDIES_PER_TASK = 8
+    studies = queued(3)
+
+    def boom(self, images, cam=True, cam_classes=None):
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr("classifier.predictor.Predictor.predict", boom)
+    with pytest.raises(RuntimeError, match="injected fault"):
+        predict_study.run(studies[0].pk)
+    for study in studies:
+        study.refresh_from_db()
+        assert study.status == Study.Status.FAILED
+        assert study.failure_reason == "RuntimeError: injected fault"
+    assert Prediction.objects.count() == 0
+
+
+def test_an_unreadable_image_fails_only_its_own_study(queued, settings):
+    settings.INFERENCE_STUDIES_PER_TASK = 8
+    studies = queued(3)
+    studies[1].image.storage.delete(studies[1].image.name)
+    predict_study.run(studies[0].pk)
+    statuses = [Study.objects.get(pk=s.pk) for s in studies]
+    assert [s.status for s in statuses] == ["done", "failed", "done"]
+    assert statuses[1].failure_reason.startswith("cannot read the image")
+    assert studies[0].predictions.get().batch_size == 2
