@@ -80,3 +80,14 @@ meta = classifier.read_metadata({str(tiny_bundle)!r})
 assert meta.classes[0] == "covid19"
 assert "torch" not in sys.modules
 """)
+
+
+def test_the_worker_parent_loads_tasks_without_torch_so_cuda_is_never_touched_before_fork():
+    # What `celery -A xrayweb worker` does in the prefork parent: load the app and its tasks.
+    _run("""
+import sys
+from xrayweb.celery import app
+app.loader.import_default_modules()
+assert "xrayweb.inference.tasks.predict_study" in app.tasks
+assert "torch" not in sys.modules
+""")
