@@ -48,7 +48,10 @@ def _members(args) -> tuple[BundleMetadata, dict[str, torch.nn.Module]]:
 
 def make_predictor(meta, models, device, **options) -> Predictor:
     # Each variant gets its own copy of the weights so layout changes do not leak between them.
-    members = [Member.wrap(s.name, s.arch, _copy(models[s.name]), s.weight) for s in meta.members]
+    members = [
+        Member.wrap(s.name, s.arch, _copy(models[s.name]), s.weight, s.temperature)
+        for s in meta.members
+    ]
     return Predictor(meta, members, device=device, **options)
 
 

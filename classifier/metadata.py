@@ -26,6 +26,7 @@ class MemberSpec:
     arch: str
     head: str = "pooled"
     weight: float = 1.0
+    temperature: float = 1.0  # member logits are divided by this (fitted on validation data)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,11 @@ class BundleMetadata:
     created_at: str = ""
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    # Temperature applied to the ensemble's soft vote, fitted on validation data.
+    ensemble_temperature: float = 1.0
+    # class -> probability at or above which that class is predicted regardless of the argmax
+    # (e.g. {"covid19": 0.2}: a missed case costs more than a false alarm).
+    decision_thresholds: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -57,6 +63,9 @@ class BundleMetadata:
             raise BundleError("bundle classes must be a non-empty list of unique names")
         if not meta.members:
             raise BundleError("bundle has no ensemble members")
+        unknown = set(meta.decision_thresholds) - set(meta.classes)
+        if unknown:
+            raise BundleError(f"decision thresholds for unknown classes {sorted(unknown)}")
         return meta
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from classifier.bundle import load_bundle_members
 from classifier.cam import fuse, gradcam_maps, library_gradcam, scale_to
 from classifier.device import resolve_device, use_bf16
-from classifier.ensemble import Member, soft_vote
+from classifier.ensemble import Member, decide, soft_vote, temper
 from classifier.metadata import BundleMetadata, bundle_sha256
 from classifier.preprocess import prepare_batch
 
@@ -94,10 +94,12 @@ class Predictor:
         with torch.inference_mode(), self._autocast():
             for member in self.members:
                 acts = member.body(batch)
-                member_probs.append(member.head(acts).float().softmax(dim=1))
+                logits = member.head(acts).float() / member.temperature
+                member_probs.append(logits.softmax(dim=1))
                 activations.append(acts)
         probs = soft_vote(member_probs, [m.weight for m in self.members])
-        predicted = probs.argmax(dim=1)
+        probs = temper(probs, self.meta.ensemble_temperature)
+        predicted = decide(probs, self.meta.classes, self.meta.decision_thresholds)
         maps: dict[str, list[torch.Tensor]] = {}
         if cam:
             class_sets = [predicted] + [torch.full_like(predicted, c) for c in extra]
@@ -150,7 +152,8 @@ def load_bundle(
     dev = resolve_device(device)
     meta, models = load_bundle_members(path, device=dev)
     members = [
-        Member.wrap(spec.name, spec.arch, models[spec.name], spec.weight) for spec in meta.members
+        Member.wrap(spec.name, spec.arch, models[spec.name], spec.weight, spec.temperature)
+        for spec in meta.members
     ]
     return Predictor(
         meta,

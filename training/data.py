@@ -2,6 +2,7 @@
 
 import csv
 import hashlib
+import os
 import random
 from collections import defaultdict
 from dataclasses import dataclass
@@ -61,12 +62,14 @@ def read_manifest(path: Path) -> list[Record]:
     return records
 
 
-def write_manifest(path: Path, records: list[Record]) -> None:
+def write_manifest(path: Path, records: list[Record], *, relative_to: Path | None = None) -> None:
+    """Write a manifest; with ``relative_to`` (its folder), file paths are stored relative."""
     with Path(path).open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow([*REQUIRED_COLUMNS, "source", "view"])
         for r in records:
-            writer.writerow([str(r.path), r.label, r.patient_id, r.source, r.view])
+            file = os.path.relpath(r.path, relative_to) if relative_to else str(r.path)
+            writer.writerow([file, r.label, r.patient_id, r.source, r.view])
 
 
 def records_sha256(records: list[Record]) -> str:
@@ -112,15 +115,26 @@ def load_gray(path: Path) -> Image.Image:
         raise ImageDecodeError(f"cannot read image {path}: {exc}") from exc
 
 
-def make_augment() -> v2.Transform:
-    # Small rotations, zoom/shear and brightness/contrast as in the papers. No horizontal flip:
-    # a chest X-ray is not mirror-symmetric (heart on the left).
-    return v2.Compose(
-        [
-            v2.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.9, 1.1), shear=5),
-            v2.ColorJitter(brightness=0.2, contrast=0.2),
-        ]
-    )
+def make_augment(
+    *,
+    rotation: float = 10.0,
+    zoom: float = 0.1,
+    shear: float = 5.0,
+    brightness: float = 0.2,
+    contrast: float = 0.2,
+    hflip: bool = False,
+) -> v2.Transform:
+    """Small rotations, zoom/shear and brightness/contrast as in the papers. Horizontal flip is
+    off by default: a chest X-ray is not mirror-symmetric (the heart is on the left)."""
+    steps = [
+        v2.RandomAffine(
+            degrees=rotation, translate=(0.05, 0.05), scale=(1.0 - zoom, 1.0 + zoom), shear=shear
+        ),
+        v2.ColorJitter(brightness=brightness, contrast=contrast),
+    ]
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    return v2.Compose(steps)
 
 
 class XrayDataset(Dataset):
@@ -134,7 +148,7 @@ class XrayDataset(Dataset):
         size: int,
         mean: list[float],
         std: list[float],
-        augment: bool = False,
+        augment: v2.Transform | None = None,
     ) -> None:
         self.records = records
         self.mean, self.std = mean, std
@@ -145,7 +159,7 @@ class XrayDataset(Dataset):
                 for r in records
             ]
         )
-        self.augment = make_augment() if augment else None
+        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.records)

@@ -1,48 +1,23 @@
-"""Training: plain functions and a typed config; the bundle carries config, classes and metrics."""
+"""Training one ensemble member: fine-tune, layer cutoff, or cached features with a frozen
+backbone. AdamW, cosine schedule with linear warm-up, early stopping on validation macro AUC."""
 
 import copy
 import math
 import random
 import time
-from collections import Counter
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 from tqdm import tqdm
 
-from classifier.bundle import save_bundle
-from classifier.device import resolve_device, use_bf16
-from classifier.ensemble import soft_vote
-from classifier.metadata import BundleMetadata, MemberSpec
+from classifier.bundle import load_bundle_members
 from classifier.networks import build_member
-from training.data import Record, XrayDataset, records_sha256, split_by_patient
-from training.metrics import classification_report, report_with_sources
-
-DEFAULT_CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
-MEMBER_NAMES = {"mobilenet": "mobilenet", "vgg": "vgg"}
-
-
-@dataclass
-class TrainConfig:
-    archs: list[str] = field(default_factory=lambda: ["mobilenet_v2", "vgg11_bn"])
-    epochs: list[int] = field(default_factory=lambda: [12, 12])
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    input_size: int = 224
-    seed: int = 0
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    augment: bool = True
-    device: str = "auto"
-    precision: str = "auto"
-    init: str | None = None
-    classes: list[str] | None = None
+from training.config import TrainConfig
+from training.data import XrayDataset
+from training.metrics import classification_report
 
 
 def seed_everything(seed: int) -> None:
@@ -52,9 +27,10 @@ def seed_everything(seed: int) -> None:
 
 
 def member_name(arch: str) -> str:
-    return (
-        "mobilenet" if arch.startswith("mobilenet") else "vgg" if arch.startswith("vgg") else arch
-    )
+    for prefix in ("mobilenet", "vgg"):
+        if arch.startswith(prefix):
+            return prefix
+    return arch
 
 
 def class_weights(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -62,36 +38,72 @@ def class_weights(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     return counts.sum() / (num_classes * counts)
 
 
+def initial_model(arch: str, num_classes: int, init: str | None) -> nn.Module:
+    """A fresh member, optionally from ImageNet weights or from a bundle's member of this arch."""
+    if init and Path(init).suffix == ".safetensors":
+        meta, members = load_bundle_members(Path(init))
+        spec = next((m for m in meta.members if m.arch == arch), None)
+        if spec is None:
+            raise ValueError(f"bundle {init} has no {arch} member to start from")
+        model = members[spec.name]
+        if len(meta.classes) != num_classes:
+            model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
+        return model.float().train()
+    return build_member(arch, num_classes, init=init)
+
+
+def backbone_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """Backbone: image -> pooled feature vector; head: the classifier (for cached features)."""
+    backbone = nn.Sequential(model.features, nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+    return backbone, model.classifier
+
+
+def _loader(dataset, cfg: TrainConfig, targets: torch.Tensor) -> DataLoader:
+    drop_last = len(dataset) > cfg.batch_size
+    if cfg.balance == "sampler":
+        weights = class_weights(targets, int(targets.max()) + 1)[targets]
+        sampler = WeightedRandomSampler(weights.double(), len(dataset), replacement=True)
+        return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=drop_last)
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=drop_last)
+
+
+def _schedule(optimizer, cfg: TrainConfig, steps_per_epoch: int, epochs: int):
+    total = max(1, steps_per_epoch * epochs)
+    warmup = min(total - 1, int(cfg.warmup_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 @torch.no_grad()
-def predict_probs(
-    model: nn.Module, dataset: XrayDataset, *, device: torch.device, bf16: bool, batch_size: int
-) -> np.ndarray:
+def predict_logits(model: nn.Module, dataset, *, device, bf16: bool, batch_size: int) -> np.ndarray:
     model.eval()
     out = []
-    for images, _ in DataLoader(dataset, batch_size=batch_size):
-        images = images.to(device).contiguous(memory_format=torch.channels_last)
+    for inputs, _ in DataLoader(dataset, batch_size=batch_size):
+        inputs = inputs.to(device)
+        if inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out.append(model(images).float().softmax(1).cpu())
+            out.append(model(inputs).float().cpu())
     return torch.cat(out).numpy()
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, *, device, bf16, bar) -> float:
-    model.train()
-    total, count = 0.0, 0
-    for images, targets in loader:
-        images = images.to(device).contiguous(memory_format=torch.channels_last)
-        targets = targets.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = loss_fn(model(images).float(), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        total += loss.item() * len(targets)
-        count += len(targets)
-        bar.set_postfix(loss=f"{total / count:.3f}")
-        bar.update(len(targets))
-    return total / max(count, 1)
+@torch.no_grad()
+def cache_features(backbone: nn.Module, dataset: XrayDataset, *, device, bf16, batch_size):
+    """Pooled backbone features for every image, computed once (no augmentation)."""
+    logits = predict_logits(backbone, dataset, device=device, bf16=bf16, batch_size=batch_size)
+    return TensorDataset(torch.from_numpy(logits), dataset.targets)
+
+
+def _freeze(model: nn.Module, cfg: TrainConfig) -> list[nn.Module]:
+    frozen = list(model.features[: cfg.freeze_layers]) if cfg.strategy == "freeze" else []
+    for module in frozen:
+        module.requires_grad_(False)
+    return frozen
 
 
 def train_member(
@@ -106,33 +118,47 @@ def train_member(
     bf16: bool,
     progress: bool = True,
 ) -> tuple[nn.Module, list[dict]]:
-    """Train one member; keep the weights of the epoch with the best validation macro AUC."""
-    model = build_member(arch, len(classes), init=cfg.init).to(device)
+    """Train one member; keep the weights of the epoch with the best validation macro AUC and
+    stop after ``cfg.patience`` epochs without improvement."""
+    model = initial_model(arch, len(classes), cfg.init).to(device)
     model = model.to(memory_format=torch.channels_last)
-    loader = DataLoader(
-        train, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train) > cfg.batch_size
-    )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = max(1, epochs * len(loader))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=0.15
-    )
-    loss_fn = nn.CrossEntropyLoss(weight=class_weights(train.targets, len(classes)).to(device))
-    best_auc, best_state, history = -math.inf, None, []
+    trainable, train_data, val_data = model, train, val
+    if cfg.strategy == "features":
+        model.requires_grad_(False)
+        backbone, trainable = backbone_and_head(model)
+        trainable.requires_grad_(True)
+        options = {"device": device, "bf16": bf16, "batch_size": cfg.batch_size}
+        train_data = cache_features(backbone, train, **options)
+        val_data = cache_features(backbone, val, **options)
+    frozen = _freeze(model, cfg)
+    params = [p for p in trainable.parameters() if p.requires_grad]
+    loader = _loader(train_data, cfg, train.targets)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = _schedule(optimizer, cfg, len(loader), epochs)
+    weight = class_weights(train.targets, len(classes)) if cfg.balance == "loss" else None
+    loss_fn = nn.CrossEntropyLoss(weight=None if weight is None else weight.to(device))
+    best_auc, best_state, history, stale = -math.inf, None, [], 0
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        with tqdm(
-            total=len(train),
+        trainable.train()
+        for module in frozen:
+            module.eval()  # frozen blocks keep their batch-norm statistics too
+        loss = _epoch(
+            trainable,
+            loader,
+            optimizer,
+            scheduler,
+            loss_fn,
+            device,
+            bf16,
             desc=f"{arch} {epoch}/{epochs}",
-            disable=not progress,
-            unit="img",
-            leave=False,
-        ) as bar:
-            loss = train_one_epoch(
-                model, loader, optimizer, scheduler, loss_fn, device=device, bf16=bf16, bar=bar
-            )
-        probs = predict_probs(model, val, device=device, bf16=bf16, batch_size=cfg.batch_size)
-        report = classification_report(val.targets.numpy(), probs, classes)
+            progress=progress,
+        )
+        logits = predict_logits(
+            trainable, val_data, device=device, bf16=bf16, batch_size=cfg.batch_size
+        )
+        probs = torch.from_numpy(logits).softmax(1).numpy()
+        report = classification_report(val.targets.numpy(), probs, classes, n_boot=0)
         auc = report["macro_auc"] if report["macro_auc"] is not None else -loss
         history.append(
             {
@@ -146,100 +172,35 @@ def train_member(
         if progress:
             tqdm.write(
                 f"{arch} epoch {epoch}: loss {loss:.3f} val macro AUC {report['macro_auc']}"
-                f" acc {report['accuracy']:.3f}"
+                f" accuracy {report['accuracy']:.3f}"
             )
         if auc > best_auc:
-            best_auc, best_state = auc, copy.deepcopy(model.state_dict())
+            best_auc, best_state, stale = auc, copy.deepcopy(model.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= cfg.patience and epoch > epochs // 2:
+                break
     model.load_state_dict(best_state)
     return model.eval(), history
 
 
-def _counts(records: list[Record]) -> dict:
-    return {
-        "images": len(records),
-        "patients": len({r.patient_id for r in records}),
-        "labels": dict(Counter(r.label for r in records)),
-        "sources": dict(Counter(r.source for r in records)),
-    }
-
-
-def fit(
-    records: list[Record],
-    out: Path,
-    cfg: TrainConfig,
-    *,
-    progress: bool = True,
-    data_sources: list[dict] | None = None,
-) -> BundleMetadata:
-    """Split by patient, train every member, evaluate the ensemble on the test split, save."""
-    seed_everything(cfg.seed)
-    labels = {r.label for r in records}
-    classes = cfg.classes or (DEFAULT_CLASSES if labels <= set(DEFAULT_CLASSES) else sorted(labels))
-    unknown = labels - set(classes)
-    if unknown:
-        raise ValueError(f"labels not in the class list: {sorted(unknown)}")
-    splits = split_by_patient(records, val=cfg.val_fraction, test=cfg.test_fraction, seed=cfg.seed)
-    if not splits["train"] or not splits["val"]:
-        raise ValueError("too few patients for a train/validation split")
-    device = resolve_device(cfg.device)
-    bf16 = use_bf16(device, cfg.precision)
-    norm = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
-    data = {
-        name: XrayDataset(
-            rs, classes, size=cfg.input_size, augment=cfg.augment and name == "train", **norm
-        )
-        for name, rs in splits.items()
-        if rs
-    }
-    eval_set = data.get("test", data["val"])
-    members, specs, histories, member_test = {}, [], {}, []
-    for arch, epochs in zip(cfg.archs, cfg.epochs, strict=True):
-        name = member_name(arch)
-        seed_everything(cfg.seed)
-        model, history = train_member(
-            arch,
-            classes,
-            data["train"],
-            data["val"],
-            epochs,
-            cfg,
-            device=device,
-            bf16=bf16,
-            progress=progress,
-        )
-        members[name], histories[name] = model.cpu(), history
-        specs.append(MemberSpec(name=name, arch=arch, head="pooled", weight=1.0))
-        model.to(device)
-        member_test.append(
-            predict_probs(model, eval_set, device=device, bf16=bf16, batch_size=cfg.batch_size)
-        )
-        model.cpu()
-    probs = soft_vote([torch.from_numpy(p) for p in member_test], [s.weight for s in specs]).numpy()
-    y = eval_set.targets.numpy()
-    metrics = {
-        "split": "test" if "test" in data else "val",
-        "ensemble": report_with_sources(y, probs, classes, [r.source for r in eval_set.records]),
-        "members": {
-            s.name: classification_report(y, p, classes)
-            for s, p in zip(specs, member_test, strict=True)
-        },
-    }
-    meta = BundleMetadata(
-        classes=classes,
-        members=specs,
-        input_size=cfg.input_size,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        training={
-            "config": asdict(cfg),
-            "device": str(device),
-            "bf16": bf16,
-            "data_sha256": records_sha256(records),
-            "data_sources": data_sources or [],
-            "splits": {name: _counts(rs) for name, rs in splits.items()},
-            "history": histories,
-        },
-        metrics=metrics,
-        **norm,
-    )
-    save_bundle(out, members, meta)
-    return meta
+def _epoch(model, loader, optimizer, scheduler, loss_fn, device, bf16, *, desc, progress) -> float:
+    total, count = 0.0, 0
+    with tqdm(
+        total=len(loader.dataset), desc=desc, disable=not progress, unit="img", leave=False
+    ) as bar:
+        for inputs, targets in loader:
+            inputs, targets = inputs.to(device), targets.to(device)
+            if inputs.dim() == 4:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = loss_fn(model(inputs).float(), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += loss.item() * len(targets)
+            count += len(targets)
+            bar.set_postfix(loss=f"{total / count:.3f}")
+            bar.update(len(targets))
+    return total / max(count, 1)

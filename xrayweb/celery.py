@@ -12,7 +12,11 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = (
     Queue("default", routing_key="default"),
     Queue("inference", routing_key="inference"),
+    Queue("training", routing_key="training"),
 )
 app.conf.task_default_queue = "default"
-app.conf.task_routes = {"xrayweb.inference.tasks.*": {"queue": "inference"}}
+app.conf.task_routes = {
+    "xrayweb.inference.tasks.retrain_model": {"queue": "training"},
+    "xrayweb.inference.tasks.predict_study": {"queue": "inference"},
+}
 app.autodiscover_tasks()

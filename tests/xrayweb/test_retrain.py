@@ -3,13 +3,14 @@ from django.core.management import CommandError, call_command
 
 from tests.conftest import SAMPLE_MANIFEST
 from xrayweb.inference import runtime
-from xrayweb.inference.models import ModelVersion
+from xrayweb.inference.models import ModelVersion, PatientAssignment
+from xrayweb.inference.services import promotion_gate
 from xrayweb.review.services import review_submit
 from xrayweb.studies.services import study_create
 
 FAST = [
     "--arch",
-    "mobilenet_v3_small,vgg11_bn",
+    "mobilenet_v3_small",
     "--epochs",
     "1",
     "--input-size",
@@ -21,17 +22,46 @@ FAST = [
     "--verbosity",
     "0",
 ]
+PERFECT = {
+    "n": 10,
+    "accuracy": 1.0,
+    "macro_auc": 1.0,
+    "ece": 0.0,
+    "per_class": {"covid19": {"sensitivity": 1.0}},
+}
 
 
-def test_retrain_from_a_manifest_and_reviews_registers_and_activates_a_new_version(
-    active_version, staff, radiologist, admin_user, sample_images, capsys
-):
+def test_gate_promotes_only_when_auc_and_covid_sensitivity_do_not_get_worse():
+    active = {"macro_auc": 0.90, "covid19_sensitivity": 0.90}
+    assert promotion_gate(candidate=dict(active), active=active)[0]
+    assert promotion_gate(
+        candidate={"macro_auc": 0.95, "covid19_sensitivity": 0.95}, active=active
+    )[0]
+    passed, reason = promotion_gate(
+        candidate={"macro_auc": 0.95, "covid19_sensitivity": 0.80}, active=active
+    )
+    assert not passed and "covid19_sensitivity 0.800 < 0.900" in reason
+    assert promotion_gate(candidate={"macro_auc": 0.5, "covid19_sensitivity": 0.1}, active=None)[0]
+
+
+@pytest.fixture
+def reviewed(active_version, staff, radiologist, sample_images):
     study = study_create(
         user=staff, patient_id="P1", accession="A1", data=sample_images[0].read_bytes()
     )
-    runtime.prediction_batch_run(study_id=study.pk, max_studies=1)[0]
+    runtime.prediction_batch_run(study_id=study.pk, max_studies=1)
     review_submit(study=study, reviewer=radiologist, label="normal")
+    return study
 
+
+def test_retrain_keeps_a_locked_set_records_provenance_and_gates_promotion(
+    reviewed, active_version, admin_user, monkeypatch, capsys
+):
+    # Make the active version look perfect on the locked set, so the gate must refuse.
+    monkeypatch.setattr(
+        "xrayweb.inference.retraining.evaluate_bundle",
+        lambda path, records: {**PERFECT, "n": len(records)},
+    )
     call_command(
         "retrain",
         "--manifest",
@@ -41,29 +71,92 @@ def test_retrain_from_a_manifest_and_reviews_registers_and_activates_a_new_versi
         admin_user.username,
         *FAST,
     )
-
-    new = ModelVersion.objects.get(is_active=True)
-    assert new != active_version
-    assert ModelVersion.objects.filter(pk=active_version.pk).exists()  # old versions stay
-    assert new.created_by == admin_user
-    assert new.classes == active_version.classes
-    assert {"database_reviews": 1} in new.training["data_sources"]
-    assert (
-        new.training["splits"]["train"]["images"]
-        + new.training["splits"]["val"]["images"]
-        + new.training["splits"]["test"]["images"]
-        == 120
+    candidate = ModelVersion.objects.exclude(pk=active_version.pk).get()
+    active_version.refresh_from_db()
+    assert active_version.is_active and not candidate.is_active
+    assert candidate.gate["passed"] is False and "worse than the active" in candidate.gate["reason"]
+    assert candidate.created_by == admin_user
+    locked = set(
+        PatientAssignment.objects.filter(split="locked").values_list("patient_key", flat=True)
     )
-    assert new.metrics["ensemble"]["n"] > 0
-    assert "Registered" in capsys.readouterr().out
+    assert candidate.locked_metrics["n"] > 0 and candidate.gate["locked_patients"] == len(
+        {k for k in locked}
+    )
+    sources = candidate.training["data_sources"]
+    assert sources[0]["images"] == 119 and len(sources[0]["sha256"]) == 64
+    assert sources[1]["reviews"] == 1 and len(sources[1]["reviews_sha256"]) == 64
+    assert "P1" not in str(candidate.training)  # patient ids stay in the database
+    assert "Gate: worse than the active version" in capsys.readouterr().out
 
-    # The worker uses the new version for the next prediction.
+    # A second run keeps every assignment; --force promotes despite the gate.
+    before = dict(PatientAssignment.objects.values_list("patient_key", "split"))
+    call_command(
+        "retrain",
+        "--manifest",
+        str(SAMPLE_MANIFEST),
+        "--activate",
+        "--force",
+        "--name",
+        "forced",
+        *FAST,
+    )
+    assert dict(PatientAssignment.objects.values_list("patient_key", "split")) == before
+    forced = ModelVersion.objects.get(name="forced")
+    assert forced.is_active and forced.gate["forced"] is True
+    assert ModelVersion.objects.count() == 3  # nothing is deleted
+
+    # The worker uses the promoted version for the next prediction.
+    study = reviewed
     again = study_create(
-        user=staff, patient_id="P2", accession="A2", data=sample_images[1].read_bytes()
+        user=study.uploaded_by, patient_id="P2", accession="A2", data=study.image.read()
     )
-    assert runtime.prediction_batch_run(study_id=again.pk, max_studies=1)[0].model_version == new
+    (prediction,) = runtime.prediction_batch_run(study_id=again.pk, max_studies=1)
+    assert prediction.model_version == forced
+
+
+def test_retrain_without_an_active_version_promotes_with_activate(db, admin_user):
+    call_command("retrain", "--manifest", str(SAMPLE_MANIFEST), "--no-reviews", "--activate", *FAST)
+    version = ModelVersion.objects.get()
+    assert version.is_active and version.gate["passed"] is True
+
+
+def test_models_lists_versions_and_rolls_back(active_version, tmp_path, tiny_bundle, capsys):
+    from xrayweb.inference.services import model_version_register
+
+    copy = tmp_path / "copy.safetensors"
+    copy.write_bytes(tiny_bundle.read_bytes() + b" ")
+    newer = model_version_register(bundle_path=copy, name="newer", activate=True)
+    call_command("models")
+    listing = capsys.readouterr().out
+    assert "* newer" in listing and "tiny" in listing
+    call_command("models", "--activate", "tiny")
+    active_version.refresh_from_db()
+    newer.refresh_from_db()
+    assert active_version.is_active and not newer.is_active
+    with pytest.raises(CommandError, match="no model version named"):
+        call_command("models", "--activate", "nope")
+
+
+def test_queue_sends_the_job_to_the_training_queue(db, mocker):
+    delay = mocker.patch("xrayweb.inference.tasks.retrain_model.delay")
+    delay.return_value.id = "task-1"
+    call_command("retrain", "--manifest", str(SAMPLE_MANIFEST), "--queue", *FAST)
+    (job,), _ = delay.call_args
+    assert job["config"]["archs"] == ["mobilenet_v3_small"] and job["manifests"]
+    from xrayweb.celery import app
+
+    assert app.amqp.router.route({}, "xrayweb.inference.tasks.retrain_model")["queue"].name == (
+        "training"
+    )
 
 
 def test_retrain_without_any_data_is_a_clear_error(db):
     with pytest.raises(CommandError, match="No training data"):
         call_command("retrain", "--no-reviews", *FAST)
+
+
+@pytest.mark.parametrize("role", ["staff", "radiologist"])
+def test_only_admins_may_retrain(make_user, role):
+    user = make_user(role)
+    with pytest.raises(CommandError, match="only admins may retrain"):
+        call_command("retrain", "--user", user.username, "--no-reviews")

@@ -20,6 +20,10 @@ class ModelVersion(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT
     )
     activated_at = models.DateTimeField(null=True, blank=True)
+    # Metrics on the locked evaluation set when it was trained, and the promotion decision:
+    # {"promoted": bool, "forced": bool, "reason": str, "candidate": {...}, "active": {...}}.
+    locked_metrics = models.JSONField(default=dict, blank=True)
+    gate = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -31,6 +35,22 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class PatientAssignment(models.Model):
+    """Each patient, once seen by retraining, is assigned for good to training or to the locked
+    evaluation set. The locked set therefore only grows, and only with new patients."""
+
+    class Split(models.TextChoices):
+        TRAIN = "train"
+        LOCKED = "locked"
+
+    patient_key = models.CharField(max_length=128, unique=True)
+    split = models.CharField(max_length=8, choices=Split.choices)
+    assigned_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.patient_key}: {self.split}"
 
 
 class Prediction(models.Model):

@@ -1,6 +1,7 @@
-"""Retraining from manifests and radiologist labels. Imports torch (via training): only the
-``retrain`` command and workers import this module, never the web process."""
+"""Governed retraining. Imports torch (via training): only the ``retrain`` command and the
+training worker import this module, never the web process."""
 
+import hashlib
 from pathlib import Path
 
 from django.conf import settings
@@ -8,30 +9,49 @@ from django.core.files.storage import default_storage
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from training.data import Record, read_manifest
-from training.loop import TrainConfig, fit
+from training.config import TrainConfig
+from training.data import Record, read_manifest, records_sha256, write_manifest
+from training.evaluate import evaluate_bundle
+from training.fit import fit
 from xrayweb.errors import ApplicationError
+from xrayweb.inference.locked_set import patients_assign
 from xrayweb.inference.models import ModelVersion
-from xrayweb.inference.services import model_version_active, model_version_register
+from xrayweb.inference.services import (
+    locked_summary,
+    model_version_activate,
+    model_version_active,
+    model_version_register,
+    promotion_gate,
+)
 from xrayweb.review.models import Review
 from xrayweb.studies.models import Study
 
 
-def reviewed_records() -> list[Record]:
-    """Every reviewed study with its current (newest) radiologist label."""
+def patient_key(patient_id: str) -> str:
+    """Pseudonymous key for a patient of this hospital: ids stay in the database."""
+    return "xrayweb-" + hashlib.sha256(patient_id.encode()).hexdigest()[:20]
+
+
+def reviewed_records() -> tuple[list[Record], dict]:
+    """Every reviewed study with its current (newest) label, and a fingerprint of that set."""
     newest = Review.objects.filter(study=OuterRef("pk")).order_by("-created_at", "-id")
-    studies = Study.objects.annotate(current_label=Subquery(newest.values("label")[:1])).filter(
-        current_label__isnull=False
-    )
-    return [
-        Record(
-            path=Path(default_storage.path(study.image.name)),
-            label=study.current_label,
-            patient_id=f"xrayweb-{study.patient_id}",
-            source="xrayweb",
+    studies = Study.objects.annotate(
+        current_label=Subquery(newest.values("label")[:1]),
+        current_review=Subquery(newest.values("pk")[:1]),
+    ).filter(current_label__isnull=False)
+    records, rows = [], []
+    for study in studies.order_by("pk"):
+        records.append(
+            Record(
+                path=Path(default_storage.path(study.image.name)),
+                label=study.current_label,
+                patient_id=patient_key(study.patient_id),
+                source="xrayweb",
+            )
         )
-        for study in studies
-    ]
+        rows.append(f"{study.current_review}:{study.image_sha256}:{study.current_label}")
+    digest = hashlib.sha256("\n".join(rows).encode()).hexdigest()
+    return records, {"reviews": len(records), "reviews_sha256": digest}
 
 
 def model_retrain(
@@ -41,28 +61,80 @@ def model_retrain(
     config: TrainConfig,
     user=None,
     activate: bool = False,
+    force: bool = False,
     name: str = "",
     progress: bool = True,
 ) -> ModelVersion:
-    """Train a new version on the given data, register it, and optionally activate it."""
-    records = [r for manifest in manifests for r in read_manifest(manifest)]
-    n_reviewed = 0
+    """Train a candidate on every patient outside the locked set, evaluate it and the active
+    version on the locked set, register it, and promote it if the gate (or ``force``) allows."""
+    records, provenance = [], []
+    for manifest in manifests:
+        rows = read_manifest(manifest)
+        records += rows
+        provenance.append(
+            {"manifest": str(manifest), "images": len(rows), "sha256": records_sha256(rows)}
+        )
+    run = f"{timezone.now():%Y%m%d-%H%M%S}"
+    settings.MODEL_DIR.mkdir(parents=True, exist_ok=True)
     if from_reviews:
-        reviewed = reviewed_records()
-        n_reviewed = len(reviewed)
+        reviewed, fingerprint = reviewed_records()
+        if reviewed:
+            export = settings.MODEL_DIR / f"{run}-reviews.csv"
+            write_manifest(export, reviewed)
+            fingerprint["manifest"] = export.name
         records += reviewed
+        provenance.append(fingerprint)
     if not records:
         raise ApplicationError("No training data: give --manifest or review some studies first.")
+    splits = patients_assign(patient_keys={r.patient_id for r in records})
+    train = [r for r in records if splits[r.patient_id] == "train"]
+    locked = [r for r in records if splits[r.patient_id] == "locked"]
+    if not locked or not train:
+        raise ApplicationError("Too few patients to keep a locked evaluation set apart.")
     active = model_version_active()
     if config.classes is None and active is not None:
         config.classes = list(active.classes)
-    settings.MODEL_DIR.mkdir(parents=True, exist_ok=True)
-    out = settings.MODEL_DIR / f"{timezone.now():%Y%m%d-%H%M%S}.safetensors"
-    sources = [{"manifest": str(m)} for m in manifests]
-    if from_reviews:
-        sources.append({"database_reviews": n_reviewed})
+    out = settings.MODEL_DIR / f"{run}.safetensors"
     try:
-        fit(records, out, config, progress=progress, data_sources=sources)
+        meta = fit(
+            train, out, config, progress=progress, data_sources=provenance, test_records=locked
+        )
     except ValueError as exc:
         raise ApplicationError(str(exc)) from exc
-    return model_version_register(bundle_path=out, name=name, user=user, activate=activate)
+    candidate = locked_summary(meta.metrics["ensemble"])
+    incumbent = None
+    if active is not None:
+        incumbent = locked_summary(evaluate_bundle(Path(active.bundle_path), locked))
+    promoted, reason = promotion_gate(candidate=candidate, active=incumbent)
+    version = model_version_register(bundle_path=out, name=name, user=user)
+    version.locked_metrics = candidate
+    version.gate = {
+        "passed": promoted,
+        "reason": reason,
+        "active": incumbent,
+        "active_version": active.name if active else None,
+        "locked_patients": len({r.patient_id for r in locked}),
+        "forced": False,
+    }
+    if activate and (promoted or force):
+        version.gate["forced"] = not promoted
+        model_version_activate(version=version)
+    version.save(update_fields=["locked_metrics", "gate"])
+    return version
+
+
+def model_retrain_job(job: dict, *, progress: bool = False) -> ModelVersion:
+    """Run a retraining job described in plain data (as the command or a Celery task gives it)."""
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.filter(pk=job["user_id"]).first() if job["user_id"] else None
+    return model_retrain(
+        manifests=[Path(m) for m in job["manifests"]],
+        from_reviews=job["from_reviews"],
+        config=TrainConfig(**job["config"]),
+        user=user,
+        activate=job["activate"],
+        force=job["force"],
+        name=job["name"],
+        progress=progress,
+    )

@@ -26,3 +26,11 @@ def predict_study(study_id: int) -> None:
         logger.exception("inference failed for study %s", study_id)
         study_mark_failed(study_id=study_id, reason=f"{type(exc).__name__}: {exc}")
         raise
+
+
+@shared_task(queue="training", acks_late=True, time_limit=6 * 3600, soft_time_limit=6 * 3600 - 60)
+def retrain_model(job: dict) -> str:
+    """Retraining on a worker of the 'training' queue (where the GPU is)."""
+    from xrayweb.inference.retraining import model_retrain_job
+
+    return model_retrain_job(job).name

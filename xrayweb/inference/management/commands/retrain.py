@@ -3,6 +3,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from training.config import STRATEGIES, TrainConfig
 from xrayweb.accounts.roles import CAN_MANAGE_MODELS, user_has_any_role
 from xrayweb.errors import ApplicationError
 
@@ -13,8 +14,9 @@ def _csv(value: str) -> list[str]:
 
 class Command(BaseCommand):
     help = (
-        "Train a new model version from manifest CSVs (file,label,patient_id) and/or the "
-        "radiologist-confirmed labels in the database, and register it."
+        "Train a new model version on the radiologist-confirmed labels in the database and any "
+        "manifest CSVs, evaluate it against the active version on the locked evaluation set, "
+        "and register it; --activate promotes it if the gate passes (or with --force)."
     )
 
     def add_arguments(self, parser):
@@ -23,49 +25,76 @@ class Command(BaseCommand):
             "--no-reviews", action="store_true", help="do not train on radiologist-confirmed labels"
         )
         parser.add_argument(
-            "--activate", action="store_true", help="make the new version the one the worker uses"
+            "--activate", action="store_true", help="promote the new version if it passes the gate"
+        )
+        parser.add_argument(
+            "--force", action="store_true", help="with --activate: promote even if the gate fails"
+        )
+        parser.add_argument(
+            "--queue",
+            action="store_true",
+            help="send the job to the Celery 'training' queue (a GPU worker)",
         )
         parser.add_argument("--user", help="admin account recorded as having run the training")
         parser.add_argument("--name", default="")
         parser.add_argument("--arch", type=_csv, default=["mobilenet_v2", "vgg11_bn"])
         parser.add_argument("--epochs", type=int, default=12)
+        parser.add_argument("--strategy", choices=STRATEGIES, default="finetune")
+        parser.add_argument("--freeze-layers", type=int, default=0)
+        parser.add_argument(
+            "--init", default=None, help="torchvision weights name, a local .pth, or a bundle"
+        )
         parser.add_argument("--input-size", type=int, default=224)
         parser.add_argument("--batch-size", type=int, default=32)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--device", default="auto")
 
     def handle(self, *args, **opts):
-        from training.loop import TrainConfig  # torch: only when the command actually runs
-        from xrayweb.inference.retraining import model_retrain
-
         user = None
         if opts["user"]:
             user = get_user_model().objects.filter(username=opts["user"]).first()
             if user is None or not user_has_any_role(user, CAN_MANAGE_MODELS):
                 raise CommandError(f"{opts['user']!r} is not an admin; only admins may retrain.")
-        config = TrainConfig(
-            archs=opts["arch"],
-            epochs=[opts["epochs"]] * len(opts["arch"]),
-            input_size=opts["input_size"],
-            batch_size=opts["batch_size"],
-            seed=opts["seed"],
-            device=opts["device"],
-        )
+        config = {
+            "archs": opts["arch"],
+            "epochs": [opts["epochs"]],
+            "strategy": opts["strategy"],
+            "freeze_layers": opts["freeze_layers"],
+            "init": opts["init"],
+            "input_size": opts["input_size"],
+            "batch_size": opts["batch_size"],
+            "seed": opts["seed"],
+            "device": opts["device"],
+        }
         try:
-            version = model_retrain(
-                manifests=opts["manifest"],
-                from_reviews=not opts["no_reviews"],
-                config=config,
-                user=user,
-                activate=opts["activate"],
-                name=opts["name"],
-                progress=opts["verbosity"] > 0,
-            )
+            TrainConfig(**config)  # validate here, before anything is queued or trained
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        job = {
+            "manifests": [str(m.resolve()) for m in opts["manifest"]],
+            "from_reviews": not opts["no_reviews"],
+            "config": config,
+            "user_id": user.pk if user else None,
+            "activate": opts["activate"],
+            "force": opts["force"],
+            "name": opts["name"],
+        }
+        if opts["queue"]:
+            from xrayweb.inference.tasks import retrain_model
+
+            result = retrain_model.delay(job)
+            self.stdout.write(f"Queued retraining as task {result.id} on the 'training' queue.")
+            return
+        from xrayweb.inference.retraining import model_retrain_job
+
+        try:
+            version = model_retrain_job(job, progress=opts["verbosity"] > 0)
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
-        metrics = version.metrics.get("ensemble", {})
+        locked = version.locked_metrics
         self.stdout.write(
-            f"Registered {version.name} ({version.sha256[:12]}): "
-            f"{version.metrics.get('split')} accuracy={metrics.get('accuracy')} "
-            f"macro_auc={metrics.get('macro_auc')}" + (" [active]" if version.is_active else "")
+            f"Registered {version.name} ({version.sha256[:12]}): locked set n={locked['n']} "
+            f"accuracy={locked['accuracy']:.3f} macro_auc={locked['macro_auc']} "
+            f"covid19_sensitivity={locked['covid19_sensitivity']}. Gate: {version.gate['reason']}."
+            + (" [active]" if version.is_active else "")
         )

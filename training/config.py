@@ -1,0 +1,50 @@
+from dataclasses import dataclass, field
+
+STRATEGIES = ("finetune", "freeze", "features")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; stored in the bundle it produces."""
+
+    archs: list[str] = field(default_factory=lambda: ["mobilenet_v2", "vgg11_bn"])
+    epochs: list[int] = field(default_factory=lambda: [12, 12])
+    # "finetune": train everything; "freeze": freeze the first `freeze_layers` feature blocks
+    # (the papers' layer cutoff); "features": frozen backbone, cached features, head only.
+    strategy: str = "finetune"
+    freeze_layers: int = 0
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    # Early stopping on validation macro AUC, only in the second half of the schedule: at the
+    # peak learning rate the validation AUC is noisy and would stop runs too soon.
+    patience: int = 6
+    input_size: int = 224
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    balance: str = "loss"  # "loss" (class-weighted loss) or "sampler" (weighted sampling)
+    augment: bool = True
+    rotation: float = 10.0
+    zoom: float = 0.1
+    shear: float = 5.0
+    brightness: float = 0.2
+    contrast: float = 0.2
+    hflip: bool = False  # anatomy is not mirror-symmetric
+    calibrate: bool = True  # member and ensemble temperatures, member weights
+    covid_sensitivity: float | None = 0.95  # fit a covid19 threshold for this; None: argmax
+    device: str = "auto"
+    precision: str = "auto"
+    init: str | None = None  # torchvision weights name, a local .pth, or a bundle
+    classes: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, not {self.strategy!r}")
+        if len(self.epochs) == 1 and len(self.archs) > 1:
+            self.epochs = self.epochs * len(self.archs)
+        if len(self.epochs) != len(self.archs):
+            raise ValueError("give one epoch count, or one per architecture")
+        if self.balance not in ("loss", "sampler"):
+            raise ValueError("balance must be 'loss' or 'sampler'")

@@ -1,0 +1,189 @@
+"""A full training run: split by patient, train members, calibrate on validation, evaluate on
+test, save a bundle that carries its config, seeds, data summary and metrics."""
+
+from collections import Counter
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from classifier.bundle import save_bundle
+from classifier.device import resolve_device, use_bf16
+from classifier.ensemble import decide
+from classifier.metadata import BundleMetadata, MemberSpec
+from training.calibration import fit_member_weights, fit_temperature, fit_threshold, soften
+from training.config import TrainConfig
+from training.data import Record, XrayDataset, make_augment, records_sha256, split_by_patient
+from training.loop import member_name, predict_logits, seed_everything, train_member
+from training.metrics import binary_aucs, classification_report, report_with_sources
+
+DEFAULT_CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
+NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
+
+def _softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    return torch.from_numpy(logits / temperature).softmax(1).numpy()
+
+
+def _counts(records: list[Record]) -> dict:
+    return {
+        "images": len(records),
+        "patients": len({r.patient_id for r in records}),
+        "labels": dict(Counter(r.label for r in records)),
+        "sources": dict(Counter(r.source for r in records)),
+    }
+
+
+def ensemble_outputs(member_logits, specs, ensemble_temperature, classes, thresholds):
+    member_probs = [_softmax(z, s.temperature) for z, s in zip(member_logits, specs, strict=True)]
+    total = sum(s.weight for s in specs)
+    probs = sum(p * (s.weight / total) for p, s in zip(member_probs, specs, strict=True))
+    probs = soften(probs, ensemble_temperature)
+    predicted = decide(torch.from_numpy(probs), classes, thresholds).numpy()
+    return member_probs, probs, predicted
+
+
+def calibrate(member_logits, y, specs, classes, cfg: TrainConfig):
+    """Member temperatures, member weights, ensemble temperature, covid19 threshold (val)."""
+    if cfg.calibrate:
+        specs = [
+            MemberSpec(s.name, s.arch, s.head, s.weight, fit_temperature(z, y))
+            for s, z in zip(specs, member_logits, strict=True)
+        ]
+        member_probs = [
+            _softmax(z, s.temperature) for z, s in zip(member_logits, specs, strict=True)
+        ]
+        weights = fit_member_weights(member_probs, y, classes)
+        specs = [
+            MemberSpec(s.name, s.arch, s.head, w, s.temperature)
+            for s, w in zip(specs, weights, strict=True)
+        ]
+        _, probs, _ = ensemble_outputs(member_logits, specs, 1.0, classes, {})
+        ensemble_temperature = fit_temperature(np.log(np.clip(probs, 1e-12, 1.0)), y)
+    else:
+        ensemble_temperature = 1.0
+    thresholds = {}
+    if cfg.covid_sensitivity is not None and "covid19" in classes:
+        _, probs, _ = ensemble_outputs(member_logits, specs, ensemble_temperature, classes, {})
+        k = classes.index("covid19")
+        threshold = fit_threshold(probs, y, k, cfg.covid_sensitivity)
+        # Only ever lower the bar below the argmax's implicit one; never raise it.
+        if threshold is not None and threshold < 0.5:
+            thresholds["covid19"] = threshold
+    return specs, ensemble_temperature, thresholds
+
+
+def fit(
+    records: list[Record],
+    out: Path,
+    cfg: TrainConfig,
+    *,
+    progress: bool = True,
+    data_sources: list[dict] | None = None,
+    test_records: list[Record] | None = None,
+) -> BundleMetadata:
+    """Train, calibrate and evaluate an ensemble; write the bundle to ``out``.
+
+    ``test_records`` (e.g. a locked evaluation set) replace the random test split.
+    """
+    seed_everything(cfg.seed)
+    labels = {r.label for r in records}
+    classes = cfg.classes or (DEFAULT_CLASSES if labels <= set(DEFAULT_CLASSES) else sorted(labels))
+    unknown = labels - set(classes)
+    if unknown:
+        raise ValueError(f"labels not in the class list: {sorted(unknown)}")
+    if test_records is not None:
+        leaked = {r.patient_id for r in records} & {r.patient_id for r in test_records}
+        if leaked:
+            raise ValueError(f"{len(leaked)} evaluation patient(s) are also in the training data")
+    test_fraction = 0.0 if test_records is not None else cfg.test_fraction
+    splits = split_by_patient(records, val=cfg.val_fraction, test=test_fraction, seed=cfg.seed)
+    if test_records is not None:
+        splits["test"] = test_records
+    if not splits["train"] or not splits["val"]:
+        raise ValueError("too few patients for a train/validation split")
+    device = resolve_device(cfg.device)
+    bf16 = use_bf16(device, cfg.precision)
+    augment = make_augment(
+        rotation=cfg.rotation,
+        zoom=cfg.zoom,
+        shear=cfg.shear,
+        brightness=cfg.brightness,
+        contrast=cfg.contrast,
+        hflip=cfg.hflip,
+    )
+    data = {
+        name: XrayDataset(
+            rs,
+            classes,
+            size=cfg.input_size,
+            augment=augment if cfg.augment and name == "train" else None,
+            **NORMALIZATION,
+        )
+        for name, rs in splits.items()
+        if rs
+    }
+    eval_set = data.get("test", data["val"])
+    specs, histories, logits = [], {}, {"val": [], "eval": []}
+    options = {"device": device, "bf16": bf16, "batch_size": cfg.batch_size}
+    members = {}
+    for arch, epochs in zip(cfg.archs, cfg.epochs, strict=True):
+        name = member_name(arch)
+        seed_everything(cfg.seed)
+        model, histories[name] = train_member(
+            arch,
+            classes,
+            data["train"],
+            data["val"],
+            epochs,
+            cfg,
+            device=device,
+            bf16=bf16,
+            progress=progress,
+        )
+        logits["val"].append(predict_logits(model, data["val"], **options))
+        logits["eval"].append(predict_logits(model, eval_set, **options))
+        members[name] = model.cpu()
+        specs.append(MemberSpec(name=name, arch=arch, head="pooled"))
+    y_val = data["val"].targets.numpy()
+    specs, ensemble_t, thresholds = calibrate(logits["val"], y_val, specs, classes, cfg)
+    member_probs, probs, predicted = ensemble_outputs(
+        logits["eval"], specs, ensemble_t, classes, thresholds
+    )
+    y = eval_set.targets.numpy()
+    metrics = {
+        "split": "test" if "test" in data else "val",
+        "ensemble": report_with_sources(
+            y, probs, classes, [r.source for r in eval_set.records], y_pred=predicted
+        ),
+        "ensemble_argmax": classification_report(y, probs, classes, n_boot=0),
+        "binary": binary_aucs(y, probs, classes),
+        "members": {
+            s.name: classification_report(y, p, classes, n_boot=0)
+            for s, p in zip(specs, member_probs, strict=True)
+        },
+    }
+    meta = BundleMetadata(
+        classes=classes,
+        members=specs,
+        input_size=cfg.input_size,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        training={
+            "config": asdict(cfg),
+            "device": str(device),
+            "bf16": bf16,
+            "torch": torch.__version__,
+            "data_sha256": records_sha256(records),
+            "data_sources": data_sources or [],
+            "splits": {name: _counts(rs) for name, rs in splits.items()},
+            "history": histories,
+        },
+        metrics=metrics,
+        ensemble_temperature=ensemble_t,
+        decision_thresholds=thresholds,
+        **NORMALIZATION,
+    )
+    save_bundle(out, members, meta)
+    return meta
