@@ -98,6 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--json", type=Path)
     ev.add_argument("--plots", type=Path, help="folder for confusion/ROC/reliability PNGs")
     ev.add_argument("--device", default=None)
+    cal = sub.add_parser("calibrate", help="refit a bundle's calibration and thresholds")
+    cal.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
+    cal.add_argument(
+        "--manifest",
+        type=Path,
+        action="append",
+        required=True,
+        help="the manifest(s) the bundle was trained on",
+    )
+    cal.add_argument("--out", type=Path, help="default: overwrite --bundle")
+    cal.add_argument("--covid-sensitivity", type=float, default=None)
+    cal.add_argument("--covid-min-specificity", type=float, default=None)
     card = sub.add_parser("card", help="print a Markdown model card from a bundle's metadata")
     card.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
     card.add_argument("--command", dest="reproduce", default="", help="the command that made it")
@@ -150,6 +162,21 @@ def _run(args) -> int:
         print(format_report(report))
         if args.json:
             args.json.write_text(json.dumps(report, indent=2))
+    elif args.command == "calibrate":
+        from training.fit import recalibrate
+
+        changes = {
+            k: v
+            for k, v in {
+                "covid_sensitivity": args.covid_sensitivity,
+                "covid_min_specificity": args.covid_min_specificity,
+            }.items()
+            if v is not None
+        }
+        records = [r for m in args.manifest for r in read_manifest(m)]
+        meta = recalibrate(args.bundle, records, args.out or args.bundle, **changes)
+        print(format_report(meta.metrics["ensemble"]))
+        print(f"wrote {args.out or args.bundle}")
     elif args.command == "card":
         from training.card import model_card
 

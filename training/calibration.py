@@ -55,10 +55,23 @@ def fit_member_weights(
     return [w / steps for w in best]
 
 
-def fit_threshold(probs: np.ndarray, y: np.ndarray, k: int, sensitivity: float) -> float | None:
-    """The highest threshold on p(class k) that still reaches ``sensitivity`` on these data."""
-    positive = np.sort(probs[y == k, k])
-    if len(positive) == 0:
+def fit_threshold(
+    probs: np.ndarray, y: np.ndarray, k: int, sensitivity: float, min_specificity: float = 0.95
+) -> float | None:
+    """A threshold on p(class k): the highest one reaching ``sensitivity`` on these data, unless
+    that drops specificity below ``min_specificity``; then the lowest one that keeps it (the
+    most sensitive operating point with at most 1 - min_specificity false alarms)."""
+    score = probs[:, k]
+    positive = y == k
+    if not positive.any() or positive.all():
         return None
-    index = int(np.floor((1.0 - sensitivity) * len(positive)))
-    return float(positive[min(index, len(positive) - 1)])
+    candidates = np.unique(score)
+    sens = np.array([(score[positive] >= t).mean() for t in candidates])
+    spec = np.array([(score[~positive] < t).mean() for t in candidates])
+    allowed = spec >= min_specificity
+    if not allowed.any():
+        return None
+    reaching = allowed & (sens >= sensitivity)
+    if reaching.any():
+        return float(candidates[reaching].max())
+    return float(candidates[allowed].min())

@@ -34,6 +34,7 @@ class TrainConfig:
     hflip: bool = False  # anatomy is not mirror-symmetric
     calibrate: bool = True  # member and ensemble temperatures, member weights
     covid_sensitivity: float | None = 0.95  # fit a covid19 threshold for this; None: argmax
+    covid_min_specificity: float = 0.95  # ...but never below this validation specificity
     device: str = "auto"
     precision: str = "auto"
     init: str | None = None  # torchvision weights name, a local .pth, or a bundle

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from classifier.bundle import save_bundle
+from classifier.bundle import load_bundle_members, save_bundle
 from classifier.device import resolve_device, use_bf16
 from classifier.ensemble import decide
 from classifier.metadata import BundleMetadata, MemberSpec
@@ -68,11 +68,89 @@ def calibrate(member_logits, y, specs, classes, cfg: TrainConfig):
     if cfg.covid_sensitivity is not None and "covid19" in classes:
         _, probs, _ = ensemble_outputs(member_logits, specs, ensemble_temperature, classes, {})
         k = classes.index("covid19")
-        threshold = fit_threshold(probs, y, k, cfg.covid_sensitivity)
+        threshold = fit_threshold(probs, y, k, cfg.covid_sensitivity, cfg.covid_min_specificity)
         # Only ever lower the bar below the argmax's implicit one; never raise it.
         if threshold is not None and threshold < 0.5:
             thresholds["covid19"] = threshold
     return specs, ensemble_temperature, thresholds
+
+
+def package(*, specs, logits, y_val, eval_set, split, classes, cfg, training) -> BundleMetadata:
+    """Calibrate on validation logits, evaluate on the evaluation set, build the metadata."""
+    specs, ensemble_t, thresholds = calibrate(logits["val"], y_val, specs, classes, cfg)
+    member_probs, probs, predicted = ensemble_outputs(
+        logits["eval"], specs, ensemble_t, classes, thresholds
+    )
+    y = eval_set.targets.numpy()
+    metrics = {
+        "split": split,
+        "ensemble": report_with_sources(
+            y, probs, classes, [r.source for r in eval_set.records], y_pred=predicted
+        ),
+        "ensemble_argmax": classification_report(y, probs, classes, n_boot=0),
+        "binary": binary_aucs(y, probs, classes),
+        "members": {
+            s.name: classification_report(y, p, classes, n_boot=0)
+            for s, p in zip(specs, member_probs, strict=True)
+        },
+    }
+    return BundleMetadata(
+        classes=classes,
+        members=specs,
+        input_size=cfg.input_size,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        training=training,
+        metrics=metrics,
+        ensemble_temperature=ensemble_t,
+        decision_thresholds=thresholds,
+        **NORMALIZATION,
+    )
+
+
+def recalibrate(bundle: Path, records: list[Record], out: Path, **changes) -> BundleMetadata:
+    """Refit calibration and thresholds of a trained bundle with the current rules (and any
+    config ``changes``), on the validation split its own seed gives, then re-evaluate on test.
+    The weights are unchanged; the data must be the data it was trained on."""
+    meta, members = load_bundle_members(bundle)
+    training = dict(meta.training)
+    if records_sha256(records) != training["data_sha256"]:
+        raise ValueError("these are not the data the bundle was trained on (hash differs)")
+    config = {**training["config"], **changes}
+    cfg = TrainConfig(**config)
+    splits = split_by_patient(records, val=cfg.val_fraction, test=cfg.test_fraction, seed=cfg.seed)
+    device = resolve_device(cfg.device)
+    bf16 = use_bf16(device, cfg.precision)
+    data = {
+        name: XrayDataset(splits[name], meta.classes, size=cfg.input_size, **NORMALIZATION)
+        for name in ("val", "test")
+    }
+    options = {"device": device, "bf16": bf16, "batch_size": cfg.batch_size}
+    logits = {"val": [], "eval": []}
+    specs = []
+    for spec in meta.members:
+        model = members[spec.name].to(device)
+        logits["val"].append(predict_logits(model, data["val"], **options))
+        logits["eval"].append(predict_logits(model, data["test"], **options))
+        members[spec.name] = model.cpu()
+        specs.append(MemberSpec(name=spec.name, arch=spec.arch, head=spec.head))
+    training["config"] = asdict(cfg)
+    training["recalibrated"] = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "from_created_at": meta.created_at,
+        "changes": changes,
+    }
+    new = package(
+        specs=specs,
+        logits=logits,
+        y_val=data["val"].targets.numpy(),
+        eval_set=data["test"],
+        split="test",
+        classes=meta.classes,
+        cfg=cfg,
+        training=training,
+    )
+    save_bundle(out, members, new)
+    return new
 
 
 def fit(
@@ -147,43 +225,25 @@ def fit(
         logits["eval"].append(predict_logits(model, eval_set, **options))
         members[name] = model.cpu()
         specs.append(MemberSpec(name=name, arch=arch, head="pooled"))
-    y_val = data["val"].targets.numpy()
-    specs, ensemble_t, thresholds = calibrate(logits["val"], y_val, specs, classes, cfg)
-    member_probs, probs, predicted = ensemble_outputs(
-        logits["eval"], specs, ensemble_t, classes, thresholds
-    )
-    y = eval_set.targets.numpy()
-    metrics = {
-        "split": "test" if "test" in data else "val",
-        "ensemble": report_with_sources(
-            y, probs, classes, [r.source for r in eval_set.records], y_pred=predicted
-        ),
-        "ensemble_argmax": classification_report(y, probs, classes, n_boot=0),
-        "binary": binary_aucs(y, probs, classes),
-        "members": {
-            s.name: classification_report(y, p, classes, n_boot=0)
-            for s, p in zip(specs, member_probs, strict=True)
-        },
+    training = {
+        "config": asdict(cfg),
+        "device": str(device),
+        "bf16": bf16,
+        "torch": torch.__version__,
+        "data_sha256": records_sha256(records),
+        "data_sources": data_sources or [],
+        "splits": {name: _counts(rs) for name, rs in splits.items()},
+        "history": histories,
     }
-    meta = BundleMetadata(
+    meta = package(
+        specs=specs,
+        logits=logits,
+        y_val=data["val"].targets.numpy(),
+        eval_set=eval_set,
+        split="test" if "test" in data else "val",
         classes=classes,
-        members=specs,
-        input_size=cfg.input_size,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        training={
-            "config": asdict(cfg),
-            "device": str(device),
-            "bf16": bf16,
-            "torch": torch.__version__,
-            "data_sha256": records_sha256(records),
-            "data_sources": data_sources or [],
-            "splits": {name: _counts(rs) for name, rs in splits.items()},
-            "history": histories,
-        },
-        metrics=metrics,
-        ensemble_temperature=ensemble_t,
-        decision_thresholds=thresholds,
-        **NORMALIZATION,
+        cfg=cfg,
+        training=training,
     )
     save_bundle(out, members, meta)
     return meta

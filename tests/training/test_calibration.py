@@ -50,7 +50,7 @@ def test_threshold_reaches_the_asked_sensitivity_and_decide_applies_it():
     probs = rng.dirichlet(np.ones(4), 500)
     probs[y == 0, 0] += 0.2
     probs /= probs.sum(1, keepdims=True)
-    threshold = fit_threshold(probs, y, 0, 0.95)
+    threshold = fit_threshold(probs, y, 0, 0.95, min_specificity=0.0)
     assert ((probs[y == 0, 0] >= threshold).mean()) >= 0.95
     predicted = decide(torch.from_numpy(probs), CLASSES, {"covid19": threshold}).numpy()
     assert (predicted[y == 0] == 0).mean() >= 0.95
@@ -93,3 +93,15 @@ def test_rank_auc_equals_sklearn_with_ties():
     positive = rng.random(300) < 0.3
     score = np.round(rng.random(300) + positive * 0.3, 1)  # many ties
     assert _auc(positive, score) == pytest.approx(roc_auc_score(positive, score))
+
+
+def test_threshold_never_buys_sensitivity_below_the_specificity_floor():
+    y = np.array([0] * 10 + [1] * 90)
+    probs = np.zeros((100, 2))
+    probs[:, 0] = np.r_[np.linspace(0.3, 0.9, 10), np.linspace(0.0, 0.6, 90)]
+    probs[:, 1] = 1 - probs[:, 0]
+    threshold = fit_threshold(probs, y, 0, 0.95, min_specificity=0.95)
+    specificity = (probs[y == 1, 0] < threshold).mean()
+    assert specificity >= 0.95
+    sensitivity = (probs[y == 0, 0] >= threshold).mean()
+    assert 0 < sensitivity < 0.95  # the floor wins over the sensitivity target

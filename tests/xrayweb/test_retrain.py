@@ -160,3 +160,12 @@ def test_only_admins_may_retrain(make_user, role):
     user = make_user(role)
     with pytest.raises(CommandError, match="only admins may retrain"):
         call_command("retrain", "--user", user.username, "--no-reviews")
+
+
+def test_evaluate_command_uses_the_active_version(active_version, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    call_command("evaluate", "--manifest", str(SAMPLE_MANIFEST), "--json", str(out))
+    assert active_version.name in capsys.readouterr().out
+    import json
+
+    assert json.loads(out.read_text())["n"] == 119
