@@ -59,8 +59,14 @@ def model_card(bundle: Path, command: str = "") -> str:
         + ", ".join(f"{k} {minutes[k]:.0f} min" for k in minutes)
         + ".",
         f"- **Calibration (validation split):** member temperatures, member weights (grid search "
-        f"on macro AUC), ensemble temperature, and a covid19 threshold for validation "
-        f"sensitivity {cfg['covid_sensitivity']}.",
+        f"on macro AUC), ensemble temperature, and a covid19 threshold aiming at validation "
+        f"sensitivity {cfg['covid_sensitivity']} without validation specificity below "
+        f"{cfg.get('covid_min_specificity', 0.0)}: "
+        + (
+            f"threshold {meta.decision_thresholds['covid19']:.3f}."
+            if "covid19" in meta.decision_thresholds
+            else "no threshold below the argmax's met that floor, so the argmax decides."
+        ),
         f"- **Data:** {', '.join(str(s.get('manifest', s)) for s in t['data_sources'])} (images "
         f"and labels sha256 `{t['data_sha256'][:16]}…`), split by patient: "
         + "; ".join(
