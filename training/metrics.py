@@ -5,6 +5,17 @@ from scipy.stats import rankdata
 from sklearn.metrics import confusion_matrix
 
 COVID = "covid19"
+# The keys of an evaluation report, in order (`python -m training evaluate --json` adds
+# "per_source").
+REPORT_KEYS = (
+    "n",
+    "accuracy",
+    "per_class",
+    "macro_auc",
+    "covid_vs_rest",
+    "confusion_matrix",
+    "ece",
+)
 
 
 def _ratio(num: float, den: float) -> float | None:
