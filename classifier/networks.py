@@ -48,8 +48,8 @@ def _spec(arch: str) -> ArchSpec:
 def _load_init(model: nn.Module, spec: ArchSpec, init: str) -> None:
     """Load ImageNet weights: a local .pth state dict, or a torchvision weights enum name.
 
-    Weights enums resolve to torchvision's cache (``TORCH_HOME``); on a machine without them
-    this raises rather than downloading, because we pass ``check_hash`` only on local files.
+    A weights enum is looked up in torch's local checkpoint cache (``TORCH_HOME``) and loaded
+    from there; if the file is not cached this raises instead of downloading it.
     """
     path = Path(init)
     if path.suffix in {".pth", ".pt"}:

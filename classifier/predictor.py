@@ -11,7 +11,7 @@ from classifier.bundle import load_bundle_members
 from classifier.cam import fuse, gradcam_maps, library_gradcam, scale_to
 from classifier.device import resolve_device, use_bf16
 from classifier.ensemble import Member, decide, soft_vote, temper
-from classifier.metadata import BundleMetadata, bundle_sha256
+from classifier.metadata import BundleMetadata
 from classifier.preprocess import prepare_batch
 
 # "fast": one forward pass serves prediction and CAM, backward through the head only.
@@ -39,7 +39,6 @@ class Predictor:
         device: torch.device,
         precision: str = "auto",
         batch_size: int = 8,
-        sha256: str = "",
         cam_engine: str = "fast",
         channels_last: bool = True,
     ) -> None:
@@ -51,7 +50,6 @@ class Predictor:
         self.device = device
         self.bf16 = use_bf16(device, precision)
         self.batch_size = max(1, int(batch_size))
-        self.sha256 = sha256
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         for member in members:
             member.model.to(device=device, memory_format=self.memory_format).eval()
@@ -161,7 +159,6 @@ def load_bundle(
         device=dev,
         precision=precision,
         batch_size=batch_size,
-        sha256=bundle_sha256(path),
         cam_engine=cam_engine,
         channels_last=channels_last,
     )

@@ -5,7 +5,6 @@ import os
 import pytest
 from playwright.sync_api import expect
 
-from tests.xrayweb.conftest import UserFactory  # noqa: F401  (registers the factory)
 from xrayweb.accounts.services import user_create_with_role
 from xrayweb.inference import runtime
 from xrayweb.inference.services import model_version_register
