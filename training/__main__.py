@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from classifier import DEFAULT_BUNDLE
-from training.config import STRATEGIES, TrainConfig
+from training.config import BALANCES, STRATEGIES, TrainConfig
 from training.data import ManifestError, read_manifest, write_manifest
 
 
@@ -74,7 +74,13 @@ def _train_parser(sub) -> None:
     train.add_argument("--patience", type=int, default=6)
     train.add_argument("--input-size", type=int, default=224)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--balance", choices=["loss", "sampler"], default="loss")
+    train.add_argument("--balance", choices=BALANCES, default="loss")
+    train.add_argument(
+        "--source-power",
+        type=float,
+        default=0.5,
+        help="with --balance source: 0 = class balance only, 1 = sources equal within a class",
+    )
     train.add_argument("--hflip", action="store_true", help="add horizontal flips (off: anatomy)")
     train.add_argument("--no-augment", action="store_true")
     train.add_argument("--no-calibrate", action="store_true")
@@ -142,6 +148,7 @@ def _run(args) -> int:
             input_size=args.input_size,
             seed=args.seed,
             balance=args.balance,
+            source_power=args.source_power,
             hflip=args.hflip,
             augment=not args.no_augment,
             calibrate=not args.no_calibrate,

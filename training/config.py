@@ -1,6 +1,7 @@
 from dataclasses import dataclass, field
 
 STRATEGIES = ("finetune", "freeze", "features")
+BALANCES = ("loss", "sampler", "source")
 
 
 @dataclass
@@ -24,7 +25,10 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.15
     test_fraction: float = 0.15
-    balance: str = "loss"  # "loss" (class-weighted loss) or "sampler" (weighted sampling)
+    # "loss": class-weighted loss; "sampler": class-balanced sampling; "source": sampling
+    # balanced over classes and, tempered by source_power, over sources within a class.
+    balance: str = "loss"
+    source_power: float = 0.5
     augment: bool = True
     rotation: float = 10.0
     zoom: float = 0.1
@@ -47,5 +51,5 @@ class TrainConfig:
             self.epochs = self.epochs * len(self.archs)
         if len(self.epochs) != len(self.archs):
             raise ValueError("give one epoch count, or one per architecture")
-        if self.balance not in ("loss", "sampler"):
-            raise ValueError("balance must be 'loss' or 'sampler'")
+        if self.balance not in BALANCES:
+            raise ValueError(f"balance must be one of {BALANCES}, not {self.balance!r}")

@@ -58,10 +58,28 @@ def backbone_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
     return backbone, model.classifier
 
 
-def _loader(dataset, cfg: TrainConfig, targets: torch.Tensor) -> DataLoader:
+def group_weights(targets: torch.Tensor, sources: list[str], power: float = 0.5) -> torch.Tensor:
+    """Per-image sampling weights that give every class the same mass and, within a class,
+    shift mass towards its rarer sources: a (class, source) group of n images gets a share
+    proportional to n ** (1 - power). power 0 is class balance; 1 gives each source of a class
+    the same mass. This counters a model learning the hospital instead of the disease (e.g.
+    every ieee8023 image being covid19 to it)."""
+    groups = list(zip(targets.tolist(), sources, strict=True))
+    count = {g: groups.count(g) for g in set(groups)}
+    share = {g: n ** (1.0 - power) for g, n in count.items()}
+    class_total = {}
+    for (label, _), value in share.items():
+        class_total[label] = class_total.get(label, 0.0) + value
+    return torch.tensor([share[g] / class_total[g[0]] / count[g] for g in groups])
+
+
+def _loader(dataset, cfg: TrainConfig, targets: torch.Tensor, sources: list[str]) -> DataLoader:
     drop_last = len(dataset) > cfg.batch_size
-    if cfg.balance == "sampler":
-        weights = class_weights(targets, int(targets.max()) + 1)[targets]
+    if cfg.balance in ("sampler", "source"):
+        if cfg.balance == "sampler":
+            weights = class_weights(targets, int(targets.max()) + 1)[targets]
+        else:
+            weights = group_weights(targets, sources, cfg.source_power)
         sampler = WeightedRandomSampler(weights.double(), len(dataset), replacement=True)
         return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=drop_last)
     return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=drop_last)
@@ -132,7 +150,7 @@ def train_member(
         val_data = cache_features(backbone, val, **options)
     frozen = _freeze(model, cfg)
     params = [p for p in trainable.parameters() if p.requires_grad]
-    loader = _loader(train_data, cfg, train.targets)
+    loader = _loader(train_data, cfg, train.targets, [r.source for r in train.records])
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = _schedule(optimizer, cfg, len(loader), epochs)
     weight = class_weights(train.targets, len(classes)) if cfg.balance == "loss" else None

@@ -10,6 +10,7 @@ from training.__main__ import main
 from training.config import TrainConfig
 from training.data import read_manifest
 from training.fit import fit
+from training.loop import group_weights
 from training.metrics import REPORT_KEYS
 
 FAST = {"input_size": 32, "batch_size": 16, "device": "cpu"}
@@ -56,7 +57,7 @@ def test_cached_feature_strategy_trains_only_the_heads_of_a_bundles_members(tmp_
         assert not all(torch.equal(old[k], new[k]) for k in head)
 
 
-def test_layer_cutoff_freezes_the_first_blocks(tmp_path, tiny_bundle):
+def test_layer_cutoff_freezes_the_first_blocks_with_source_balanced_sampling(tmp_path, tiny_bundle):
     records = read_manifest(SAMPLE_MANIFEST)
     config = TrainConfig(
         archs=["mobilenet_v2"],
@@ -64,6 +65,7 @@ def test_layer_cutoff_freezes_the_first_blocks(tmp_path, tiny_bundle):
         strategy="freeze",
         freeze_layers=4,
         init=str(tiny_bundle),
+        balance="source",
         **{**FAST, "input_size": 64},
     )
     fit(records, tmp_path / "cut.safetensors", config, progress=False)
@@ -82,7 +84,25 @@ def test_a_locked_test_set_may_not_share_patients_with_training(tmp_path):
         fit(records, tmp_path / "x.safetensors", config, test_records=records[:5])
 
 
+def test_source_balance_gives_classes_equal_mass_and_lifts_rare_sources_within_a_class():
+    # Class 0: 90 images from hospital a, 10 from b; class 1: 40 from a.
+    targets = torch.tensor([0] * 100 + [1] * 40)
+    sources = ["a"] * 90 + ["b"] * 10 + ["a"] * 40
+    weights = group_weights(targets, sources, power=0.5)
+    assert weights[:100].sum() == pytest.approx(weights[100:].sum())
+    # sqrt(10) / (sqrt(90) + sqrt(10)) = 0.25 of class 0's mass goes to b (plain: 0.10).
+    assert weights[90:100].sum() / weights[:100].sum() == pytest.approx(0.25)
+    assert weights[90] / weights[0] == pytest.approx(3.0)
+    # power 0 is plain class balance, power 1 equal mass per source within a class.
+    plain = group_weights(targets, sources, power=0.0)
+    assert plain[90] == pytest.approx(plain[0])
+    equal = group_weights(targets, sources, power=1.0)
+    assert equal[90:100].sum() == pytest.approx(equal[:90].sum())
+
+
 def test_config_rejects_unknown_strategies_and_mismatched_epochs():
+    with pytest.raises(ValueError, match="balance"):
+        TrainConfig(balance="magic")
     with pytest.raises(ValueError, match="strategy"):
         TrainConfig(strategy="magic")
     with pytest.raises(ValueError, match="epoch"):
