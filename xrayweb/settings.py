@@ -105,6 +105,12 @@ MAX_IMAGE_PIXELS = env.int("MAX_IMAGE_PIXELS", default=50_000_000)
 DATA_UPLOAD_MAX_NUMBER_FILES = MAX_UPLOAD_FILES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
+# Review: require two independent reads (disagreements go to arbitration), and the
+# ensemble probability below which a prediction counts as low confidence on the worklist.
+REVIEW_SECOND_READ = env.bool("REVIEW_SECOND_READ", default=False)
+REVIEW_LOW_CONFIDENCE = env.float("REVIEW_LOW_CONFIDENCE", default=0.6)
+WORKLIST_PAGE_SIZE = env.int("WORKLIST_PAGE_SIZE", default=50)
+
 # Models: where retrained bundles go, and how the inference worker runs them.
 MODEL_DIR = Path(env.str("MODEL_DIR", default=str(DATA_DIR / "models")))
 INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="auto")

@@ -1,11 +1,114 @@
-// Heatmap overlay: show/hide, choose the layer (fused or one member), set the opacity.
+// Review page: the X-ray on a canvas with window/level, zoom and pan; the heatmap overlay
+// (layer, opacity, on/off); and keyboard-first reading (digits, Enter, J/K, C, Esc).
 (function () {
+  const canvas = document.getElementById("xray-canvas");
   const overlay = document.getElementById("overlay");
-  if (!overlay) return;
-  const toggle = document.getElementById("overlay-toggle");
-  const opacity = document.getElementById("overlay-opacity");
-  const layer = document.getElementById("overlay-layer");
-  toggle.addEventListener("change", () => { overlay.hidden = !toggle.checked; });
-  opacity.addEventListener("input", () => { overlay.style.opacity = opacity.value / 100; });
-  layer.addEventListener("change", () => { overlay.src = layer.value; });
+  const stack = document.getElementById("stack");
+  const viewport = document.getElementById("viewport");
+
+  // Window/level on the displayed grey levels: a lookup table applied to the pixels.
+  const width = document.getElementById("window-width");
+  const level = document.getElementById("window-level");
+  let original = null;
+  function applyWindow() {
+    if (!original) return;
+    const w = Number(width.value), c = Number(level.value);
+    const low = c - w / 2;
+    const lut = new Uint8ClampedArray(256);
+    for (let v = 0; v < 256; v++) lut[v] = ((v - low) / w) * 255;
+    const out = new ImageData(original.width, original.height);
+    const src = original.data, dst = out.data;
+    for (let i = 0; i < src.length; i += 4) {
+      dst[i] = lut[src[i]]; dst[i + 1] = lut[src[i + 1]]; dst[i + 2] = lut[src[i + 2]];
+      dst[i + 3] = 255;
+    }
+    canvas.getContext("2d").putImageData(out, 0, 0);
+    canvas.dataset.window = `${w}/${c}`;
+  }
+  if (canvas) {
+    const image = new Image();
+    image.onload = () => {
+      canvas.width = image.naturalWidth;
+      canvas.height = image.naturalHeight;
+      const context = canvas.getContext("2d", { willReadFrequently: true });
+      context.drawImage(image, 0, 0);
+      original = context.getImageData(0, 0, canvas.width, canvas.height);
+      applyWindow();
+      canvas.dataset.ready = "1";
+    };
+    image.src = canvas.dataset.src;
+    width.addEventListener("input", applyWindow);
+    level.addEventListener("input", applyWindow);
+  }
+
+  // Zoom (wheel, around the pointer) and pan (drag): one transform for image and overlay.
+  let scale = 1, x = 0, y = 0, drag = null;
+  function transform() {
+    stack.style.transform = `translate(${x}px, ${y}px) scale(${scale})`;
+    stack.dataset.scale = scale.toFixed(2);
+  }
+  if (viewport) {
+    viewport.addEventListener("wheel", (event) => {
+      event.preventDefault();
+      const rect = viewport.getBoundingClientRect();
+      const px = event.clientX - rect.left, py = event.clientY - rect.top;
+      const factor = event.deltaY < 0 ? 1.15 : 1 / 1.15;
+      const next = Math.min(10, Math.max(1, scale * factor));
+      x = px - ((px - x) * next) / scale;
+      y = py - ((py - y) * next) / scale;
+      scale = next;
+      if (scale === 1) { x = 0; y = 0; }
+      transform();
+    }, { passive: false });
+    viewport.addEventListener("pointerdown", (event) => {
+      drag = { startX: event.clientX - x, startY: event.clientY - y };
+      viewport.setPointerCapture(event.pointerId);
+    });
+    viewport.addEventListener("pointermove", (event) => {
+      if (!drag) return;
+      x = event.clientX - drag.startX;
+      y = event.clientY - drag.startY;
+      transform();
+    });
+    viewport.addEventListener("pointerup", () => { drag = null; });
+    document.getElementById("view-reset").addEventListener("click", () => {
+      scale = 1; x = 0; y = 0; transform();
+      width.value = 255; level.value = 128; applyWindow();
+    });
+  }
+
+  if (overlay) {
+    const toggle = document.getElementById("overlay-toggle");
+    const opacity = document.getElementById("overlay-opacity");
+    const layer = document.getElementById("overlay-layer");
+    overlay.style.opacity = opacity.value / 100;
+    toggle.addEventListener("change", () => { overlay.hidden = !toggle.checked; });
+    opacity.addEventListener("input", () => { overlay.style.opacity = opacity.value / 100; });
+    layer.addEventListener("change", () => { overlay.src = layer.value; });
+  }
+
+  // Keyboard: never while typing in a field (the comment box keeps its keys).
+  const form = document.getElementById("review-form");
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const typing = event.target.closest("textarea, input[type=text], input[type=number], select");
+    if (typing) {
+      if (event.key === "Escape") event.target.blur();
+      return;
+    }
+    const go = (id) => { const link = document.getElementById(id); if (link) link.click(); };
+    if (event.key === "j" || event.key === "J") { go("next-case"); return; }
+    if (event.key === "k" || event.key === "K") { go("previous-case"); return; }
+    if (!form) return;
+    if (/^[1-9]$/.test(event.key)) {
+      const choice = form.querySelectorAll("input[name=label]")[Number(event.key) - 1];
+      if (choice) { choice.checked = true; event.preventDefault(); }
+    } else if (event.key === "Enter") {
+      event.preventDefault();
+      form.requestSubmit();
+    } else if (event.key === "c" || event.key === "C") {
+      event.preventDefault();
+      form.querySelector("textarea[name=comment]").focus();
+    }
+  });
 })();

@@ -1,4 +1,11 @@
-from xrayweb.accounts.roles import CAN_MANAGE_MODELS, CAN_REVIEW, CAN_UPLOAD, user_has_any_role
+from xrayweb.accounts.roles import (
+    CAN_AUDIT,
+    CAN_MANAGE_MODELS,
+    CAN_READ_AUDIT_LOG,
+    CAN_REVIEW,
+    CAN_UPLOAD,
+    user_has_any_role,
+)
 
 
 def roles(request) -> dict:
@@ -7,4 +14,6 @@ def roles(request) -> dict:
         "can_upload": user_has_any_role(user, CAN_UPLOAD),
         "can_review": user_has_any_role(user, CAN_REVIEW),
         "can_manage_models": user_has_any_role(user, CAN_MANAGE_MODELS),
+        "can_audit": user_has_any_role(user, CAN_AUDIT),
+        "can_read_audit_log": user_has_any_role(user, CAN_READ_AUDIT_LOG),
     }

@@ -11,6 +11,9 @@ ROLES = (STAFF, RADIOLOGIST, ADMIN)
 CAN_UPLOAD = {STAFF, ADMIN}
 CAN_REVIEW = {RADIOLOGIST}
 CAN_MANAGE_MODELS = {ADMIN}
+# The audit dashboard and export; the audit log of who looked at what is for admins.
+CAN_AUDIT = {RADIOLOGIST, ADMIN}
+CAN_READ_AUDIT_LOG = {ADMIN}
 
 
 def user_roles(user: AbstractBaseUser | AnonymousUser) -> set[str]:

@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from xrayweb.inference.models import Prediction
 from xrayweb.review.models import Review
+from xrayweb.review.services import reviews_visible
 from xrayweb.studies.models import Study
 
 
@@ -10,6 +11,8 @@ class StudyCreateSerializer(serializers.Serializer):
     image = serializers.FileField(allow_empty_file=True)
     patient_id = serializers.CharField(max_length=64)
     accession = serializers.CharField(max_length=64)
+    site = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    view = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
 
 
 class ReviewCreateSerializer(serializers.Serializer):
@@ -26,6 +29,7 @@ class ReviewSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "label",
+            "kind",
             "comment",
             "reviewer",
             "created_at",
@@ -62,7 +66,7 @@ class PredictionSerializer(serializers.ModelSerializer):
 
 class StudySerializer(serializers.ModelSerializer):
     prediction = serializers.SerializerMethodField()
-    reviews = ReviewSerializer(many=True, read_only=True)
+    reviews = serializers.SerializerMethodField()
     current_label = serializers.SerializerMethodField()
     uploaded_by = serializers.CharField(source="uploaded_by.username")
 
@@ -74,12 +78,16 @@ class StudySerializer(serializers.ModelSerializer):
             "failure_reason",
             "patient_id",
             "accession",
+            "site",
+            "view",
             "created_at",
             "uploaded_by",
             "image_width",
             "image_height",
             "prediction",
             "current_label",
+            "review_state",
+            "final_label",
             "reviews",
         ]
 
@@ -87,6 +95,11 @@ class StudySerializer(serializers.ModelSerializer):
         prediction = next(iter(obj.predictions.all()), None)
         return PredictionSerializer(prediction, context=self.context).data if prediction else None
 
+    def get_reviews(self, obj: Study) -> list[dict]:
+        # While a study awaits its second read, the first read is hidden from other readers.
+        request = self.context.get("request")
+        reviews = reviews_visible(study=obj, user=request.user) if request else []
+        return ReviewSerializer(reviews, many=True).data
+
     def get_current_label(self, obj: Study) -> str | None:
-        review = next(iter(obj.reviews.all()), None)
-        return review.label if review else None
+        return obj.final_label or None

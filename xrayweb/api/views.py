@@ -14,8 +14,9 @@ from xrayweb.api.serializers import (
     StudyCreateSerializer,
     StudySerializer,
 )
+from xrayweb.review.models import AuditEvent
 from xrayweb.review.selectors import study_with_details
-from xrayweb.review.services import review_submit
+from xrayweb.review.services import audit_record, review_submit
 from xrayweb.studies.services import study_create
 
 
@@ -44,6 +45,9 @@ class StudyListCreateApi(ListCreateAPIView):
             accession=form.validated_data["accession"],
             data=upload.read(),
             filename=upload.name,
+            site=form.validated_data["site"],
+            view=form.validated_data["view"],
+            ip=request.META.get("REMOTE_ADDR"),
         )
         return Response({"id": study.pk, "status": study.status}, status=status.HTTP_201_CREATED)
 
@@ -53,6 +57,16 @@ class StudyDetailApi(RetrieveAPIView):
 
     def get_queryset(self):
         return study_with_details()
+
+    def get_object(self):
+        study = super().get_object()
+        audit_record(
+            actor=self.request.user,
+            action=AuditEvent.Action.STUDY_VIEW,
+            study=study,
+            ip=self.request.META.get("REMOTE_ADDR"),
+        )
+        return study
 
 
 class ReviewCreateApi(APIView):

@@ -60,6 +60,10 @@ class Prediction(models.Model):
     label = models.CharField(max_length=64)
     probabilities = models.JSONField()
     member_probabilities = models.JSONField()
+    # Columns for filtering and the audit: the ensemble's probability of its label, and
+    # whether every member's own top class is that label.
+    confidence = models.FloatField(default=0.0, db_index=True)
+    members_agree = models.BooleanField(null=True, db_index=True)
     # {"fused": "heatmaps/…png", "<member>": "heatmaps/…png"}: media paths of colour heatmaps.
     heatmaps = models.JSONField(default=dict)
     cam_layers = models.JSONField(default=dict)
@@ -82,5 +86,5 @@ class Prediction(models.Model):
         return f"{self.label} for study {self.study_id} by {self.model_version_id}"
 
     @property
-    def confidence(self) -> float:
-        return float(self.probabilities.get(self.label, 0.0))
+    def member_labels(self) -> dict[str, str]:
+        return {name: max(p, key=p.get) for name, p in self.member_probabilities.items() if p}

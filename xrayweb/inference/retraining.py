@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db.models import OuterRef, Subquery
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from training.config import TrainConfig
@@ -24,7 +24,7 @@ from xrayweb.inference.services import (
     promotion_gate,
 )
 from xrayweb.review.models import Review
-from xrayweb.studies.models import Study
+from xrayweb.studies.models import ReviewState, Study
 
 
 def patient_key(patient_id: str) -> str:
@@ -33,12 +33,15 @@ def patient_key(patient_id: str) -> str:
 
 
 def reviewed_records() -> tuple[list[Record], dict]:
-    """Every reviewed study with its current (newest) label, and a fingerprint of that set."""
+    """Every study with a final radiologist label (a single read, two agreeing reads, an
+    arbitration, or a later amendment), and a fingerprint of that set: the newest review
+    id, image hash and label of each. Studies still awaiting a second read or arbitration
+    are left out."""
     newest = Review.objects.filter(study=OuterRef("pk")).order_by("-created_at", "-id")
-    studies = Study.objects.annotate(
-        current_label=Subquery(newest.values("label")[:1]),
+    studies = Study.objects.filter(review_state=ReviewState.FINAL).annotate(
+        current_label=F("final_label"),
         current_review=Subquery(newest.values("pk")[:1]),
-    ).filter(current_label__isnull=False)
+    )
     records, rows = [], []
     for study in studies.order_by("pk"):
         records.append(

@@ -107,7 +107,8 @@ def prediction_record(
     duration_ms: int,
     batch_size: int = 1,
 ) -> Prediction:
-    """Store a prediction and mark the study done, in one transaction."""
+    """Store a prediction, make it the study's current one and mark the study done."""
+    member_labels = {name: max(p, key=p.get) for name, p in member_probabilities.items() if p}
     prediction, _ = Prediction.objects.update_or_create(
         study=study,
         model_version=version,
@@ -116,6 +117,8 @@ def prediction_record(
             "label": label,
             "probabilities": probabilities,
             "member_probabilities": member_probabilities,
+            "confidence": float(probabilities.get(label, 0.0)),
+            "members_agree": set(member_labels.values()) == {label} if member_labels else None,
             "heatmaps": heatmaps,
             "cam_layers": cam_layers,
             "duration_ms": duration_ms,
@@ -124,7 +127,10 @@ def prediction_record(
         },
     )
     Study.objects.filter(pk=study.pk).update(
-        status=Study.Status.DONE, failure_reason="", status_changed_at=timezone.now()
+        status=Study.Status.DONE,
+        failure_reason="",
+        status_changed_at=timezone.now(),
+        current_prediction=prediction,
     )
     return prediction
 

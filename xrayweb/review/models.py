@@ -6,24 +6,48 @@ from xrayweb.studies.models import Study
 
 
 class AppendOnlyError(Exception):
-    """Reviews are history: rows are added, never changed or removed."""
+    """Reviews and audit events are history: rows are added, never changed or removed."""
 
 
-class ReviewQuerySet(models.QuerySet):
+class AppendOnlyQuerySet(models.QuerySet):
     def update(self, **kwargs):
-        raise AppendOnlyError("reviews cannot be updated")
+        raise AppendOnlyError(f"{self.model._meta.verbose_name_plural} cannot be updated")
 
     def delete(self):
-        raise AppendOnlyError("reviews cannot be deleted")
+        raise AppendOnlyError(f"{self.model._meta.verbose_name_plural} cannot be deleted")
 
 
-class Review(models.Model):
-    """One radiologist reading. The newest row for a study is its current label."""
+class AppendOnlyModel(models.Model):
+    """Refuses UPDATE and DELETE through every path the application has: instance save and
+    delete, queryset update, delete and bulk_update (which updates through a queryset)."""
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise AppendOnlyError(f"{self._meta.verbose_name_plural} cannot be updated")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError(f"{self._meta.verbose_name_plural} cannot be deleted")
+
+
+class Review(AppendOnlyModel):
+    """One radiologist reading. Which reading is final is kept on the study (final_label)."""
+
+    class Kind(models.TextChoices):
+        READ = "read"  # an independent read (first or second)
+        ARBITRATION = "arbitration"  # settles two reads that disagree
+        AMENDMENT = "amendment"  # a later change to a final label
 
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="reviews")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     label = models.CharField(max_length=64)
     comment = models.TextField(blank=True)
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.READ)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     # Provenance: the prediction shown when the label was given, and the review it replaced.
     prediction = models.ForeignKey(Prediction, null=True, on_delete=models.PROTECT)
@@ -32,18 +56,35 @@ class Review(models.Model):
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by"
     )
 
-    objects = ReviewQuerySet.as_manager()
-
     class Meta:
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
         return f"{self.label} for study {self.study_id} by {self.reviewer_id}"
 
-    def save(self, *args, **kwargs):
-        if self.pk is not None:
-            raise AppendOnlyError("reviews cannot be updated")
-        super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
-        raise AppendOnlyError("reviews cannot be deleted")
+class AuditEvent(AppendOnlyModel):
+    """Who viewed or changed which study, and when."""
+
+    class Action(models.TextChoices):
+        STUDY_UPLOAD = "study.upload"
+        STUDY_VIEW = "study.view"
+        REVIEW_CREATE = "review.create"
+        EXPORT_CSV = "export.csv"
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    action = models.CharField(max_length=32, choices=Action.choices, db_index=True)
+    study = models.ForeignKey(
+        Study, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
+    )
+    detail = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.actor_id} on study {self.study_id}"

@@ -1,8 +1,9 @@
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from xrayweb.inference.models import Prediction
-from xrayweb.review.models import Review
-from xrayweb.studies.models import Study
+from xrayweb.review.filters import WorklistFilter, unreviewed_first
+from xrayweb.review.models import AuditEvent, Review
+from xrayweb.studies.models import ReviewState, Study
 
 
 def study_with_details(*, qs: QuerySet[Study] | None = None) -> QuerySet[Study]:
@@ -13,8 +14,56 @@ def study_with_details(*, qs: QuerySet[Study] | None = None) -> QuerySet[Study]:
     )
 
 
-def worklist(*, unreviewed_first: bool = True) -> QuerySet[Study]:
-    """Studies for radiologists: unreviewed finished studies first, newest first."""
-    qs = study_with_details().annotate(reviewed=Exists(Review.objects.filter(study=OuterRef("pk"))))
-    order = ["reviewed", "-created_at", "-id"] if unreviewed_first else ["-created_at", "-id"]
-    return qs.order_by(*order)
+def worklist_rows() -> QuerySet[Study]:
+    """Everything a worklist row shows, in one query per page (no per-row queries)."""
+    return unreviewed_first(
+        Study.objects.select_related("current_prediction__model_version", "uploaded_by")
+    )
+
+
+def worklist(*, params) -> WorklistFilter:
+    """The filtered, sorted worklist for query ``params``; ``.qs`` is the queryset and
+    ``.is_valid()`` tells whether every filter value was understood."""
+    return WorklistFilter(params, queryset=worklist_rows())
+
+
+def _readable_by(qs: QuerySet[Study], user) -> QuerySet[Study]:
+    """Studies that still need a reading from ``user``: unread, or awaiting a second read or
+    arbitration from someone who has not read them yet."""
+    has_read = Exists(Review.objects.filter(study=OuterRef("pk"), reviewer=user))
+    return qs.filter(status=Study.Status.DONE).filter(
+        Q(review_state=ReviewState.UNREAD)
+        | (Q(review_state__in=[ReviewState.SECOND_READ, ReviewState.ARBITRATION]) & ~has_read)
+    )
+
+
+def next_case(*, user) -> Study | None:
+    """The most uncertain study still waiting for this user's reading; arbitrations first,
+    because they already hold two radiologists' time."""
+    qs = _readable_by(Study.objects.all(), user)
+    arbitration = qs.filter(review_state=ReviewState.ARBITRATION)
+    qs = arbitration if arbitration.exists() else qs
+    return qs.order_by("current_prediction__confidence", "created_at", "id").first()
+
+
+def worklist_neighbours(*, qs: QuerySet[Study], study_id: int) -> tuple[int | None, int | None]:
+    """Previous and next study ids around ``study_id`` in a worklist's order (J and K)."""
+    ids = list(qs.values_list("pk", flat=True))
+    try:
+        index = ids.index(study_id)
+    except ValueError:
+        return None, ids[0] if ids else None
+    before = ids[index - 1] if index > 0 else None
+    after = ids[index + 1] if index + 1 < len(ids) else None
+    return before, after
+
+
+def audit_events(*, action: str = "", actor: str = "", study_id: int | None = None):
+    qs = AuditEvent.objects.select_related("actor", "study")
+    if action:
+        qs = qs.filter(action=action)
+    if actor:
+        qs = qs.filter(actor__username=actor)
+    if study_id is not None:
+        qs = qs.filter(study_id=study_id)
+    return qs

@@ -1,34 +1,112 @@
+from datetime import date
+
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from xrayweb.accounts.decorators import role_required
-from xrayweb.accounts.roles import CAN_REVIEW
+from xrayweb.accounts.roles import CAN_AUDIT, CAN_READ_AUDIT_LOG, CAN_REVIEW
 from xrayweb.errors import ApplicationError
-from xrayweb.review.selectors import study_with_details, worklist
-from xrayweb.review.services import review_classes, review_submit
+from xrayweb.inference.models import ModelVersion
+from xrayweb.review import charts
+from xrayweb.review.audit import AuditSlice, audit_dashboard, audit_slice_choices, matrix_rows
+from xrayweb.review.export import export_rows
+from xrayweb.review.models import AuditEvent
+from xrayweb.review.selectors import (
+    audit_events,
+    next_case,
+    study_with_details,
+    worklist,
+    worklist_neighbours,
+)
+from xrayweb.review.services import audit_record, review_classes, review_submit, reviews_visible
+
+MAX_PAGE_SIZE = 100
+
+
+def client_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR")
+
+
+def _query_without(request, *names: str) -> str:
+    query = request.GET.copy()
+    for name in names:
+        query.pop(name, None)
+    return query.urlencode()
+
+
+def _page_size(request) -> int:
+    try:
+        size = int(request.GET.get("per_page", settings.WORKLIST_PAGE_SIZE))
+    except ValueError:
+        return settings.WORKLIST_PAGE_SIZE
+    return max(1, min(size, MAX_PAGE_SIZE))
 
 
 @require_GET
 def worklist_page(request):
-    page = Paginator(worklist(), 50).get_page(request.GET.get("page"))
-    return render(request, "review/worklist.html", {"page": page})
+    filters = worklist(params=request.GET)
+    status = 200 if filters.is_valid() else 400
+    page = Paginator(filters.qs, _page_size(request)).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "filters": filters,
+        "query": _query_without(request, "page"),
+        "low_confidence": settings.REVIEW_LOW_CONFIDENCE,
+    }
+    return render(request, "review/worklist.html", context, status=status)
+
+
+@require_GET
+@role_required(CAN_REVIEW)
+def worklist_next(request):
+    """The "next case" button: the most uncertain study still waiting for this reader."""
+    study = next_case(user=request.user)
+    if study is None:
+        messages.info(request, "Nothing is waiting for your reading.")
+        return redirect("worklist")
+    return redirect(f"{reverse('study-detail', args=[study.pk])}?sort=uncertain&reviewed=no")
 
 
 @require_GET
 def study_detail(request, pk: int):
     study = get_object_or_404(study_with_details(), pk=pk)
+    audit_record(
+        actor=request.user, action=AuditEvent.Action.STUDY_VIEW, study=study, ip=client_ip(request)
+    )
     prediction = next(iter(study.predictions.all()), None)
-    probabilities = []
+    rows = []
     if prediction:
-        probabilities = sorted(prediction.probabilities.items(), key=lambda kv: -kv[1])
+        members = sorted(prediction.member_probabilities)
+        for name, value in sorted(prediction.probabilities.items(), key=lambda kv: -kv[1]):
+            rows.append(
+                {
+                    "label": name,
+                    "ensemble": value,
+                    "members": [prediction.member_probabilities[m].get(name) for m in members],
+                }
+            )
+    filters = worklist(params=request.GET)
+    previous_id, next_id = worklist_neighbours(
+        qs=filters.qs if filters.is_valid() else worklist(params={}).qs, study_id=study.pk
+    )
+    query = _query_without(request, "page")
     context = {
         "study": study,
         "prediction": prediction,
-        "probabilities": probabilities,
-        "reviews": list(study.reviews.all()),
+        "member_names": sorted(prediction.member_probabilities) if prediction else [],
+        "rows": rows,
+        "reviews": reviews_visible(study=study, user=request.user),
         "classes": review_classes(study=study),
+        "query": query,
+        "previous_id": previous_id,
+        "next_id": next_id,
+        "second_read": settings.REVIEW_SECOND_READ,
     }
     return render(request, "review/study.html", context)
 
@@ -37,8 +115,10 @@ def study_detail(request, pk: int):
 @role_required(CAN_REVIEW)
 def review_create(request, pk: int):
     study = get_object_or_404(study_with_details(), pk=pk)
+    query = request.POST.get("query", "")
+    target = reverse("study-detail", args=[pk]) + (f"?{query}" if query else "")
     try:
-        review_submit(
+        review = review_submit(
             study=study,
             reviewer=request.user,
             label=request.POST.get("label", ""),
@@ -46,6 +126,70 @@ def review_create(request, pk: int):
         )
     except ApplicationError as exc:
         messages.error(request, exc.message)
-        return redirect("study-detail", pk=pk)
-    messages.success(request, f"Review saved for study {pk}.")
-    return redirect("study-detail", pk=pk)
+        return redirect(target)
+    messages.success(request, f"Review saved for study {pk} ({review.get_kind_display()}).")
+    return redirect(target)
+
+
+def _parse_date(value: str | None) -> date | None:
+    if not value:
+        return None
+    return date.fromisoformat(value)
+
+
+@require_GET
+@role_required(CAN_AUDIT)
+def audit_page(request):
+    try:
+        version_name = request.GET.get("model_version") or ""
+        version = get_object_or_404(ModelVersion, name=version_name) if version_name else None
+        where = AuditSlice(
+            version=version,
+            date_from=_parse_date(request.GET.get("date_from")),
+            date_to=_parse_date(request.GET.get("date_to")),
+            site=request.GET.get("site", ""),
+            view=request.GET.get("view", ""),
+        )
+    except ValueError:
+        return HttpResponseBadRequest("Dates must be YYYY-MM-DD.")
+    stats = audit_dashboard(where=where)
+    labels = stats["labels"]
+    context = {
+        "stats": stats,
+        "where": where,
+        "choices": audit_slice_choices(),
+        "rows": matrix_rows(labels, stats["matrix"]),
+        "reliability_svg": charts.reliability_svg(stats["calibration"]),
+        "trend_svg": charts.trend_svg(stats["trend"]),
+        "query": request.GET.urlencode(),
+    }
+    return render(request, "review/audit.html", context)
+
+
+@require_GET
+@role_required(CAN_AUDIT)
+def audit_export(request):
+    audit_record(actor=request.user, action=AuditEvent.Action.EXPORT_CSV, ip=client_ip(request))
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response = StreamingHttpResponse(export_rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="xrayweb-predictions-{stamp}.csv"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@require_GET
+@role_required(CAN_READ_AUDIT_LOG)
+def audit_log_page(request):
+    study = request.GET.get("study", "")
+    events = audit_events(
+        action=request.GET.get("action", ""),
+        actor=request.GET.get("actor", ""),
+        study_id=int(study) if study.isdigit() else None,
+    )
+    page = Paginator(events, _page_size(request)).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "actions": AuditEvent.Action.choices,
+        "query": _query_without(request, "page"),
+    }
+    return render(request, "review/audit_log.html", context)

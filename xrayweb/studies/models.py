@@ -9,7 +9,16 @@ def study_image_path(instance: "Study", filename: str) -> str:
     return f"studies/{uuid.uuid4().hex}.{instance.image_format.lower()}"
 
 
+class ReviewState(models.TextChoices):
+    UNREAD = "unread"
+    SECOND_READ = "second_read", "awaiting second read"
+    ARBITRATION = "arbitration"
+    FINAL = "final"
+
+
 class Study(models.Model):
+    ReviewState = ReviewState
+
     class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"
@@ -33,6 +42,20 @@ class Study(models.Model):
     )
     status_changed_at = models.DateTimeField(auto_now_add=True)
     failure_reason = models.TextField(blank=True)
+    # Where and how the image was taken: the audit dashboard slices by both.
+    site = models.CharField(max_length=64, blank=True, db_index=True)
+    view = models.CharField(max_length=32, blank=True, db_index=True)
+
+    # Kept in step by the inference and review services, so the worklist filters and sorts on
+    # indexed columns: the newest prediction, and where the radiologists' reading stands.
+    current_prediction = models.ForeignKey(
+        "inference.Prediction", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    review_state = models.CharField(
+        max_length=12, choices=ReviewState.choices, default=ReviewState.UNREAD, db_index=True
+    )
+    final_label = models.CharField(max_length=64, blank=True, db_index=True)
+    finalized_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

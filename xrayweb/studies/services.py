@@ -16,17 +16,36 @@ def _clean_identifier(value: str, field: str) -> str:
     return value
 
 
+def _clean_optional(value: str, field: str, limit: int) -> str:
+    value = (value or "").strip()
+    if len(value) > limit or not value.isprintable():
+        raise ApplicationError(f"{field} must be at most {limit} printable characters.")
+    return value
+
+
 def study_create(
-    *, user: AbstractBaseUser, patient_id: str, accession: str, data: bytes, filename: str = ""
+    *,
+    user: AbstractBaseUser,
+    patient_id: str,
+    accession: str,
+    data: bytes,
+    filename: str = "",
+    site: str = "",
+    view: str = "",
+    ip: str | None = None,
 ) -> Study:
     """Validate and store one image as a queued study; inference is enqueued on commit.
 
     Nothing is written unless the image is valid, and the row and file are written together.
     """
     from xrayweb.inference.tasks import predict_study  # tasks import services: avoid a cycle
+    from xrayweb.review.models import AuditEvent  # review builds on studies
+    from xrayweb.review.services import audit_record
 
     patient_id = _clean_identifier(patient_id, "Patient ID")
     accession = _clean_identifier(accession, "Accession number")
+    site = _clean_optional(site, "Site", 64)
+    view = _clean_optional(view, "View", 32)
     image = image_validate(data=data, filename=filename)
     with transaction.atomic():
         study = Study(
@@ -38,6 +57,8 @@ def study_create(
             image_sha256=image.sha256,
             original_filename=filename[:255],
             uploaded_by=user,
+            site=site,
+            view=view,
         )
         study.image.save("upload", ContentFile(image.data), save=False)
         try:
@@ -45,5 +66,6 @@ def study_create(
         except Exception:
             study.image.delete(save=False)
             raise
+        audit_record(actor=user, action=AuditEvent.Action.STUDY_UPLOAD, study=study, ip=ip)
         transaction.on_commit(lambda: predict_study.delay(study.pk))
     return study

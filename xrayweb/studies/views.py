@@ -41,6 +41,9 @@ def upload(request):
                     accession=request.POST.get("accession", ""),
                     data=upload.read(),
                     filename=upload.name,
+                    site=request.POST.get("site", ""),
+                    view=request.POST.get("view", ""),
+                    ip=request.META.get("REMOTE_ADDR"),
                 )
                 created += 1
             except ApplicationError as exc:

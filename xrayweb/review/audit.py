@@ -1,0 +1,132 @@
+"""The audit dashboard's numbers: the model's prediction against the radiologists' final
+label, sliced by model version, period, site and view, in a fixed number of queries."""
+
+from dataclasses import dataclass
+from datetime import date
+
+from django.db.models import Avg, Case, Count, F, IntegerField, QuerySet, Sum, Value, When
+from django.db.models.functions import Floor, Least, TruncWeek
+
+from xrayweb.inference.models import ModelVersion, Prediction
+from xrayweb.inference.services import model_version_active
+from xrayweb.review.stats import agreement_summary
+from xrayweb.studies.models import ReviewState, Study
+
+CALIBRATION_BINS = 10
+
+
+@dataclass(frozen=True)
+class AuditSlice:
+    version: ModelVersion | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    site: str = ""
+    view: str = ""
+
+
+def audit_predictions(*, where: AuditSlice) -> QuerySet[Prediction]:
+    """Predictions of studies with a final label. One per study: the chosen version's, or
+    without a version the study's current prediction."""
+    qs = Prediction.objects.filter(study__review_state=ReviewState.FINAL)
+    if where.version is not None:
+        qs = qs.filter(model_version=where.version)
+    else:
+        qs = qs.filter(study__current_prediction=F("pk"))
+    if where.date_from:
+        qs = qs.filter(study__created_at__date__gte=where.date_from)
+    if where.date_to:
+        qs = qs.filter(study__created_at__date__lte=where.date_to)
+    if where.site:
+        qs = qs.filter(study__site=where.site)
+    if where.view:
+        qs = qs.filter(study__view=where.view)
+    return qs
+
+
+def _agrees():
+    return Case(
+        When(label=F("study__final_label"), then=Value(1)),
+        default=Value(0),
+        output_field=IntegerField(),
+    )
+
+
+def _labels(seen: set[str]) -> list[str]:
+    active = model_version_active()
+    labels = list(active.classes) if active else []
+    return labels + sorted(seen - set(labels))
+
+
+def audit_dashboard(*, where: AuditSlice) -> dict:
+    qs = audit_predictions(where=where)
+    counts = {
+        (row["study__final_label"], row["label"]): row["n"]
+        for row in qs.values("study__final_label", "label").annotate(n=Count("id"))
+    }
+    labels = _labels({label for pair in counts for label in pair})
+    summary = agreement_summary(labels, counts)
+    bins = {
+        row["bin"]: row
+        for row in qs.annotate(
+            bin=Least(Floor(F("confidence") * CALIBRATION_BINS), Value(CALIBRATION_BINS - 1))
+        )
+        .values("bin")
+        .annotate(n=Count("id"), agree=Sum(_agrees()), confidence=Avg("confidence"))
+    }
+    calibration = []
+    for k in range(CALIBRATION_BINS):
+        row = bins.get(k) or bins.get(float(k))
+        n = row["n"] if row else 0
+        calibration.append(
+            {
+                "low": k / CALIBRATION_BINS,
+                "high": (k + 1) / CALIBRATION_BINS,
+                "n": n,
+                "agreement": row["agree"] / n if n else 0.0,
+                "confidence": row["confidence"] if n else None,
+            }
+        )
+    n = summary["n"]
+    ece = sum(
+        b["n"] / n * abs(b["agreement"] - b["confidence"]) for b in calibration if b["n"] and n
+    )
+    trend = [
+        {
+            "period": row["week"].date().isoformat() if row["week"] else "?",
+            "n": row["n"],
+            "agreement": row["agree"] / row["n"],
+        }
+        for row in qs.annotate(week=TruncWeek("study__created_at"))
+        .values("week")
+        .annotate(n=Count("id"), agree=Sum(_agrees()))
+        .order_by("week")
+    ]
+    return {**summary, "calibration": calibration, "ece": ece if n else None, "trend": trend}
+
+
+def audit_slice_choices() -> dict:
+    """What the dashboard can be sliced by (three queries)."""
+
+    def distinct(field: str) -> list[str]:
+        qs = Study.objects.exclude(**{field: ""}).order_by(field)
+        return list(qs.values_list(field, flat=True).distinct())
+
+    return {
+        "versions": list(ModelVersion.objects.order_by("-created_at")),
+        "sites": distinct("site"),
+        "views": distinct("view"),
+    }
+
+
+def matrix_rows(labels: list[str], matrix: list[list[int]]) -> list[tuple[str, list[dict]]]:
+    """Confusion matrix rows for the template: each cell with its count and labels."""
+    return [
+        (
+            truth,
+            [
+                {"n": n, "predicted": p, "diag": p == truth}
+                for p, n in zip(labels, counts, strict=True)
+            ],
+        )
+        for truth, counts in zip(labels, matrix, strict=True)
+    ]

@@ -1,0 +1,83 @@
+"""Server-side SVG charts for the audit dashboard: no JavaScript, nothing from a CDN."""
+
+from django.utils.html import escape
+
+WIDTH, HEIGHT, PAD = 420, 260, 40
+
+
+def _frame(title: str, body: list[str], x_label: str, y_label: str) -> str:
+    x0, y0, x1, y1 = PAD, HEIGHT - PAD, WIDTH - 10, 10
+    axes = [
+        f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y0}" stroke="#555"/>',
+        f'<line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y1}" stroke="#555"/>',
+    ]
+    for tick in (0.0, 0.5, 1.0):
+        y = y0 - tick * (y0 - y1)
+        axes.append(
+            f'<text x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11">{tick:g}</text>'
+        )
+    axes.append(
+        f'<text x="{(x0 + x1) / 2}" y="{HEIGHT - 6}" text-anchor="middle" font-size="12">'
+        f"{escape(x_label)}</text>"
+    )
+    axes.append(
+        f'<text x="12" y="{(y0 + y1) / 2}" text-anchor="middle" font-size="12" '
+        f'transform="rotate(-90 12 {(y0 + y1) / 2})">{escape(y_label)}</text>'
+    )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'class="chart" aria-label="{escape(title)}"><title>{escape(title)}</title>'
+        + "".join(axes + body)
+        + "</svg>"
+    )
+
+
+def reliability_svg(bins: list[dict]) -> str:
+    """Bars: how often the model agreed with the radiologists in each confidence bin, against
+    the diagonal a calibrated model would follow. bins: {low, high, n, agreement}."""
+    x0, y0, x1, y1 = PAD, HEIGHT - PAD, WIDTH - 10, 10
+    sx, sy = (x1 - x0), (y0 - y1)
+    body = [f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y1}" stroke="#999" stroke-dasharray="4 3"/>']
+    for b in bins:
+        if not b["n"]:
+            continue
+        x = x0 + b["low"] * sx
+        w = (b["high"] - b["low"]) * sx - 2
+        h = b["agreement"] * sy
+        body.append(
+            f'<rect class="bin" x="{x + 1:.1f}" y="{y0 - h:.1f}" width="{w:.1f}" height="{h:.1f}" '
+            f'fill="#3b7dd8" data-n="{b["n"]}"><title>{b["low"]:.1f}–{b["high"]:.1f}: '
+            f"{b['agreement']:.2f} agreement, n={b['n']}</title></rect>"
+        )
+    for tick in (0.0, 0.5, 1.0):
+        body.append(
+            f'<text x="{x0 + tick * sx:.1f}" y="{y0 + 14}" text-anchor="middle" font-size="11">'
+            f"{tick:g}</text>"
+        )
+    return _frame("Reliability", body, "model confidence", "agreement with radiologists")
+
+
+def trend_svg(points: list[dict]) -> str:
+    """Agreement per period (points: {period, n, agreement}), oldest on the left."""
+    x0, y0, x1, y1 = PAD, HEIGHT - PAD, WIDTH - 10, 10
+    body = []
+    if points:
+        step = (x1 - x0) / max(1, len(points) - 1)
+        coords = [
+            (x0 + i * step if len(points) > 1 else (x0 + x1) / 2, y0 - p["agreement"] * (y0 - y1))
+            for i, p in enumerate(points)
+        ]
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+        body.append(f'<polyline points="{path}" fill="none" stroke="#3b7dd8" stroke-width="2"/>')
+        for (x, y), p in zip(coords, points, strict=True):
+            body.append(
+                f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#3b7dd8">'
+                f"<title>{escape(p['period'])}: {p['agreement']:.2f} agreement, n={p['n']}"
+                "</title></circle>"
+            )
+        for i in sorted({0, len(points) - 1}):
+            body.append(
+                f'<text x="{coords[i][0]:.1f}" y="{y0 + 14}" text-anchor="middle" '
+                f'font-size="11">{escape(points[i]["period"])}</text>'
+            )
+    return _frame("Agreement over time", body, "week", "agreement")

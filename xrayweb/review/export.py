@@ -1,0 +1,102 @@
+"""CSV export of every prediction with its study's full review history."""
+
+import csv
+import json
+from collections.abc import Iterator
+
+from django.db.models import Prefetch
+
+from xrayweb.inference.models import Prediction
+from xrayweb.review.models import Review
+
+COLUMNS = [
+    "prediction_id",
+    "study_id",
+    "patient_id",
+    "accession",
+    "site",
+    "view",
+    "uploaded_at",
+    "model_version",
+    "bundle_sha256",
+    "predicted_label",
+    "confidence",
+    "probabilities",
+    "member_labels",
+    "members_agree",
+    "predicted_at",
+    "is_current_prediction",
+    "review_state",
+    "final_label",
+    "finalized_at",
+    "reviews",
+]
+# Spreadsheet programs run cells that start with these as formulas (CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value, sort_keys=True)
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def _row(p: Prediction) -> list[str]:
+    study = p.study
+    history = [
+        {
+            "at": r.created_at.isoformat(),
+            "reader": r.reviewer.username,
+            "kind": r.kind,
+            "label": r.label,
+            "agrees_with_model": r.agrees_with_model,
+            "comment": r.comment,
+        }
+        for r in study.export_reviews
+    ]
+    values = [
+        p.pk,
+        study.pk,
+        study.patient_id,
+        study.accession,
+        study.site,
+        study.view,
+        study.created_at,
+        p.model_version.name,
+        p.bundle_sha256,
+        p.label,
+        f"{p.confidence:.6f}",
+        p.probabilities,
+        p.member_labels,
+        p.members_agree,
+        p.created_at,
+        study.current_prediction_id == p.pk,
+        study.review_state,
+        study.final_label,
+        study.finalized_at,
+        history,
+    ]
+    return [_cell(v) for v in values]
+
+
+def export_rows(chunk_size: int = 500) -> Iterator[str]:
+    """CSV lines, streamed: a header, then one line per prediction, oldest first. Queries grow
+    with the number of chunks, not of rows."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(COLUMNS)
+    reviews = Review.objects.select_related("reviewer").order_by("created_at", "id")
+    qs = (
+        Prediction.objects.select_related("study", "model_version")
+        .prefetch_related(Prefetch("study__reviews", queryset=reviews, to_attr="export_reviews"))
+        .order_by("id")
+    )
+    for prediction in qs.iterator(chunk_size=chunk_size):
+        yield writer.writerow(_row(prediction))

@@ -1,0 +1,109 @@
+"""Worklist filters, shared by the page and the API (django-filter)."""
+
+import django_filters
+from django.conf import settings
+from django.db.models import Case, F, IntegerField, Q, Value, When
+
+from xrayweb.inference.models import ModelVersion
+from xrayweb.studies.models import ReviewState, Study
+
+YES_NO = [("yes", "yes"), ("no", "no")]
+SORTS = {
+    "": ("unreviewed first, newest", None),
+    "newest": ("newest", ["-created_at", "-id"]),
+    "oldest": ("oldest", ["created_at", "id"]),
+    "uncertain": ("least confident", [F("current_prediction__confidence").asc(nulls_last=True)]),
+    "confident": (
+        "most confident",
+        [F("current_prediction__confidence").desc(nulls_last=True)],
+    ),
+    "patient": ("patient ID", ["patient_id", "-created_at"]),
+}
+
+
+def unreviewed_first(qs):
+    pending = Case(
+        When(review_state=ReviewState.FINAL, then=Value(1)),
+        default=Value(0),
+        output_field=IntegerField(),
+    )
+    return qs.order_by(pending, "-created_at", "-id")
+
+
+def _yes_no(qs, condition: Q, value: str):
+    if value == "yes":
+        return qs.filter(condition)
+    if value == "no":
+        return qs.exclude(condition)
+    return qs
+
+
+class WorklistFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", label="Patient ID or accession")
+    status = django_filters.ChoiceFilter(choices=Study.Status.choices)
+    review_state = django_filters.ChoiceFilter(choices=ReviewState.choices, label="Reading")
+    reviewed = django_filters.ChoiceFilter(choices=YES_NO, method="filter_reviewed")
+    disagree = django_filters.ChoiceFilter(
+        choices=YES_NO, method="filter_disagree", label="Model ≠ radiologist"
+    )
+    low_confidence = django_filters.ChoiceFilter(
+        choices=YES_NO, method="filter_low_confidence", label="Low confidence"
+    )
+    members_disagree = django_filters.ChoiceFilter(
+        choices=YES_NO, method="filter_members_disagree", label="Members disagree"
+    )
+    date_from = django_filters.DateFilter(field_name="created_at", lookup_expr="date__gte")
+    date_to = django_filters.DateFilter(field_name="created_at", lookup_expr="date__lte")
+    model_version = django_filters.ModelChoiceFilter(
+        field_name="current_prediction__model_version",
+        queryset=ModelVersion.objects.all(),
+        to_field_name="name",
+    )
+    predicted = django_filters.CharFilter(field_name="current_prediction__label")
+    confirmed = django_filters.CharFilter(field_name="final_label")
+    site = django_filters.CharFilter(field_name="site")
+    view = django_filters.CharFilter(field_name="view")
+    sort = django_filters.ChoiceFilter(
+        choices=[(k, v[0]) for k, v in SORTS.items() if k], method="sort_by", empty_label="—"
+    )
+
+    class Meta:
+        model = Study
+        fields: list[str] = []
+
+    def search(self, qs, name, value):
+        value = value.strip()
+        if not value:
+            return qs
+        return qs.filter(Q(patient_id__istartswith=value) | Q(accession__istartswith=value))
+
+    def filter_reviewed(self, qs, name, value):
+        return _yes_no(qs, Q(review_state=ReviewState.FINAL), value)
+
+    def filter_disagree(self, qs, name, value):
+        differs = Q(review_state=ReviewState.FINAL, current_prediction__isnull=False) & ~Q(
+            current_prediction__label=F("final_label")
+        )
+        if value == "yes":
+            return qs.filter(differs)
+        if value == "no":
+            return qs.filter(
+                review_state=ReviewState.FINAL, current_prediction__label=F("final_label")
+            )
+        return qs
+
+    def filter_low_confidence(self, qs, name, value):
+        low = Q(current_prediction__confidence__lt=settings.REVIEW_LOW_CONFIDENCE)
+        if value == "no":
+            return qs.filter(current_prediction__confidence__gte=settings.REVIEW_LOW_CONFIDENCE)
+        return _yes_no(qs, low, value)
+
+    def filter_members_disagree(self, qs, name, value):
+        if value == "yes":
+            return qs.filter(current_prediction__members_agree=False)
+        if value == "no":
+            return qs.filter(current_prediction__members_agree=True)
+        return qs
+
+    def sort_by(self, qs, name, value):
+        return qs.order_by(*SORTS[value][1]) if SORTS.get(value, (None, None))[1] else qs
