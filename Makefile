@@ -7,10 +7,13 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 CHROMIUM := /usr/bin/chromium
+# The query-count tests run a second time on this PostgreSQL (trust auth; pytest-django
+# creates and drops its own test_xrayweb database).
+PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/xrayweb
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEMO_PASSWORD ?= xrayweb-demo
 
-.PHONY: run test install lint worker web clean
+.PHONY: run test install lint worker web clean bench-web
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +42,11 @@ test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+	DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest tests/xrayweb/test_worklist_queries.py
+
+# Server time per page with 10,000 studies in a throwaway PostgreSQL test database.
+bench-web: $(STAMP)
+	DATABASE_URL=$(PG_TEST_URL) $(BIN)/python manage.py bench_web
 
 clean:
 	rm -rf var $(VENV)

@@ -71,3 +71,40 @@ def api_client():
     from rest_framework.test import APIClient
 
     return APIClient()
+
+
+@pytest.fixture
+def predicted(active_version, staff, png):
+    """make(probabilities, members=None, **study fields) -> a done study with that prediction,
+    recorded through the real services (upload, then the worker's prediction_record)."""
+    from xrayweb.inference.services import prediction_record
+    from xrayweb.studies.services import study_create
+
+    counter = iter(range(10_000))
+
+    def make(probabilities: dict, members: dict | None = None, **fields):
+        i = next(counter)
+        study = study_create(
+            user=staff,
+            patient_id=fields.pop("patient_id", f"PAT-{i}"),
+            accession=fields.pop("accession", f"ACC-{i}"),
+            data=png(seed=i),
+            site=fields.pop("site", ""),
+            view=fields.pop("view", ""),
+        )
+        full = {c: 0.0 for c in active_version.classes} | probabilities
+        label = max(full, key=full.get)
+        prediction_record(
+            study=study,
+            version=active_version,
+            label=label,
+            probabilities=full,
+            member_probabilities=members or {"mobilenet": full, "vgg": full},
+            heatmaps={},
+            cam_layers={},
+            duration_ms=5,
+        )
+        study.refresh_from_db()
+        return study
+
+    return make

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from django.db.models import Avg, Case, Count, F, IntegerField, QuerySet, Sum, Value, When
-from django.db.models.functions import Floor, Least, TruncWeek
+from django.db.models.functions import Cast, Floor, Least, TruncWeek
 
 from xrayweb.inference.models import ModelVersion, Prediction
 from xrayweb.inference.services import model_version_active
@@ -68,14 +68,17 @@ def audit_dashboard(*, where: AuditSlice) -> dict:
     bins = {
         row["bin"]: row
         for row in qs.annotate(
-            bin=Least(Floor(F("confidence") * CALIBRATION_BINS), Value(CALIBRATION_BINS - 1))
+            bin=Cast(
+                Least(Floor(F("confidence") * Value(float(CALIBRATION_BINS))), Value(CALIBRATION_BINS - 1.0)),
+                IntegerField(),
+            )
         )
         .values("bin")
         .annotate(n=Count("id"), agree=Sum(_agrees()), confidence=Avg("confidence"))
     }
     calibration = []
     for k in range(CALIBRATION_BINS):
-        row = bins.get(k) or bins.get(float(k))
+        row = bins.get(k)
         n = row["n"] if row else 0
         calibration.append(
             {
