@@ -126,3 +126,11 @@ def test_review_page_shows_member_and_ensemble_probabilities_and_window_controls
     for control in ('id="window-width"', 'id="window-level"', 'id="xray-canvas"', "<kbd>1</kbd>"):
         assert control in page
     assert Review.objects.filter(study=cases["split"]).count() == 0
+
+
+def test_the_api_list_takes_the_worklist_filters(client, radiologist, cases):
+    client.force_login(radiologist)
+    body = client.get("/api/studies/?low_confidence=yes&sort=uncertain").json()
+    assert [s["id"] for s in body["results"]] == [cases["uncertain"].pk, cases["split"].pk]
+    bad = client.get("/api/studies/?reviewed=perhaps")
+    assert bad.status_code == 400 and "reviewed" in bad.json()["detail"]

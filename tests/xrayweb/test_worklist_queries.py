@@ -41,9 +41,7 @@ def test_query_counts_do_not_depend_on_page_size_or_number_of_studies(
     small = {name: _queries(client, url) for name, url in _pages(study_id, 10).items()}
     assert small == {name: _queries(client, url) for name, url in _pages(study_id, 100).items()}
 
-    studies_generate(
-        n=LARGE, uploader=staff, readers=[radiologist], version=active_version, seed=1
-    )
+    studies_generate(n=LARGE, uploader=staff, readers=[radiologist], version=active_version, seed=1)
     assert Study.objects.count() == LARGE + 120
     for name, url in _pages(study_id, 100).items():
         with django_assert_num_queries(small[name]):

@@ -14,6 +14,7 @@ from xrayweb.api.serializers import (
     StudyCreateSerializer,
     StudySerializer,
 )
+from xrayweb.review.filters import WorklistFilter, unreviewed_first
 from xrayweb.review.models import AuditEvent
 from xrayweb.review.selectors import study_with_details
 from xrayweb.review.services import audit_record, review_submit
@@ -26,7 +27,13 @@ class StudyListCreateApi(ListCreateAPIView):
     serializer_class = StudySerializer
 
     def get_queryset(self):
-        qs = study_with_details()
+        # The worklist's filters, sorts and search work here too (?reviewed=no&sort=uncertain).
+        filters = WorklistFilter(
+            self.request.query_params, queryset=unreviewed_first(study_with_details())
+        )
+        if not filters.is_valid():
+            raise ValidationError(filters.errors)
+        qs = filters.qs
         ids = self.request.query_params.get("ids")
         if ids:
             try:

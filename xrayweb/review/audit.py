@@ -65,13 +65,11 @@ def audit_dashboard(*, where: AuditSlice) -> dict:
     }
     labels = _labels({label for pair in counts for label in pair})
     summary = agreement_summary(labels, counts)
+    bins_f = Value(float(CALIBRATION_BINS))
     bins = {
         row["bin"]: row
         for row in qs.annotate(
-            bin=Cast(
-                Least(Floor(F("confidence") * Value(float(CALIBRATION_BINS))), Value(CALIBRATION_BINS - 1.0)),
-                IntegerField(),
-            )
+            bin=Cast(Least(Floor(F("confidence") * bins_f), bins_f - 1.0), IntegerField())
         )
         .values("bin")
         .annotate(n=Count("id"), agree=Sum(_agrees()), confidence=Avg("confidence"))
