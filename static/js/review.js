@@ -12,10 +12,11 @@
   let original = null;
   function applyWindow() {
     if (!original) return;
+    // Grey levels low .. low + w - 1 map onto 0 .. 255; the default (256, 128) is the identity.
     const w = Number(width.value), c = Number(level.value);
     const low = c - w / 2;
     const lut = new Uint8ClampedArray(256);
-    for (let v = 0; v < 256; v++) lut[v] = ((v - low) / w) * 255;
+    for (let v = 0; v < 256; v++) lut[v] = ((v - low) * 255) / (w - 1);
     const out = new ImageData(original.width, original.height);
     const src = original.data, dst = out.data;
     for (let i = 0; i < src.length; i += 4) {
@@ -61,6 +62,7 @@
       transform();
     }, { passive: false });
     viewport.addEventListener("pointerdown", (event) => {
+      if (event.button !== 0) return;
       drag = { startX: event.clientX - x, startY: event.clientY - y };
       viewport.setPointerCapture(event.pointerId);
     });
@@ -71,9 +73,10 @@
       transform();
     });
     viewport.addEventListener("pointerup", () => { drag = null; });
+    viewport.addEventListener("pointercancel", () => { drag = null; });
     document.getElementById("view-reset").addEventListener("click", () => {
       scale = 1; x = 0; y = 0; transform();
-      width.value = 255; level.value = 128; applyWindow();
+      width.value = 256; level.value = 128; applyWindow();
     });
   }
 
@@ -89,8 +92,13 @@
 
   // Keyboard: never while typing in a field (the comment box keeps its keys).
   const form = document.getElementById("review-form");
+  if (form) {
+    form.addEventListener("submit", () => {
+      form.querySelector("button[type=submit]").disabled = true; // one reading per press
+    });
+  }
   document.addEventListener("keydown", (event) => {
-    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
     const typing = event.target.closest("textarea, input[type=text], input[type=number], select");
     if (typing) {
       if (event.key === "Escape") event.target.blur();
@@ -104,8 +112,10 @@
       const choice = form.querySelectorAll("input[name=label]")[Number(event.key) - 1];
       if (choice) { choice.checked = true; event.preventDefault(); }
     } else if (event.key === "Enter") {
+      // Enter on a link or button keeps its own meaning; elsewhere it saves the reading.
+      if (event.target.closest("a, button") && !form.contains(event.target)) return;
       event.preventDefault();
-      form.requestSubmit();
+      if (!form.querySelector("button[type=submit]").disabled) form.requestSubmit();
     } else if (event.key === "c" || event.key === "C") {
       event.preventDefault();
       form.querySelector("textarea[name=comment]").focus();

@@ -85,7 +85,7 @@ def test_radiologist_corrects_with_the_keyboard_and_the_audit_matrix_changes(
 
     page.keyboard.press("j")
     other = next(pk for pk in predicted if pk != study_id)
-    expect(page).to_have_url(f"{live_server.url}/studies/{other}/?sort=uncertain&reviewed=no")
+    expect(page).to_have_url(f"{live_server.url}/studies/{other}/?needs_me=yes&sort=uncertain")
 
     page.goto(f"{live_server.url}/audit/")
     expect(page.locator("#audit-n")).to_have_text("1")

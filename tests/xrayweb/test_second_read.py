@@ -90,3 +90,33 @@ def test_a_second_read_conflict_is_a_409_in_the_api(predicted, readers, settings
     response = client.post(url, {"label": "normal"})
     assert response.status_code == 409
     assert "second radiologist" in response.json()["detail"]
+
+
+def test_the_csv_export_keeps_a_pending_first_read_from_other_readers(
+    predicted, readers, settings, client, admin_user
+):
+    settings.REVIEW_SECOND_READ = True
+    study = predicted({"normal": 0.9})
+    review_submit(study=study, reviewer=readers[0], label="covid19", comment="first opinion")
+    client.force_login(readers[1])
+    assert (
+        "first opinion" not in b"".join(client.get("/audit/export.csv").streaming_content).decode()
+    )
+    client.force_login(admin_user)
+    assert "first opinion" in b"".join(client.get("/audit/export.csv").streaming_content).decode()
+
+
+def test_a_reading_of_a_study_that_changed_meanwhile_is_refused(predicted, readers, client):
+    study = predicted({"normal": 0.9})
+    client.force_login(readers[1])
+    page = client.get(f"/studies/{study.pk}/").content.decode()
+    assert 'name="state" value="unread"' in page
+    review_submit(study=study, reviewer=readers[0], label="normal")  # someone else, meanwhile
+    response = client.post(f"/studies/{study.pk}/review/", {"label": "covid19", "state": "unread"})
+    assert response.status_code == 302
+    study.refresh_from_db()
+    assert study.final_label == "normal" and study.reviews.count() == 1
+    api = client.post(
+        f"/api/studies/{study.pk}/reviews/", {"label": "covid19", "expected_state": "unread"}
+    )
+    assert api.status_code == 409 and "someone else" in api.json()["detail"]

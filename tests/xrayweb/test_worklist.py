@@ -103,6 +103,10 @@ def test_next_case_with_second_read_skips_studies_this_reader_already_read(
     assert next_case(user=radiologist) == cases["split"]
     other = make_user("radiologist", "other")
     assert next_case(user=other) == cases["uncertain"]
+    mine = worklist(params={"needs_me": "yes", "sort": "uncertain"}, user=radiologist).qs
+    theirs = worklist(params={"needs_me": "yes", "sort": "uncertain"}, user=other).qs
+    assert cases["uncertain"] not in mine and cases["uncertain"] == theirs.first()
+    assert cases["agreed"] not in theirs  # final studies need nobody's reading
 
 
 def test_j_and_k_follow_the_worklist_order_with_its_filters(client, radiologist, cases):

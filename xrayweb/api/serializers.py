@@ -4,7 +4,7 @@ from rest_framework import serializers
 from xrayweb.inference.models import Prediction
 from xrayweb.review.models import Review
 from xrayweb.review.services import reviews_visible
-from xrayweb.studies.models import Study
+from xrayweb.studies.models import ReviewState, Study
 
 
 class StudyCreateSerializer(serializers.Serializer):
@@ -18,6 +18,10 @@ class StudyCreateSerializer(serializers.Serializer):
 class ReviewCreateSerializer(serializers.Serializer):
     label = serializers.CharField(max_length=64)
     comment = serializers.CharField(allow_blank=True, required=False, default="", max_length=4000)
+    # The reading state the client saw; a 409 if the study has moved on since.
+    expected_state = serializers.ChoiceField(
+        choices=ReviewState.choices, required=False, allow_blank=True, default=""
+    )
 
 
 class ReviewSerializer(serializers.ModelSerializer):
@@ -92,7 +96,7 @@ class StudySerializer(serializers.ModelSerializer):
         ]
 
     def get_prediction(self, obj: Study) -> dict | None:
-        prediction = next(iter(obj.predictions.all()), None)
+        prediction = obj.current_prediction
         return PredictionSerializer(prediction, context=self.context).data if prediction else None
 
     def get_reviews(self, obj: Study) -> list[dict]:

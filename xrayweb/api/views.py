@@ -29,7 +29,9 @@ class StudyListCreateApi(ListCreateAPIView):
     def get_queryset(self):
         # The worklist's filters, sorts and search work here too (?reviewed=no&sort=uncertain).
         filters = WorklistFilter(
-            self.request.query_params, queryset=unreviewed_first(study_with_details())
+            self.request.query_params,
+            queryset=unreviewed_first(study_with_details()),
+            user=self.request.user,
         )
         if not filters.is_valid():
             raise ValidationError(filters.errors)

@@ -2,8 +2,12 @@ from xrayweb.inference.models import ModelVersion, Prediction
 from xrayweb.studies.models import Study
 
 
-def prediction_latest(*, study: Study) -> Prediction | None:
-    return study.predictions.select_related("model_version").first()
+def prediction_current(*, study: Study) -> Prediction | None:
+    """The study's current prediction: the one the worker recorded last (any model version).
+    The worklist, review page, reviews and audit all use this one."""
+    if study.current_prediction_id is None:
+        return None
+    return Prediction.objects.select_related("model_version").get(pk=study.current_prediction_id)
 
 
 def model_version_list():

@@ -51,9 +51,9 @@ def _agrees():
     )
 
 
-def _labels(seen: set[str]) -> list[str]:
-    active = model_version_active()
-    labels = list(active.classes) if active else []
+def _labels(seen: set[str], version: ModelVersion | None) -> list[str]:
+    version = version or model_version_active()
+    labels = list(version.classes) if version else []
     return labels + sorted(seen - set(labels))
 
 
@@ -63,7 +63,7 @@ def audit_dashboard(*, where: AuditSlice) -> dict:
         (row["study__final_label"], row["label"]): row["n"]
         for row in qs.values("study__final_label", "label").annotate(n=Count("id"))
     }
-    labels = _labels({label for pair in counts for label in pair})
+    labels = _labels({label for pair in counts for label in pair}, where.version)
     summary = agreement_summary(labels, counts)
     bins_f = Value(float(CALIBRATION_BINS))
     bins = {

@@ -8,6 +8,7 @@ from django.db.models import Prefetch
 
 from xrayweb.inference.models import Prediction
 from xrayweb.review.models import Review
+from xrayweb.studies.models import ReviewState
 
 COLUMNS = [
     "prediction_id",
@@ -49,8 +50,12 @@ def _cell(value) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
-def _row(p: Prediction) -> list[str]:
+def _row(p: Prediction, blind_for: int | None) -> list[str]:
     study = p.study
+    reviews = study.export_reviews
+    if blind_for is not None and study.review_state == ReviewState.SECOND_READ:
+        # The pending first read stays hidden from other readers here too.
+        reviews = [r for r in reviews if r.reviewer_id == blind_for]
     history = [
         {
             "at": r.created_at.isoformat(),
@@ -60,7 +65,7 @@ def _row(p: Prediction) -> list[str]:
             "agrees_with_model": r.agrees_with_model,
             "comment": r.comment,
         }
-        for r in study.export_reviews
+        for r in reviews
     ]
     values = [
         p.pk,
@@ -87,9 +92,10 @@ def _row(p: Prediction) -> list[str]:
     return [_cell(v) for v in values]
 
 
-def export_rows(chunk_size: int = 500) -> Iterator[str]:
+def export_rows(*, blind_for: int | None = None, chunk_size: int = 500) -> Iterator[str]:
     """CSV lines, streamed: a header, then one line per prediction, oldest first. Queries grow
-    with the number of chunks, not of rows."""
+    with the number of chunks, not of rows. ``blind_for``: a reader's user id, for whom first
+    reads awaiting a second read by someone else are left out (None: admins see all)."""
     writer = csv.writer(_Echo())
     yield writer.writerow(COLUMNS)
     reviews = Review.objects.select_related("reviewer").order_by("created_at", "id")
@@ -99,4 +105,4 @@ def export_rows(chunk_size: int = 500) -> Iterator[str]:
         .order_by("id")
     )
     for prediction in qs.iterator(chunk_size=chunk_size):
-        yield writer.writerow(_row(prediction))
+        yield writer.writerow(_row(prediction, blind_for))

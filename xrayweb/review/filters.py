@@ -2,9 +2,10 @@
 
 import django_filters
 from django.conf import settings
-from django.db.models import Case, F, IntegerField, Q, Value, When
+from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Value, When
 
 from xrayweb.inference.models import ModelVersion
+from xrayweb.review.models import Review
 from xrayweb.studies.models import ReviewState, Study
 
 YES_NO = [("yes", "yes"), ("no", "no")]
@@ -12,12 +13,15 @@ SORTS = {
     "": ("unreviewed first, newest", None),
     "newest": ("newest", ["-created_at", "-id"]),
     "oldest": ("oldest", ["created_at", "id"]),
-    "uncertain": ("least confident", [F("current_prediction__confidence").asc(nulls_last=True)]),
+    "uncertain": (
+        "least confident",
+        [F("current_prediction__confidence").asc(nulls_last=True), "-created_at", "-id"],
+    ),
     "confident": (
         "most confident",
-        [F("current_prediction__confidence").desc(nulls_last=True)],
+        [F("current_prediction__confidence").desc(nulls_last=True), "-created_at", "-id"],
     ),
-    "patient": ("patient ID", ["patient_id", "-created_at"]),
+    "patient": ("patient ID", ["patient_id", "-created_at", "-id"]),
 }
 
 
@@ -28,6 +32,16 @@ def unreviewed_first(qs):
         output_field=IntegerField(),
     )
     return qs.order_by(pending, "-created_at", "-id")
+
+
+def readable_by(qs, user):
+    """Studies that still need a reading from ``user``: done, and unread, or awaiting a second
+    read or arbitration from someone who has not read them yet."""
+    has_read = Exists(Review.objects.filter(study=OuterRef("pk"), reviewer=user))
+    return qs.filter(status=Study.Status.DONE).filter(
+        Q(review_state=ReviewState.UNREAD)
+        | (Q(review_state__in=[ReviewState.SECOND_READ, ReviewState.ARBITRATION]) & ~has_read)
+    )
 
 
 def _yes_no(qs, condition: Q, value: str):
@@ -43,6 +57,9 @@ class WorklistFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Study.Status.choices)
     review_state = django_filters.ChoiceFilter(choices=ReviewState.choices, label="Reading")
     reviewed = django_filters.ChoiceFilter(choices=YES_NO, method="filter_reviewed")
+    needs_me = django_filters.ChoiceFilter(
+        choices=[("yes", "yes")], method="filter_needs_me", label="Needs my reading"
+    )
     disagree = django_filters.ChoiceFilter(
         choices=YES_NO, method="filter_disagree", label="Model ≠ radiologist"
     )
@@ -70,6 +87,15 @@ class WorklistFilter(django_filters.FilterSet):
     class Meta:
         model = Study
         fields: list[str] = []
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def filter_needs_me(self, qs, name, value):
+        if value != "yes" or self.user is None or not self.user.is_authenticated:
+            return qs
+        return readable_by(qs, self.user)
 
     def search(self, qs, name, value):
         value = value.strip()

@@ -1,14 +1,14 @@
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import F, Prefetch, QuerySet
 
 from xrayweb.inference.models import Prediction
-from xrayweb.review.filters import WorklistFilter, unreviewed_first
+from xrayweb.review.filters import WorklistFilter, readable_by, unreviewed_first
 from xrayweb.review.models import AuditEvent, Review
 from xrayweb.studies.models import ReviewState, Study
 
 
 def study_with_details(*, qs: QuerySet[Study] | None = None) -> QuerySet[Study]:
     qs = Study.objects.all() if qs is None else qs
-    return qs.select_related("uploaded_by").prefetch_related(
+    return qs.select_related("uploaded_by", "current_prediction__model_version").prefetch_related(
         Prefetch("predictions", queryset=Prediction.objects.select_related("model_version")),
         Prefetch("reviews", queryset=Review.objects.select_related("reviewer")),
     )
@@ -21,29 +21,20 @@ def worklist_rows() -> QuerySet[Study]:
     )
 
 
-def worklist(*, params) -> WorklistFilter:
-    """The filtered, sorted worklist for query ``params``; ``.qs`` is the queryset and
-    ``.is_valid()`` tells whether every filter value was understood."""
-    return WorklistFilter(params, queryset=worklist_rows())
-
-
-def _readable_by(qs: QuerySet[Study], user) -> QuerySet[Study]:
-    """Studies that still need a reading from ``user``: unread, or awaiting a second read or
-    arbitration from someone who has not read them yet."""
-    has_read = Exists(Review.objects.filter(study=OuterRef("pk"), reviewer=user))
-    return qs.filter(status=Study.Status.DONE).filter(
-        Q(review_state=ReviewState.UNREAD)
-        | (Q(review_state__in=[ReviewState.SECOND_READ, ReviewState.ARBITRATION]) & ~has_read)
-    )
+def worklist(*, params, user=None) -> WorklistFilter:
+    """The filtered, sorted worklist for query ``params`` (``needs_me`` uses ``user``);
+    ``.qs`` is the queryset and ``.is_valid()`` tells whether every value was understood."""
+    return WorklistFilter(params, queryset=worklist_rows(), user=user)
 
 
 def next_case(*, user) -> Study | None:
     """The most uncertain study still waiting for this user's reading; arbitrations first,
     because they already hold two radiologists' time."""
-    qs = _readable_by(Study.objects.all(), user)
+    qs = readable_by(Study.objects.all(), user)
     arbitration = qs.filter(review_state=ReviewState.ARBITRATION)
     qs = arbitration if arbitration.exists() else qs
-    return qs.order_by("current_prediction__confidence", "created_at", "id").first()
+    order = [F("current_prediction__confidence").asc(nulls_last=True), "created_at", "id"]
+    return qs.order_by(*order).first()
 
 
 def worklist_neighbours(*, qs: QuerySet[Study], study_id: int) -> tuple[int | None, int | None]:

@@ -3,7 +3,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from xrayweb.errors import ApplicationError
-from xrayweb.inference.selectors import prediction_latest
+from xrayweb.inference.selectors import prediction_current
 from xrayweb.inference.services import model_version_active
 from xrayweb.review.models import AuditEvent, Review
 from xrayweb.studies.models import ReviewState, Study
@@ -13,7 +13,7 @@ MAX_COMMENT = 4000
 
 def review_classes(*, study: Study) -> list[str]:
     """The labels a reviewer may choose: the classes of the model that predicted the study."""
-    prediction = prediction_latest(study=study)
+    prediction = prediction_current(study=study)
     version = prediction.model_version if prediction else model_version_active()
     return list(version.classes) if version else []
 
@@ -57,8 +57,13 @@ def reviews_visible(*, study: Study, user) -> list[Review]:
     return [r for r in reviews if r.reviewer_id == user.pk]
 
 
-def review_submit(*, study: Study, reviewer, label: str, comment: str = "") -> Review:
-    """Append a reading and move the study's review state on. Never edits older reviews."""
+def review_submit(
+    *, study: Study, reviewer, label: str, comment: str = "", expected_state: str = ""
+) -> Review:
+    """Append a reading and move the study's review state on. Never edits older reviews.
+
+    ``expected_state`` is the reading state the reader saw; if the study has moved on since
+    (someone else read it meanwhile), nothing is saved and the reader gets a 409."""
     classes = review_classes(study=study)
     if label not in classes:
         raise ApplicationError(f"Unknown label {label!r}; choose one of: {', '.join(classes)}.")
@@ -67,10 +72,16 @@ def review_submit(*, study: Study, reviewer, label: str, comment: str = "") -> R
         raise ApplicationError(f"The comment is longer than {MAX_COMMENT} characters.")
     with transaction.atomic():
         locked = Study.objects.select_for_update().get(pk=study.pk)
+        if expected_state and expected_state != locked.review_state:
+            raise ApplicationError(
+                "This study was read by someone else while you had it open (it is now "
+                f"{locked.get_review_state_display()}). Reload it to see the current reading.",
+                status=409,
+            )
         kind, state, final_label = _next_state(
             study=locked, reviewer=reviewer, label=label, second_read=settings.REVIEW_SECOND_READ
         )
-        prediction = prediction_latest(study=locked)
+        prediction = prediction_current(study=locked)
         previous_final = None
         if kind == Review.Kind.AMENDMENT:
             previous_final = locked.reviews.exclude(replaced_by__isnull=False).first()

@@ -10,7 +10,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from xrayweb.accounts.decorators import role_required
-from xrayweb.accounts.roles import CAN_AUDIT, CAN_READ_AUDIT_LOG, CAN_REVIEW
+from xrayweb.accounts.roles import (
+    ADMIN,
+    CAN_AUDIT,
+    CAN_READ_AUDIT_LOG,
+    CAN_REVIEW,
+    user_has_any_role,
+)
 from xrayweb.errors import ApplicationError
 from xrayweb.inference.models import ModelVersion
 from xrayweb.review import charts
@@ -50,7 +56,7 @@ def _page_size(request) -> int:
 
 @require_GET
 def worklist_page(request):
-    filters = worklist(params=request.GET)
+    filters = worklist(params=request.GET, user=request.user)
     status = 200 if filters.is_valid() else 400
     page = Paginator(filters.qs, _page_size(request)).get_page(request.GET.get("page"))
     context = {
@@ -70,7 +76,7 @@ def worklist_next(request):
     if study is None:
         messages.info(request, "Nothing is waiting for your reading.")
         return redirect("worklist")
-    return redirect(f"{reverse('study-detail', args=[study.pk])}?sort=uncertain&reviewed=no")
+    return redirect(f"{reverse('study-detail', args=[study.pk])}?needs_me=yes&sort=uncertain")
 
 
 @require_GET
@@ -79,7 +85,7 @@ def study_detail(request, pk: int):
     audit_record(
         actor=request.user, action=AuditEvent.Action.STUDY_VIEW, study=study, ip=client_ip(request)
     )
-    prediction = next(iter(study.predictions.all()), None)
+    prediction = study.current_prediction
     rows = []
     if prediction:
         members = sorted(prediction.member_probabilities)
@@ -91,7 +97,7 @@ def study_detail(request, pk: int):
                     "members": [prediction.member_probabilities[m].get(name) for m in members],
                 }
             )
-    filters = worklist(params=request.GET)
+    filters = worklist(params=request.GET, user=request.user)
     previous_id, next_id = worklist_neighbours(
         qs=filters.qs if filters.is_valid() else worklist(params={}).qs, study_id=study.pk
     )
@@ -123,6 +129,7 @@ def review_create(request, pk: int):
             reviewer=request.user,
             label=request.POST.get("label", ""),
             comment=request.POST.get("comment", ""),
+            expected_state=request.POST.get("state", ""),
         )
     except ApplicationError as exc:
         messages.error(request, exc.message)
@@ -171,7 +178,9 @@ def audit_page(request):
 def audit_export(request):
     audit_record(actor=request.user, action=AuditEvent.Action.EXPORT_CSV, ip=client_ip(request))
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    response = StreamingHttpResponse(export_rows(), content_type="text/csv; charset=utf-8")
+    blind_for = None if user_has_any_role(request.user, {ADMIN}) else request.user.pk
+    rows = export_rows(blind_for=blind_for)
+    response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="xrayweb-predictions-{stamp}.csv"'
     response["X-Content-Type-Options"] = "nosniff"
     return response

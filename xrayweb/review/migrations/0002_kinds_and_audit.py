@@ -5,6 +5,12 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+def mark_amendments(apps, schema_editor):
+    """Before reading states, a later review replaced the earlier one: an amendment."""
+    Review = apps.get_model("review", "Review")
+    Review.objects.filter(replaces__isnull=False).update(kind="amendment")
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -34,4 +40,5 @@ class Migration(migrations.Migration):
                 'ordering': ['-created_at', '-id'],
             },
         ),
+        migrations.RunPython(mark_amendments, migrations.RunPython.noop),
     ]
