@@ -18,6 +18,9 @@ DATA_DIR = Path(env.str("XRAYWEB_DATA_DIR", default=str(BASE_DIR / "var"))).reso
 
 SECRET_KEY = env.str("SECRET_KEY", default="insecure-dev-key-set-SECRET_KEY-in-production")
 DEBUG = env.bool("DEBUG", default=False)
+# Keys the UID remapping of de-identified DICOM exports: keep it stable, so the same study
+# always maps to the same new UIDs.
+DEID_SECRET = env.str("DEID_SECRET", default=SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 
 INSTALLED_APPS = [

@@ -76,7 +76,7 @@
     viewport.addEventListener("pointercancel", () => { drag = null; });
     document.getElementById("view-reset").addEventListener("click", () => {
       scale = 1; x = 0; y = 0; transform();
-      width.value = 256; level.value = 128; applyWindow();
+      width.value = width.dataset.default; level.value = level.dataset.default; applyWindow();
     });
   }
 

@@ -1,3 +1,5 @@
+import io
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -85,13 +87,17 @@ def test_an_image_over_the_pixel_limit_is_refused(api_client, staff, settings, p
     assert "above the limit of 1,000 pixels" in response.json()["detail"]
 
 
-def test_missing_fields_are_named_in_the_error(api_client, staff):
+def test_missing_fields_are_named_in_the_error(api_client, staff, png):
     api_client.force_authenticate(staff)
     response = api_client.post("/api/studies/", {"patient_id": "P"}, format="multipart")
     assert response.status_code == 400
     body = response.json()
-    assert body["detail"].startswith(("image:", "accession:"))
-    assert set(body["errors"]) == {"image", "accession"}
+    assert body["detail"].startswith("image:") and set(body["errors"]) == {"image"}
+    # Identifiers are optional in the form (a DICOM header gives them), not for a PNG.
+    upload = io.BytesIO(png())
+    upload.name = "x.png"
+    response = api_client.post("/api/studies/", {"image": upload}, format="multipart")
+    assert response.status_code == 400 and response.json()["detail"] == "Patient ID is required."
 
 
 def test_review_of_an_unknown_label_is_a_400(api_client, radiologist, active_version, staff, png):

@@ -9,8 +9,9 @@ from xrayweb.studies.models import ReviewState, Study
 
 class StudyCreateSerializer(serializers.Serializer):
     image = serializers.FileField(allow_empty_file=True)
-    patient_id = serializers.CharField(max_length=64)
-    accession = serializers.CharField(max_length=64)
+    # Optional for DICOM files, whose header gives them; required for PNG and JPEG.
+    patient_id = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    accession = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     site = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     view = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
 

@@ -11,6 +11,16 @@ urlpatterns = [
     path("studies/", login_not_required(views.StudyListCreateApi.as_view()), name="api-studies"),
     path("studies/<int:pk>/", login_not_required(views.StudyDetailApi.as_view()), name="api-study"),
     path(
+        "studies/<int:pk>/export.dcm",
+        login_not_required(views.StudyDicomExportApi.as_view()),
+        name="api-study-export",
+    ),
+    path(
+        "studies/<int:pk>/overlay.dcm",
+        login_not_required(views.StudyOverlayDicomApi.as_view()),
+        name="api-study-overlay",
+    ),
+    path(
         "studies/<int:pk>/reviews/",
         login_not_required(views.ReviewCreateApi.as_view()),
         name="api-reviews",

@@ -1,3 +1,4 @@
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
@@ -14,11 +15,13 @@ from xrayweb.api.serializers import (
     StudyCreateSerializer,
     StudySerializer,
 )
+from xrayweb.errors import ApplicationError
 from xrayweb.review.filters import WorklistFilter, unreviewed_first
 from xrayweb.review.models import AuditEvent
 from xrayweb.review.selectors import study_with_details
 from xrayweb.review.services import audit_record, review_submit
-from xrayweb.studies.services import study_create
+from xrayweb.studies.models import Study
+from xrayweb.studies.services import study_create, study_export_dicom, study_overlay_dicom
 
 
 class StudyListCreateApi(ListCreateAPIView):
@@ -76,6 +79,48 @@ class StudyDetailApi(RetrieveAPIView):
             ip=self.request.META.get("REMOTE_ADDR"),
         )
         return study
+
+
+def _dicom_response(data: bytes, filename: str) -> HttpResponse:
+    response = HttpResponse(data, content_type="application/dicom")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+class StudyDicomExportApi(APIView):
+    """GET: the original DICOM, de-identified (PS3.15 Annex E Basic Profile)."""
+
+    def get(self, request, pk: int):
+        study = get_object_or_404(Study, pk=pk)
+        data = study_export_dicom(study=study)
+        audit_record(
+            actor=request.user,
+            action=AuditEvent.Action.EXPORT_DICOM,
+            study=study,
+            detail={"kind": "deidentified"},
+            ip=request.META.get("REMOTE_ADDR"),
+        )
+        return _dicom_response(data, f"study-{study.pk}-deidentified.dcm")
+
+
+class StudyOverlayDicomApi(APIView):
+    """GET: the heatmap overlay as a Secondary Capture in the source study, for a PACS."""
+
+    def get(self, request, pk: int):
+        study = get_object_or_404(Study.objects.select_related("current_prediction"), pk=pk)
+        prediction = study.current_prediction
+        if prediction is None or not prediction.heatmaps.get("fused"):
+            raise ApplicationError(f"Study {pk} has no heatmap yet.", status=404)
+        data = study_overlay_dicom(study=study, heatmap_path=prediction.heatmaps["fused"])
+        audit_record(
+            actor=request.user,
+            action=AuditEvent.Action.EXPORT_DICOM,
+            study=study,
+            detail={"kind": "secondary_capture", "prediction": prediction.pk},
+            ip=request.META.get("REMOTE_ADDR"),
+        )
+        return _dicom_response(data, f"study-{study.pk}-overlay.dcm")
 
 
 class ReviewCreateApi(APIView):

@@ -71,6 +71,7 @@ class AuditEvent(AppendOnlyModel):
         STUDY_VIEW = "study.view"
         REVIEW_CREATE = "review.create"
         EXPORT_CSV = "export.csv"
+        EXPORT_DICOM = "export.dicom"
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"

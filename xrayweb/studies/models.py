@@ -9,6 +9,15 @@ def study_image_path(instance: "Study", filename: str) -> str:
     return f"studies/{uuid.uuid4().hex}.{instance.image_format.lower()}"
 
 
+def study_display_path(instance: "Study", filename: str) -> str:
+    return f"studies/{uuid.uuid4().hex}-display.png"
+
+
+def study_original_path(instance: "Study", filename: str) -> str:
+    # Originals are never served as they are: only de-identified, through the export.
+    return f"originals/{uuid.uuid4().hex}.dcm"
+
+
 class ReviewState(models.TextChoices):
     UNREAD = "unread"
     SECOND_READ = "second_read", "awaiting second read"
@@ -42,6 +51,24 @@ class Study(models.Model):
     )
     status_changed_at = models.DateTimeField(auto_now_add=True)
     failure_reason = models.TextField(blank=True)
+    # DICOM uploads: the original file, a full-range display image with the file's own window
+    # (level, width on its 0..255 scale), and header fields. PNG/JPEG uploads leave them empty.
+    original = models.FileField(upload_to=study_original_path, max_length=255, blank=True)
+    display_image = models.FileField(upload_to=study_display_path, max_length=255, blank=True)
+    window_level = models.FloatField(null=True, blank=True)
+    window_width = models.FloatField(null=True, blank=True)
+    patient_sex = models.CharField(max_length=16, blank=True)
+    patient_age = models.CharField(max_length=16, blank=True)
+    study_instance_uid = models.CharField(max_length=64, blank=True, db_index=True)
+    series_instance_uid = models.CharField(max_length=64, blank=True)
+    sop_instance_uid = models.CharField(max_length=64, blank=True)
+    study_date = models.CharField(max_length=8, blank=True)
+    modality = models.CharField(max_length=16, blank=True)
+    body_part = models.CharField(max_length=64, blank=True)
+    manufacturer = models.CharField(max_length=64, blank=True)
+    # The model was trained on frontal chest X-rays: anything else is flagged, not refused.
+    out_of_scope = models.BooleanField(default=False, db_index=True)
+    scope_warning = models.TextField(blank=True)
     # Where and how the image was taken: the audit dashboard slices by both.
     site = models.CharField(max_length=64, blank=True, db_index=True)
     view = models.CharField(max_length=32, blank=True, db_index=True)
@@ -60,6 +87,13 @@ class Study(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "studies"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sop_instance_uid"],
+                condition=~models.Q(sop_instance_uid=""),
+                name="one_study_per_sop_instance",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"Study {self.pk} ({self.accession})"

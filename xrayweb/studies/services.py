@@ -1,8 +1,16 @@
+import hashlib
+
+import numpy as np
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from PIL import Image
 
 from xrayweb.errors import ApplicationError
+from xrayweb.studies.dicom import dicom_decode, looks_like_dicom
+from xrayweb.studies.dicom_export import deidentify, secondary_capture
 from xrayweb.studies.images import image_validate
 from xrayweb.studies.models import Study
 
@@ -23,6 +31,41 @@ def _clean_optional(value: str, field: str, limit: int) -> str:
     return value
 
 
+def _study_from_dicom(data: bytes, filename: str, patient_id: str, accession: str) -> dict:
+    """Study fields from a DICOM file; the header fills identifiers the uploader left empty."""
+    decoded = dicom_decode(data=data, filename=filename)
+    fields = dict(decoded.fields)
+    sop = fields.pop("sop_instance_uid")
+    if sop:
+        existing = Study.objects.filter(sop_instance_uid=sop).first()
+        if existing is not None:
+            raise ApplicationError(
+                f"{filename or 'the file'}: this image (SOPInstanceUID {sop}) was already "
+                f"uploaded as study #{existing.pk}; nothing was added.",
+                status=409,
+                extra={"study": existing.pk},
+            )
+    header_patient, header_accession = fields.pop("patient_id"), fields.pop("accession")
+    warning = "; ".join(decoded.scope_warnings)
+    if warning:
+        warning = f"Out of scope: {warning}. The model was trained on frontal chest X-rays."
+    return {
+        "patient_id": patient_id or header_patient,
+        "accession": accession or header_accession,
+        "sop_instance_uid": sop,
+        "image_data": decoded.png,
+        "image_format": "PNG",
+        "image_width": decoded.width,
+        "image_height": decoded.height,
+        "display_data": decoded.display_png,
+        "window_level": decoded.display_window[0],
+        "window_width": decoded.display_window[1],
+        "out_of_scope": bool(decoded.scope_warnings),
+        "scope_warning": warning,
+        **fields,
+    }
+
+
 def study_create(
     *,
     user: AbstractBaseUser,
@@ -34,38 +77,102 @@ def study_create(
     view: str = "",
     ip: str | None = None,
 ) -> Study:
-    """Validate and store one image as a queued study; inference is enqueued on commit.
-
-    Nothing is written unless the image is valid, and the row and file are written together.
-    """
+    """Validate and store one image (PNG, JPEG or DICOM) as a queued study; inference is
+    enqueued on commit. Nothing is written unless the file is valid, and the row and files are
+    written together. A DICOM image already uploaded (same SOPInstanceUID) is refused (409)
+    with the existing study's id."""
     from xrayweb.inference.tasks import predict_study  # tasks import services: avoid a cycle
     from xrayweb.review.models import AuditEvent  # review builds on studies
     from xrayweb.review.services import audit_record
 
-    patient_id = _clean_identifier(patient_id, "Patient ID")
-    accession = _clean_identifier(accession, "Accession number")
+    name = filename or "the file"
+    if not data:
+        raise ApplicationError(f"{name}: the file is empty.")
+    if len(data) > settings.MAX_UPLOAD_BYTES:
+        limit_mb = settings.MAX_UPLOAD_BYTES / (1024 * 1024)
+        raise ApplicationError(f"{name}: the file is larger than {limit_mb:.0f} MB.", status=413)
     site = _clean_optional(site, "Site", 64)
     view = _clean_optional(view, "View", 32)
-    image = image_validate(data=data, filename=filename)
+    original = None
+    if looks_like_dicom(data, filename):
+        fields = _study_from_dicom(data, filename, (patient_id or "").strip(), accession)
+        original, display = data, fields.pop("display_data")
+        fields["view"] = view or fields["view"]
+    else:
+        image = image_validate(data=data, filename=filename)
+        fields = {
+            "patient_id": patient_id,
+            "accession": accession,
+            "image_data": image.data,
+            "image_format": image.format,
+            "image_width": image.width,
+            "image_height": image.height,
+            "view": view,
+        }
+        display = None
+    fields["patient_id"] = _clean_identifier(fields["patient_id"], "Patient ID")
+    fields["accession"] = _clean_identifier(fields["accession"], "Accession number")
+    image_data = fields.pop("image_data")
     with transaction.atomic():
         study = Study(
-            patient_id=patient_id,
-            accession=accession,
-            image_format=image.format,
-            image_width=image.width,
-            image_height=image.height,
-            image_sha256=image.sha256,
+            image_sha256=hashlib.sha256(data).hexdigest(),
             original_filename=filename[:255],
             uploaded_by=user,
             site=site,
-            view=view,
+            **fields,
         )
-        study.image.save("upload", ContentFile(image.data), save=False)
+        saved = [study.image]
+        study.image.save("upload", ContentFile(image_data), save=False)
         try:
+            if original is not None:
+                study.original.save("upload.dcm", ContentFile(original), save=False)
+                saved.append(study.original)
+                study.display_image.save("display.png", ContentFile(display), save=False)
+                saved.append(study.display_image)
             study.save()
+        except IntegrityError as exc:
+            for file in saved:
+                file.delete(save=False)
+            raise ApplicationError(
+                f"{name}: this image was already uploaded; nothing was added.", status=409
+            ) from exc
         except Exception:
-            study.image.delete(save=False)
+            for file in saved:
+                file.delete(save=False)
             raise
         audit_record(actor=user, action=AuditEvent.Action.STUDY_UPLOAD, study=study, ip=ip)
         transaction.on_commit(lambda: predict_study.delay(study.pk))
     return study
+
+
+def _secret() -> bytes:
+    return settings.DEID_SECRET.encode()
+
+
+def study_export_dicom(*, study: Study) -> bytes:
+    """The study's original DICOM, de-identified (PS3.15 Annex E Basic Profile)."""
+    if not study.original:
+        raise ApplicationError(
+            f"Study {study.pk} was uploaded as {study.image_format}, not DICOM; there is no "
+            "DICOM original to export.",
+            status=404,
+        )
+    with study.original.open("rb") as f:
+        return deidentify(f.read(), secret=_secret())
+
+
+def study_overlay_dicom(*, study: Study, heatmap_path: str, opacity: float = 0.4) -> bytes:
+    """The X-ray with the heatmap blended in, as a Secondary Capture in the source study."""
+    if not study.original:
+        raise ApplicationError(f"Study {study.pk} has no DICOM original to refer to.", status=404)
+    with study.image.open("rb") as f:
+        base = Image.open(f).convert("RGB")
+        base.load()
+    with default_storage.open(heatmap_path, "rb") as f:
+        heat = Image.open(f).convert("RGB").resize(base.size, Image.BILINEAR)
+    blended = np.asarray(Image.blend(base, heat, opacity))
+    with study.original.open("rb") as f:
+        original = f.read()
+    return secondary_capture(
+        original, blended, description="xrayweb Grad-CAM overlay (research use, not diagnostic)"
+    )

@@ -5,6 +5,8 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_http_methods
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import IsAuthenticated
@@ -30,12 +32,12 @@ def upload(request):
     if request.method == "POST":
         files = request.FILES.getlist("images")
         if not files:
-            messages.error(request, "Choose at least one PNG or JPEG file.")
+            messages.error(request, "Choose at least one PNG, JPEG or DICOM file.")
             status = 400
         created, failed = 0, 0
         for upload in files:
             try:
-                study_create(
+                study = study_create(
                     user=request.user,
                     patient_id=request.POST.get("patient_id", ""),
                     accession=request.POST.get("accession", ""),
@@ -46,9 +48,17 @@ def upload(request):
                     ip=request.META.get("REMOTE_ADDR"),
                 )
                 created += 1
+                if study.out_of_scope:
+                    messages.warning(request, f"{upload.name}: {study.scope_warning}")
             except ApplicationError as exc:
                 failed += 1
-                messages.error(request, exc.message)
+                if "study" in exc.extra:
+                    link = reverse("study-detail", args=[exc.extra["study"]])
+                    messages.error(
+                        request, format_html('{} <a href="{}">Open it</a>.', exc.message, link)
+                    )
+                else:
+                    messages.error(request, exc.message)
         if created:
             messages.success(request, f"{created} image(s) queued for analysis.")
         if failed and not created:
