@@ -113,6 +113,13 @@ def valid_cases(grey: np.ndarray) -> list[Case]:
         _window_all(ds, bits, slope, intercept)
         name = f"mono{'1' if mono1 else '2'}-{bits}bit-{'rescale' if rescale else 'plain'}"
         cases.append(Case(name, to_bytes(ds), grey))
+    voi = dataset(grey, bits=12)
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 16]
+    item.LUTData = [round(v * 65535 / 4095) for v in range(4096)]  # identity, 16-bit out
+    item["LUTData"].VR = "US"
+    voi.VOILUTSequence = [item]
+    cases.append(Case("mono2-12bit-voi-lut-sequence", to_bytes(voi), grey))
     no_window = dataset(grey, bits=12)
     cases.append(Case("mono2-12bit-no-window", to_bytes(no_window), _percentile_expected(grey)))
     for syntax, options, lossy in [

@@ -43,7 +43,7 @@ def _post(client, name: str, data: bytes, **fields):
 
 
 def test_every_valid_file_decodes_to_the_source_image(corpus):
-    assert len(corpus) == 14
+    assert len(corpus) == 15
     for case in corpus:
         decoded = dicom_decode(data=case.data, filename=case.name)
         shown = np.asarray(Image.open(io.BytesIO(decoded.png))).astype(int)
@@ -203,3 +203,21 @@ def test_png_studies_have_no_dicom_export_and_anonymous_users_get_nothing(api_cl
     assert response.status_code == 404 and "not DICOM" in response.json()["detail"]
     api_client.force_authenticate(None)
     assert api_client.get(f"{API}{study_id}/export.dcm").status_code == 401
+
+
+def test_the_upload_page_takes_dicom_mixed_with_png(grey, client, staff, png):
+    client.force_login(staff)
+    dicom = io.BytesIO(to_bytes(dataset(grey, bits=16)))
+    dicom.name = "chest.dcm"
+    image = io.BytesIO(png())
+    image.name = "chest.png"
+    page = client.post(
+        "/upload/",
+        {"images": [dicom, image], "patient_id": "MIX-1", "accession": "ACC-MIX"},
+        follow=True,
+    ).content.decode()
+    assert "2 image(s) queued" in page
+    formats = sorted(Study.objects.values_list("image_format", "sop_instance_uid"))
+    assert [f for f, _ in formats] == ["PNG", "PNG"] and sum(bool(u) for _, u in formats) == 1
+    # The uploader's identifiers win over the header's.
+    assert set(Study.objects.values_list("patient_id", flat=True)) == {"MIX-1"}
