@@ -19,8 +19,8 @@ DATA_DIR = Path(env.str("XRAYWEB_DATA_DIR", default=str(BASE_DIR / "var"))).reso
 SECRET_KEY = env.str("SECRET_KEY", default="insecure-dev-key-set-SECRET_KEY-in-production")
 DEBUG = env.bool("DEBUG", default=False)
 # Keys the UID remapping of de-identified DICOM exports: keep it stable, so the same study
-# always maps to the same new UIDs.
-DEID_SECRET = env.str("DEID_SECRET", default=SECRET_KEY)
+# always maps to the same new UIDs. Its own key in production; derived from SECRET_KEY here.
+DEID_SECRET = env.str("DEID_SECRET", default="") or f"deid:{SECRET_KEY}"
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 
 INSTALLED_APPS = [
@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "xrayweb.inference",
     "xrayweb.review",
     "xrayweb.api",
+    "xrayweb.ops",
 ]
 
 MIDDLEWARE = [

@@ -2,11 +2,13 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from xrayweb.ops import views as ops_views
 from xrayweb.review import views as review_views
 from xrayweb.studies import views as study_views
 
 urlpatterns = [
     path("", study_views.home, name="home"),
+    path("healthz", ops_views.healthz, name="healthz"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("upload/", study_views.upload, name="upload"),

@@ -30,7 +30,11 @@ IDENTITY = {
     "BodyPartExamined": "CHEST",
     "ViewPosition": "PA",
     "Modality": "DX",
+    "OtherPatientIDs": "MRN-OTHER-9",
 }
+# Identifying values hidden where de-identifiers often miss them.
+NESTED_PATIENT_ID = "MRN-NESTED-7"
+SOURCE_AE = "PACS_SECRET_AE"
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,15 @@ def dataset(grey: np.ndarray, *, bits: int = 12, monochrome1: bool = False, **he
         setattr(ds, keyword, value)
     ds.add_new(0x00090010, "LO", "ACME private")
     ds.add_new(0x00091001, "LO", "Doe^Jane private copy")
+    ds.FrameOfReferenceUID = generate_uid()
+    other = Dataset()
+    other.PatientID = NESTED_PATIENT_ID
+    other.IssuerOfPatientID = "Nested Hospital"
+    ds.OtherPatientIDsSequence = [other]
+    ds.file_meta.SourceApplicationEntityTitle = SOURCE_AE
     dtype = np.uint8 if bits <= 8 else np.uint16
     photometric = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
-    ds.set_pixel_data(stored.astype(dtype), photometric, bits)
+    ds.set_pixel_data(stored.astype(dtype), photometric, bits, generate_instance_uid=False)
     return ds
 
 
@@ -167,6 +177,17 @@ def broken_cases(grey: np.ndarray) -> dict[str, tuple[bytes, str]]:
     frames.NumberOfFrames = 2
     png = io.BytesIO()
     Image.fromarray(grey).save(png, "PNG")
+    bad_frames = dataset(grey, bits=8)
+    bad_frames.add_new(0x00280008, "IS", "1")
+    bad_frames["NumberOfFrames"]._value = "abc"
+    bad_window = dataset(grey, bits=12)
+    bad_window.WindowCenter, bad_window.WindowWidth = "100", "0"
+    deflated = dataset(grey, bits=8)
+    deflated.file_meta.TransferSyntaxUID = uid.DeflatedExplicitVRLittleEndian
+    # A JPEG-LS codestream of the full image under a header that claims a quarter of it.
+    jls_lie = dataset(grey, bits=12)
+    jls_lie.compress(uid.JPEGLSLossless)
+    jls_lie.Rows, jls_lie.Columns = int(jls_lie.Rows) // 2, int(jls_lie.Columns) // 2
     return {
         "not-dicom.dcm": (b"just some text, not a DICOM file" * 10, "not a DICOM file"),
         "png-named.dcm": (png.getvalue(), "not a DICOM file"),
@@ -174,7 +195,11 @@ def broken_cases(grey: np.ndarray) -> dict[str, tuple[bytes, str]]:
         "rows-mismatch.dcm": (to_bytes(wrong_size), "do not match"),
         "truncated.dcm": (good[: len(good) // 2], "truncated"),
         "truncated-j2k.dcm": (j2k_bytes[: len(j2k_bytes) * 2 // 3], "truncated"),
-        "header-only.dcm": (good[:200], "DICOM"),
+        "header-only.dcm": (good[:200], "no transfer syntax"),
+        "bad-frames.dcm": (to_bytes(bad_frames), "malformed"),
+        "bad-window.dcm": (to_bytes(bad_window), "malformed"),
+        "deflated.dcm": (to_bytes(deflated), "not supported"),
+        "jpegls-bigger-than-header.dcm": (to_bytes(jls_lie), "compressed image"),
         "mpeg2.dcm": (to_bytes(mpeg), "not supported"),
         "huge.dcm": (to_bytes(huge), "above the limit"),
         "multiframe.dcm": (to_bytes(frames), "multi-frame"),

@@ -10,6 +10,8 @@ from pydicom import dcmread
 
 from tests.xrayweb.dicom_corpus import (
     IDENTITY,
+    NESTED_PATIENT_ID,
+    SOURCE_AE,
     broken_cases,
     dataset,
     source_image,
@@ -168,6 +170,9 @@ def test_export_is_de_identified_with_consistently_remapped_uids(
         assert str(out.get(keyword, "") or "") != value, keyword
         assert value.encode() not in response.content, keyword
     assert b"Doe^Jane" not in response.content and not any(e.tag.is_private for e in out)
+    for hidden in (NESTED_PATIENT_ID, SOURCE_AE, "Nested Hospital", first.FrameOfReferenceUID):
+        assert hidden.encode() not in response.content, hidden
+    assert "SourceApplicationEntityTitle" not in out.file_meta
     assert out.StudyInstanceUID != first.StudyInstanceUID
     assert out.SOPInstanceUID != first.SOPInstanceUID
     again = dcmread(io.BytesIO(api_client.get(f"{API}{ids[0]}/export.dcm").content))
@@ -179,10 +184,13 @@ def test_export_is_de_identified_with_consistently_remapped_uids(
     assert AuditEvent.objects.filter(action="export.dicom", study_id=ids[0]).count() == 2
 
 
-def test_overlay_secondary_capture_references_the_source(grey, api_client, staff, active_version):
+def test_overlay_secondary_capture_references_the_source(
+    grey, api_client, staff, radiologist, active_version
+):
     source = dataset(grey, bits=12)
     api_client.force_authenticate(staff)
     study_id = _post(api_client, "s.dcm", to_bytes(source)).json()["id"]
+    api_client.force_authenticate(radiologist)
     assert api_client.get(f"{API}{study_id}/overlay.dcm").status_code == 404  # no heatmap yet
     runtime.prediction_batch_run(study_id=study_id, max_studies=1)
     response = api_client.get(f"{API}{study_id}/overlay.dcm")
@@ -194,11 +202,16 @@ def test_overlay_secondary_capture_references_the_source(grey, api_client, staff
     assert sc.ReferencedImageSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
     assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
     assert sc.pixel_array.shape == (*grey.shape, 3)
+    again = dcmread(io.BytesIO(api_client.get(f"{API}{study_id}/overlay.dcm").content))
+    assert again.SOPInstanceUID == sc.SOPInstanceUID  # the same instance, not a duplicate
 
 
-def test_png_studies_have_no_dicom_export_and_anonymous_users_get_nothing(api_client, staff, png):
+def test_png_studies_have_no_dicom_export_and_anonymous_users_get_nothing(
+    api_client, staff, radiologist, png
+):
     api_client.force_authenticate(staff)
     study_id = _post(api_client, "x.png", png(), patient_id="P", accession="A").json()["id"]
+    api_client.force_authenticate(radiologist)
     response = api_client.get(f"{API}{study_id}/export.dcm")
     assert response.status_code == 404 and "not DICOM" in response.json()["detail"]
     api_client.force_authenticate(None)
@@ -221,3 +234,20 @@ def test_the_upload_page_takes_dicom_mixed_with_png(grey, client, staff, png):
     assert [f for f, _ in formats] == ["PNG", "PNG"] and sum(bool(u) for _, u in formats) == 1
     # The uploader's identifiers win over the header's.
     assert set(Study.objects.values_list("patient_id", flat=True)) == {"MIX-1"}
+
+
+def test_only_radiologists_and_admins_export_dicom_and_burned_in_text_is_refused(
+    grey, api_client, staff, radiologist, make_user
+):
+    api_client.force_authenticate(staff)
+    plain = _post(api_client, "a.dcm", to_bytes(dataset(grey, bits=12))).json()["id"]
+    burned = _post(
+        api_client, "b.dcm", to_bytes(dataset(grey, bits=12, BurnedInAnnotation="YES"))
+    ).json()["id"]
+    for user in (staff, make_user(None)):
+        api_client.force_authenticate(user)
+        assert api_client.get(f"{API}{plain}/export.dcm").status_code == 403
+        assert api_client.get(f"{API}{plain}/overlay.dcm").status_code == 403
+    api_client.force_authenticate(radiologist)
+    refused = api_client.get(f"{API}{burned}/export.dcm")
+    assert refused.status_code == 409 and "burned-in" in refused.json()["detail"]

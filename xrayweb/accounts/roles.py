@@ -14,6 +14,8 @@ CAN_MANAGE_MODELS = {ADMIN}
 # The audit dashboard and export; the audit log of who looked at what is for admins.
 CAN_AUDIT = {RADIOLOGIST, ADMIN}
 CAN_READ_AUDIT_LOG = {ADMIN}
+# DICOM out of the system: the de-identified original, and the identified overlay for a PACS.
+CAN_EXPORT_DICOM = {RADIOLOGIST, ADMIN}
 
 
 def user_roles(user: AbstractBaseUser | AnonymousUser) -> set[str]:

@@ -1,6 +1,6 @@
 from rest_framework.permissions import BasePermission
 
-from xrayweb.accounts.roles import CAN_REVIEW, CAN_UPLOAD, user_has_any_role
+from xrayweb.accounts.roles import CAN_EXPORT_DICOM, CAN_REVIEW, CAN_UPLOAD, user_has_any_role
 
 
 class CanUpload(BasePermission):
@@ -8,6 +8,13 @@ class CanUpload(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return request.method != "POST" or user_has_any_role(request.user, CAN_UPLOAD)
+
+
+class CanExportDicom(BasePermission):
+    message = "Only radiologists and admins may export DICOM."
+
+    def has_permission(self, request, view) -> bool:
+        return user_has_any_role(request.user, CAN_EXPORT_DICOM)
 
 
 class CanReview(BasePermission):

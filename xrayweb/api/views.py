@@ -8,7 +8,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from xrayweb.api.permissions import CanReview, CanUpload
+from xrayweb.api.permissions import CanExportDicom, CanReview, CanUpload
 from xrayweb.api.serializers import (
     ReviewCreateSerializer,
     ReviewSerializer,
@@ -91,6 +91,8 @@ def _dicom_response(data: bytes, filename: str) -> HttpResponse:
 class StudyDicomExportApi(APIView):
     """GET: the original DICOM, de-identified (PS3.15 Annex E Basic Profile)."""
 
+    permission_classes = [IsAuthenticated, CanExportDicom]
+
     def get(self, request, pk: int):
         study = get_object_or_404(Study, pk=pk)
         data = study_export_dicom(study=study)
@@ -105,14 +107,21 @@ class StudyDicomExportApi(APIView):
 
 
 class StudyOverlayDicomApi(APIView):
-    """GET: the heatmap overlay as a Secondary Capture in the source study, for a PACS."""
+    """GET: the heatmap overlay as a Secondary Capture in the source study, for a PACS. It
+    carries the patient's identity, like the original."""
+
+    permission_classes = [IsAuthenticated, CanExportDicom]
 
     def get(self, request, pk: int):
         study = get_object_or_404(Study.objects.select_related("current_prediction"), pk=pk)
         prediction = study.current_prediction
         if prediction is None or not prediction.heatmaps.get("fused"):
             raise ApplicationError(f"Study {pk} has no heatmap yet.", status=404)
-        data = study_overlay_dicom(study=study, heatmap_path=prediction.heatmaps["fused"])
+        data = study_overlay_dicom(
+            study=study,
+            heatmap_path=prediction.heatmaps["fused"],
+            key=f"prediction-{prediction.pk}",
+        )
         audit_record(
             actor=request.user,
             action=AuditEvent.Action.EXPORT_DICOM,

@@ -5,7 +5,7 @@ Secondary Capture of the heatmap overlay that references the source image, for a
 import hashlib
 import hmac
 import io
-from datetime import UTC, datetime
+from datetime import datetime
 
 import numpy as np
 from dicomanonymizer import anonymize_dataset, initialize_actions
@@ -40,27 +40,13 @@ def _remap(element, secret: bytes) -> None:
         element.value = remap_uid(element.value, secret=secret)
 
 
-def _clean_nested(ds: Dataset, secret: bytes) -> None:
-    """The library applies single-tag rules at the top level only: inside sequences, remap
-    UIDs and blank names, dates and times too."""
-
-    def visit(dataset, element):
-        if dataset is ds:
-            return
-        if element.tag in U_TAGS and element.VR == "UI":
-            _remap(element, secret)
-        elif element.VR in ("PN", "DA", "DT", "TM"):
-            element.value = ""
-
-    for element in list(ds):
-        if element.VR == "SQ":
-            for item in element.value:
-                item.walk(visit)
+class ExportRefused(ValueError):
+    """The file cannot be de-identified by the Basic Profile alone."""
 
 
-def deidentify(data: bytes, *, secret: bytes) -> bytes:
-    """The original file, de-identified, as bytes of a DICOM file."""
-    ds = dcmread(io.BytesIO(data))
+def _anonymize(ds: Dataset, secret: bytes) -> None:
+    """The Basic Profile action table on ``ds`` and, recursively, on every item of every
+    sequence it keeps (the library applies single-tag rules at the top level only)."""
 
     def replace_uid(dataset, tag):
         element = dataset.get(tag)
@@ -75,7 +61,24 @@ def deidentify(data: bytes, *, secret: bytes) -> bytes:
         base_rules_gen=lambda: initialize_actions(PROFILE_TABLE),
         delete_private_tags=True,
     )
-    _clean_nested(ds, secret)
+    for element in list(ds):
+        if element.VR == "SQ":
+            for item in element.value:
+                _anonymize(item, secret)
+
+
+def deidentify(data: bytes, *, secret: bytes) -> bytes:
+    """The original file, de-identified, as bytes of a DICOM file."""
+    ds = dcmread(io.BytesIO(data))
+    if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+        raise ExportRefused(
+            "the image has burned-in annotation (text in the pixels may identify the patient); "
+            "the Basic Profile does not clean pixel data"
+        )
+    # The library replaces the UIDs of sequences it rewrites through this module global; make
+    # it the keyed, deterministic mapping instead of random UIDs kept in process memory.
+    actions.get_UID = lambda old: remap_uid(old, secret=secret)
+    _anonymize(ds, secret)
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = METHOD[:64]
     code = Dataset()
@@ -83,7 +86,12 @@ def deidentify(data: bytes, *, secret: bytes) -> bytes:
     code.CodingSchemeDesignator = "DCM"
     code.CodeMeaning = "Basic Application Confidentiality Profile"
     ds.DeidentificationMethodCodeSequence = Sequence([code])
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    # A fresh file meta: no source, sending or receiving AE titles, no private information.
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ds.file_meta.TransferSyntaxUID
+    ds.file_meta = meta
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
@@ -103,19 +111,28 @@ SOURCE_COPY = (
 )
 
 
-def secondary_capture(original: bytes, overlay_rgb: np.ndarray, *, description: str) -> bytes:
+def secondary_capture(
+    original: bytes, overlay_rgb: np.ndarray, *, description: str, key: str
+) -> bytes:
     """A Secondary Capture image of ``overlay_rgb`` (H×W×3 uint8) in the source's study, as a
-    new series, referencing the source image: the result can go back to the PACS."""
+    new series, referencing the source image: the result can go back to the PACS. It carries
+    the patient's identity (it is meant for the hospital's own PACS). ``key`` (e.g. the
+    prediction) makes its UIDs stable, so downloading it twice gives the same instance."""
     src = dcmread(io.BytesIO(original), stop_before_pixels=True)
-    now = datetime.now(UTC)
+    for keyword in ("StudyInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+        if not src.get(keyword):
+            raise ExportRefused(f"the source has no {keyword} to refer to")
+    now = datetime.now()
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    series_uid = generate_uid(entropy_srcs=[src.SOPInstanceUID, "xrayweb overlay series"])
+    instance_uid = generate_uid(entropy_srcs=[src.SOPInstanceUID, key, "xrayweb overlay"])
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = instance_uid
     ds.SpecificCharacterSet = "ISO_IR 192"
     for keyword in SOURCE_COPY:
         setattr(ds, keyword, src.get(keyword, ""))
-    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = series_uid
     ds.Modality = "OT"
     ds.SeriesNumber = 999
     ds.SeriesDescription = description[:64]
@@ -125,7 +142,9 @@ def secondary_capture(original: bytes, overlay_rgb: np.ndarray, *, description: 
     ds.ContentTime = now.strftime("%H%M%S")
     ds.ImageType = ["DERIVED", "SECONDARY"]
     ds.DerivationDescription = description[:1024]
-    ds.BurnedInAnnotation = "NO"
+    ds.BurnedInAnnotation = str(src.get("BurnedInAnnotation", "NO") or "NO")
+    if str(src.get("LossyImageCompression", "")) == "01":
+        ds.LossyImageCompression = "01"
     ds.PatientOrientation = src.get("PatientOrientation", "")
     references = []
     for _ in range(2):
@@ -135,7 +154,7 @@ def secondary_capture(original: bytes, overlay_rgb: np.ndarray, *, description: 
         references.append(item)
     ds.ReferencedImageSequence = Sequence([references[0]])
     ds.SourceImageSequence = Sequence([references[1]])
-    ds.set_pixel_data(np.ascontiguousarray(overlay_rgb), "RGB", 8)
+    ds.set_pixel_data(np.ascontiguousarray(overlay_rgb), "RGB", 8, generate_instance_uid=False)
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()

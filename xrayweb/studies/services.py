@@ -10,7 +10,7 @@ from PIL import Image
 
 from xrayweb.errors import ApplicationError
 from xrayweb.studies.dicom import dicom_decode, looks_like_dicom
-from xrayweb.studies.dicom_export import deidentify, secondary_capture
+from xrayweb.studies.dicom_export import ExportRefused, deidentify, secondary_capture
 from xrayweb.studies.images import image_validate
 from xrayweb.studies.models import Study
 
@@ -158,10 +158,22 @@ def study_export_dicom(*, study: Study) -> bytes:
             status=404,
         )
     with study.original.open("rb") as f:
-        return deidentify(f.read(), secret=_secret())
+        data = f.read()
+    try:
+        return deidentify(data, secret=_secret())
+    except ExportRefused as exc:
+        raise ApplicationError(f"Study {study.pk} cannot be exported: {exc}.", status=409) from exc
+    except Exception as exc:  # an element the de-identifier cannot handle: never a 500
+        raise ApplicationError(
+            f"Study {study.pk} could not be de-identified ({type(exc).__name__}); it was not "
+            "exported.",
+            status=422,
+        ) from exc
 
 
-def study_overlay_dicom(*, study: Study, heatmap_path: str, opacity: float = 0.4) -> bytes:
+def study_overlay_dicom(
+    *, study: Study, heatmap_path: str, key: str, opacity: float = 0.4
+) -> bytes:
     """The X-ray with the heatmap blended in, as a Secondary Capture in the source study."""
     if not study.original:
         raise ApplicationError(f"Study {study.pk} has no DICOM original to refer to.", status=404)
@@ -173,6 +185,12 @@ def study_overlay_dicom(*, study: Study, heatmap_path: str, opacity: float = 0.4
     blended = np.asarray(Image.blend(base, heat, opacity))
     with study.original.open("rb") as f:
         original = f.read()
-    return secondary_capture(
-        original, blended, description="xrayweb Grad-CAM overlay (research use, not diagnostic)"
-    )
+    try:
+        return secondary_capture(
+            original,
+            blended,
+            description="xrayweb Grad-CAM overlay (research use, not diagnostic)",
+            key=key,
+        )
+    except ExportRefused as exc:
+        raise ApplicationError(f"Study {study.pk}: {exc}.", status=409) from exc
