@@ -1,0 +1,44 @@
+"""Health endpoint: database, broker and active model, each reported; 503 when one is down."""
+
+import pytest
+
+from xrayweb.inference.models import ModelVersion
+
+
+def test_healthz_is_200_when_everything_is_up_and_needs_no_login(client, active_version):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["ok"] is True
+    assert body["database"]["ok"] and body["broker"]["ok"] and body["model"]["ok"]
+    assert body["model"]["name"] == "tiny"
+    assert "bundle_path" not in str(body) and "/" not in body["model"]["name"]
+
+
+def test_healthz_is_503_and_names_the_part_that_is_down(client, active_version, tmp_path):
+    ModelVersion.objects.filter(pk=active_version.pk).update(bundle_path=str(tmp_path / "gone"))
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["ok"] is False and body["model"] == {
+        "ok": False,
+        "name": "tiny",
+        "error": "bundle file missing",
+    }
+    assert body["database"]["ok"] and body["broker"]["ok"]
+
+
+@pytest.mark.django_db
+def test_healthz_reports_a_broker_that_cannot_be_reached(client, settings):
+    from xrayweb.celery import app
+
+    saved = app.conf.CELERY_BROKER_URL
+    app.conf.CELERY_BROKER_URL = "redis://127.0.0.1:9/0"  # nothing listens on port 9
+    app._pool = None
+    try:
+        body = client.get("/healthz").json()
+    finally:
+        app.conf.CELERY_BROKER_URL = saved
+        app._pool = None
+    assert body["broker"]["ok"] is False and body["broker"]["error"]
+    assert body["model"] == {"ok": False, "error": "no active model version"}
