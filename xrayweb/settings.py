@@ -140,6 +140,28 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
 # A study "running" longer than this lost its worker; its redelivered task may claim it again.
 INFERENCE_LEASE_SECONDS = env.int("INFERENCE_LEASE_SECONDS", default=CELERY_TASK_TIME_LIMIT + 60)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Claims per study before it fails for good, and the first retry delay (doubling, jittered).
+INFERENCE_MAX_ATTEMPTS = env.int("INFERENCE_MAX_ATTEMPTS", default=3)
+INFERENCE_RETRY_BACKOFF = env.float("INFERENCE_RETRY_BACKOFF", default=5.0)
+# The reconciler re-enqueues studies "queued" longer than this (a lost message, a broker that
+# was down at upload) and requeues "running" ones past the lease.
+RECONCILE_QUEUED_SECONDS = env.int("RECONCILE_QUEUED_SECONDS", default=300)
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-studies": {
+        "task": "xrayweb.inference.tasks.reconcile_studies",
+        "schedule": env.float("RECONCILE_EVERY_SECONDS", default=60.0),
+    }
+}
+# A worker child is replaced after it grows past this many KiB (leaks, fragmentation).
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("WORKER_MAX_MEMORY_KB", default=6_000_000)
+CELERY_WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=1)
+# Retraining may run for hours; the inference tasks, minutes.
+TRAINING_TIME_LIMIT = env.int("TRAINING_TIME_LIMIT", default=6 * 3600)
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Redis redelivers an unacknowledged task after the visibility timeout: it must outlast
+    # the longest task, or a slow task runs twice. Lost inference work is picked up sooner by
+    # the reconciler.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": TRAINING_TIME_LIMIT + 3600}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -69,8 +69,9 @@ def test_a_study_running_elsewhere_is_left_alone_until_its_lease_expires(queued,
     assert prediction.study == study
 
 
-def test_a_failing_batch_marks_every_claimed_study_failed(queued, settings, monkeypatch):
+def test_a_failing_batch_never_leaves_a_claimed_study_running(queued, settings, monkeypatch):
     settings.INFERENCE_STUDIES_PER_TASK = 8
+    settings.INFERENCE_MAX_ATTEMPTS = 2
     studies = queued(3)
 
     def boom(self, images, cam=True, cam_classes=None):
@@ -78,11 +79,17 @@ def test_a_failing_batch_marks_every_claimed_study_failed(queued, settings, monk
 
     monkeypatch.setattr("classifier.predictor.Predictor.predict", boom)
     with pytest.raises(RuntimeError, match="injected fault"):
-        predict_study.run(studies[0].pk)
-    for study in studies:
+        runtime.prediction_batch_run(study_id=studies[0].pk, max_studies=8)
+    for study in studies:  # first attempt: every claimed study is queued again
+        study.refresh_from_db()
+        assert (study.status, study.attempts) == (Study.Status.QUEUED, 1)
+        assert study.failure_reason == "retrying after: RuntimeError: injected fault"
+    with pytest.raises(RuntimeError, match="injected fault"):
+        runtime.prediction_batch_run(study_id=studies[0].pk, max_studies=8)
+    for study in studies:  # out of attempts: failed, with the reason
         study.refresh_from_db()
         assert study.status == Study.Status.FAILED
-        assert study.failure_reason == "RuntimeError: injected fault"
+        assert study.failure_reason == "gave up after 2 attempts: RuntimeError: injected fault"
     assert Prediction.objects.count() == 0
 
 

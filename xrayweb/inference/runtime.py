@@ -22,6 +22,7 @@ from xrayweb.inference.services import (
     model_version_active,
     prediction_record,
     studies_claim,
+    studies_release,
     study_mark_failed,
 )
 from xrayweb.studies.models import Study
@@ -95,9 +96,18 @@ def prediction_batch_run(*, study_id: int, max_studies: int) -> list[Prediction]
         started = time.perf_counter()
         results = predictor.predict(images, cam=True) if images else []
         duration_ms = round((time.perf_counter() - started) * 1000)
+    except InferenceError as exc:  # permanent: no model, a bundle that changed on disk
+        for study in studies:
+            study_mark_failed(study_id=study.pk, reason=str(exc))
+        raise
     except Exception as exc:
-        for study in studies:  # never leave a claimed study "running"
-            study_mark_failed(study_id=study.pk, reason=f"{type(exc).__name__}: {exc}")
+        # Perhaps transient (memory, a device error, the database): never leave a claimed
+        # study "running"; queue it again, or fail it once it has had its attempts.
+        studies_release(
+            study_ids=[s.pk for s in studies],
+            reason=f"{type(exc).__name__}: {exc}",
+            max_attempts=settings.INFERENCE_MAX_ATTEMPTS,
+        )
         raise
     predictions = []
     for study, result in zip(ready, results, strict=True):

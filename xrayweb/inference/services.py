@@ -4,7 +4,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from classifier import BundleError, bundle_sha256, read_metadata
@@ -73,7 +73,12 @@ def studies_claim(*, study_id: int, limit: int, lease_seconds: int) -> list[Stud
     claimable = Q(status=Study.Status.QUEUED) | Q(
         status=Study.Status.RUNNING, status_changed_at__lt=now - timedelta(seconds=lease_seconds)
     )
-    running = {"status": Study.Status.RUNNING, "status_changed_at": now, "failure_reason": ""}
+    running = {
+        "status": Study.Status.RUNNING,
+        "status_changed_at": now,
+        "failure_reason": "",
+        "attempts": F("attempts") + 1,
+    }
     ids = [study_id] if Study.objects.filter(claimable, pk=study_id).update(**running) else []
     if limit > 1:
         others = (
@@ -92,6 +97,55 @@ def study_mark_failed(*, study_id: int, reason: str) -> None:
     Study.objects.filter(pk=study_id).exclude(status=Study.Status.DONE).update(
         status=Study.Status.FAILED, failure_reason=reason[:2000], status_changed_at=timezone.now()
     )
+
+
+def studies_release(*, study_ids: list[int], reason: str, max_attempts: int) -> None:
+    """After a transient failure: back to "queued" for another try, or "failed" with the
+    reason once a study has had ``max_attempts`` claims. Done studies are left alone."""
+    now = timezone.now()
+    pending = Study.objects.filter(pk__in=study_ids).exclude(status=Study.Status.DONE)
+    pending.filter(attempts__lt=max_attempts).update(
+        status=Study.Status.QUEUED,
+        failure_reason=f"retrying after: {reason}"[:2000],
+        status_changed_at=now,
+    )
+    pending.filter(attempts__gte=max_attempts).update(
+        status=Study.Status.FAILED,
+        failure_reason=f"gave up after {max_attempts} attempts: {reason}"[:2000],
+        status_changed_at=now,
+    )
+
+
+def studies_reconcile(*, queued_seconds: int, lease_seconds: int, max_attempts: int) -> dict:
+    """Studies stuck past a deadline: "queued" with no task running them (the message was
+    lost, or the broker was down at upload), or "running" past the lease (the worker died).
+    Running ones go back to queued (or fail after ``max_attempts``); every queued one that is
+    overdue gets a fresh task. Claims are exclusive, so a duplicate task is harmless."""
+    from xrayweb.inference.tasks import predict_study
+
+    now = timezone.now()
+    stale_running = list(
+        Study.objects.filter(
+            status=Study.Status.RUNNING,
+            status_changed_at__lt=now - timedelta(seconds=lease_seconds),
+        ).values_list("pk", flat=True)
+    )
+    studies_release(
+        study_ids=stale_running,
+        reason="its worker stopped (lease expired)",
+        max_attempts=max_attempts,
+    )
+    overdue = list(
+        Study.objects.filter(status=Study.Status.QUEUED)
+        .filter(
+            Q(pk__in=stale_running)
+            | Q(status_changed_at__lt=now - timedelta(seconds=queued_seconds))
+        )
+        .values_list("pk", flat=True)
+    )
+    for pk in overdue:
+        predict_study.delay(pk)
+    return {"requeued_running": len(stale_running), "enqueued": len(overdue)}
 
 
 @transaction.atomic

@@ -51,6 +51,8 @@ class Study(models.Model):
     )
     status_changed_at = models.DateTimeField(auto_now_add=True)
     failure_reason = models.TextField(blank=True)
+    # How many times a worker has claimed this study; past INFERENCE_MAX_ATTEMPTS it fails.
+    attempts = models.PositiveSmallIntegerField(default=0)
     # DICOM uploads: the original file, a full-range display image with the file's own window
     # (level, width on its 0..255 scale), and header fields. PNG/JPEG uploads leave them empty.
     original = models.FileField(upload_to=study_original_path, max_length=255, blank=True)
