@@ -13,14 +13,20 @@ PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/xrayweb
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEMO_PASSWORD ?= xrayweb-demo
 
-.PHONY: run test install lint worker web clean bench-web
+.PHONY: run test install lint worker web clean bench-web services
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	test -x $(BIN)/uv || $(BIN)/pip install --quiet "uv>=0.5,<0.14"
 	# uv resolves torch and torchvision as a matched pair from the registry.
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev,ml]'
 	touch $(STAMP)
+
+# docker/compose.yaml is validated by Debian's docker-compose (no Docker engine here).
+DOCKER_COMPOSE := /usr/bin/docker-compose
+$(DOCKER_COMPOSE):
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q docker-compose
 
 # Browser tests drive Debian's Chromium through Playwright (no browser download).
 $(CHROMIUM):
@@ -38,9 +44,18 @@ run: $(STAMP)
 	$(BIN)/celery -A xrayweb worker -Q inference,default --concurrency 1 --loglevel INFO & \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
-test: $(STAMP) $(CHROMIUM)
+# The local PostgreSQL and Redis the tests use: started if down, and a loud failure if they
+# still cannot be reached.
+services:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+	@pg_isready -h 127.0.0.1 -p 5432 || { echo "make test: PostgreSQL at 127.0.0.1:5432 cannot be reached" >&2; exit 1; }
+	@redis-cli -h 127.0.0.1 -p 6379 ping || { echo "make test: Redis at 127.0.0.1:6379 cannot be reached" >&2; exit 1; }
+
+test: $(STAMP) $(CHROMIUM) $(DOCKER_COMPOSE) services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(DOCKER_COMPOSE) -f docker/compose.yaml --env-file docker/env.example config --quiet
 	$(BIN)/python -m pytest
 	DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest tests/xrayweb/test_worklist_queries.py
 

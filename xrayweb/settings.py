@@ -22,6 +22,22 @@ DEBUG = env.bool("DEBUG", default=False)
 # always maps to the same new UIDs. Its own key in production; derived from SECRET_KEY here.
 DEID_SECRET = env.str("DEID_SECRET", default="") or f"deid:{SECRET_KEY}"
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# HTTPS=1 behind the reverse proxy (docker/): redirect to HTTPS, HSTS, secure cookies, and
+# trust the proxy's X-Forwarded-Proto. Off for `make run` on plain http://127.0.0.1.
+HTTPS = env.bool("HTTPS", default=False)
+if HTTPS:
+    SECURE_SSL_REDIRECT = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    # The health check is probed over plain http inside the compose network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -42,3 +42,27 @@ def test_healthz_reports_a_broker_that_cannot_be_reached(client, settings):
         app._pool = None
     assert body["broker"]["ok"] is False and body["broker"]["error"]
     assert body["model"] == {"ok": False, "error": "no active model version"}
+
+
+def test_check_deploy_is_clean_with_production_settings(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "DEBUG": "0",
+        "HTTPS": "1",
+        "SECRET_KEY": "k3x!Q9v#Lp2@Zr7^Wm5&Tn8*Yb4(Hc6)Jd1-Fe0=Gs_Ua+Vo|Iq~Xw" * 2,
+        "ALLOWED_HOSTS": "xrayweb.example.org",
+        "XRAYWEB_DATA_DIR": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "xrayweb.settings",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout

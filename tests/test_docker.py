@@ -1,0 +1,64 @@
+"""docker/: pinned base images, non-root users, health checks, a GPU reservation for the
+inference worker, a proxy that caps uploads. `make test` also runs `docker-compose config`."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+DOCKER = Path(__file__).resolve().parent.parent / "docker"
+PINNED = re.compile(r"^[\w./-]+:\d[\w.-]*$")  # an exact version tag, never "latest"
+
+
+def _compose() -> dict:
+    return yaml.safe_load((DOCKER / "compose.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", ["web.Dockerfile", "worker.Dockerfile"])
+def test_images_are_pinned_non_root_and_health_checked(name):
+    text = (DOCKER / name).read_text()
+    base = re.search(r"^FROM (\S+)", text, re.M).group(1)
+    assert PINNED.match(base), base
+    assert re.search(r"^USER xrayweb$", text, re.M) and "HEALTHCHECK" in text
+
+
+def test_compose_services_are_pinned_and_health_checked():
+    services = _compose()["services"]
+    assert {"postgres", "redis", "web", "worker-inference", "beat", "proxy"} <= set(services)
+    for name, service in services.items():
+        if "image" in service and not service["image"].startswith("xrayweb-"):
+            assert PINNED.match(service["image"]), (name, service["image"])
+        if service.get("restart") != "no":  # one-shot jobs excepted
+            assert "healthcheck" in service, name
+    gpu = services["worker-inference"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
+    assert "unprivileged" in services["proxy"]["image"]
+
+
+def test_the_proxy_caps_upload_size():
+    conf = (DOCKER / "nginx.conf").read_text()
+    size = re.search(r"client_max_body_size (\d+)m;", conf)
+    assert size and 50 <= int(size.group(1)) <= 100
+
+
+def test_compose_file_validates_with_docker_compose():
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        pytest.fail("docker-compose not installed; `make test` installs Debian's package")
+    result = subprocess.run(
+        [
+            compose,
+            "-f",
+            str(DOCKER / "compose.yaml"),
+            "--env-file",
+            str(DOCKER / "env.example"),
+            "config",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
