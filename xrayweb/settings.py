@@ -156,6 +156,14 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
 # A study "running" longer than this lost its worker; its redelivered task may claim it again.
 INFERENCE_LEASE_SECONDS = env.int("INFERENCE_LEASE_SECONDS", default=CELERY_TASK_TIME_LIMIT + 60)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Publishing gives up fast when the broker is down (the upload is kept; the reconciler
+# enqueues it later) instead of holding the web request for long.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
 # Claims per study before it fails for good, and the first retry delay (doubling, jittered).
 INFERENCE_MAX_ATTEMPTS = env.int("INFERENCE_MAX_ATTEMPTS", default=3)
 INFERENCE_RETRY_BACKOFF = env.float("INFERENCE_RETRY_BACKOFF", default=5.0)

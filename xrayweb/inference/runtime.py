@@ -72,7 +72,7 @@ def _store_heatmaps(study: Study, result) -> dict[str, str]:
     }
 
 
-def prediction_batch_run(*, study_id: int, max_studies: int) -> list[Prediction]:
+def prediction_batch_run(*, study_id: int, max_studies: int, token: str = "") -> list[Prediction]:
     """Claim this study and up to ``max_studies - 1`` other queued ones, predict them in one
     batch with Grad-CAM, and record each. Returns the predictions made (none if the study was
     already taken)."""
@@ -80,7 +80,10 @@ def prediction_batch_run(*, study_id: int, max_studies: int) -> list[Prediction]
     if version is None:
         raise InferenceError("no active model version; run 'manage.py ensure_model'")
     studies = studies_claim(
-        study_id=study_id, limit=max_studies, lease_seconds=settings.INFERENCE_LEASE_SECONDS
+        study_id=study_id,
+        limit=max_studies,
+        lease_seconds=settings.INFERENCE_LEASE_SECONDS,
+        token=token,
     )
     if not studies:
         return []

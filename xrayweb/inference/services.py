@@ -63,7 +63,7 @@ def model_version_ensure_default(*, bundle_path: Path) -> ModelVersion:
     return model_version_register(bundle_path=bundle_path, name="", activate=True)
 
 
-def studies_claim(*, study_id: int, limit: int, lease_seconds: int) -> list[Study]:
+def studies_claim(*, study_id: int, limit: int, lease_seconds: int, token: str = "") -> list[Study]:
     """Atomically mark this task's study and up to ``limit - 1`` other queued ones running.
 
     Each claim is a conditional UPDATE, so two workers never take the same study. A study left
@@ -73,11 +73,14 @@ def studies_claim(*, study_id: int, limit: int, lease_seconds: int) -> list[Stud
     claimable = Q(status=Study.Status.QUEUED) | Q(
         status=Study.Status.RUNNING, status_changed_at__lt=now - timedelta(seconds=lease_seconds)
     )
+    if token:  # this task's own earlier claim (a retry after the database dropped)
+        claimable |= Q(status=Study.Status.RUNNING, claimed_by=token)
     running = {
         "status": Study.Status.RUNNING,
         "status_changed_at": now,
         "failure_reason": "",
         "attempts": F("attempts") + 1,
+        "claimed_by": token,
     }
     ids = [study_id] if Study.objects.filter(claimable, pk=study_id).update(**running) else []
     if limit > 1:
@@ -121,7 +124,7 @@ def studies_reconcile(*, queued_seconds: int, lease_seconds: int, max_attempts: 
     lost, or the broker was down at upload), or "running" past the lease (the worker died).
     Running ones go back to queued (or fail after ``max_attempts``); every queued one that is
     overdue gets a fresh task. Claims are exclusive, so a duplicate task is harmless."""
-    from xrayweb.inference.tasks import predict_study
+    from xrayweb.inference.tasks import study_enqueue
 
     now = timezone.now()
     stale_running = list(
@@ -144,7 +147,7 @@ def studies_reconcile(*, queued_seconds: int, lease_seconds: int, max_attempts: 
         .values_list("pk", flat=True)
     )
     for pk in overdue:
-        predict_study.delay(pk)
+        study_enqueue(pk)
     return {"requeued_running": len(stale_running), "enqueued": len(overdue)}
 
 

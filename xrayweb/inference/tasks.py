@@ -10,6 +10,7 @@ import random
 from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
+from django.db.models import Q
 
 from xrayweb.inference.services import studies_reconcile, study_mark_failed
 from xrayweb.studies.models import Study
@@ -33,7 +34,11 @@ def predict_study(self, study_id: int) -> None:
     from xrayweb.inference.runtime import InferenceError, prediction_batch_run
 
     try:
-        prediction_batch_run(study_id=study_id, max_studies=settings.INFERENCE_STUDIES_PER_TASK)
+        prediction_batch_run(
+            study_id=study_id,
+            max_studies=settings.INFERENCE_STUDIES_PER_TASK,
+            token=self.request.id or "",
+        )
     except InferenceError as exc:
         logger.exception("inference cannot run for study %s", study_id)
         study_mark_failed(study_id=study_id, reason=str(exc))
@@ -42,7 +47,7 @@ def predict_study(self, study_id: int) -> None:
         logger.warning("inference failed for study %s (%s); will retry", study_id, exc)
         if isinstance(exc, (InterfaceError, OperationalError)):
             close_old_connections()  # a dropped database connection is reopened on the retry
-        if not _study_pending(study_id):
+        if not _study_pending(study_id, token=self.request.id or ""):
             return  # failed for good after its attempts, or another worker has it now
         if self.request.retries < settings.INFERENCE_MAX_ATTEMPTS:
             backoff = settings.INFERENCE_RETRY_BACKOFF * 2**self.request.retries
@@ -51,11 +56,22 @@ def predict_study(self, study_id: int) -> None:
         raise
 
 
-def _study_pending(study_id: int) -> bool:
+def _study_pending(study_id: int, *, token: str) -> bool:
+    """Queued, or still "running" under this task's own claim (its release failed)."""
+    mine = Q(status=Study.Status.RUNNING, claimed_by=token) if token else Q(pk__in=[])
     try:
-        return Study.objects.filter(pk=study_id, status=Study.Status.QUEUED).exists()
+        return Study.objects.filter(Q(status=Study.Status.QUEUED) | mine, pk=study_id).exists()
     except DatabaseError:
         return True  # the database is down: retry, the claim decides later
+
+
+def study_enqueue(study_id: int) -> None:
+    """Publish the inference task; if the broker is down, the study stays "queued" and the
+    reconciler sends it later. An upload never fails because the broker is away."""
+    try:
+        predict_study.delay(study_id)
+    except Exception as exc:  # kombu raises many connection error types
+        logger.warning("broker unavailable, study %s left for the reconciler: %s", study_id, exc)
 
 
 @shared_task(queue="default")

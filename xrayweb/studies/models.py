@@ -53,6 +53,9 @@ class Study(models.Model):
     failure_reason = models.TextField(blank=True)
     # How many times a worker has claimed this study; past INFERENCE_MAX_ATTEMPTS it fails.
     attempts = models.PositiveSmallIntegerField(default=0)
+    # The task that holds the claim: its retries may take the study back even when the
+    # database dropped before it could be released.
+    claimed_by = models.CharField(max_length=64, blank=True)
     # DICOM uploads: the original file, a full-range display image with the file's own window
     # (level, width on its 0..255 scale), and header fields. PNG/JPEG uploads leave them empty.
     original = models.FileField(upload_to=study_original_path, max_length=255, blank=True)

@@ -81,7 +81,7 @@ def study_create(
     enqueued on commit. Nothing is written unless the file is valid, and the row and files are
     written together. A DICOM image already uploaded (same SOPInstanceUID) is refused (409)
     with the existing study's id."""
-    from xrayweb.inference.tasks import predict_study  # tasks import services: avoid a cycle
+    from xrayweb.inference.tasks import study_enqueue  # tasks import services: avoid a cycle
     from xrayweb.review.models import AuditEvent  # review builds on studies
     from xrayweb.review.services import audit_record
 
@@ -141,7 +141,7 @@ def study_create(
                 file.delete(save=False)
             raise
         audit_record(actor=user, action=AuditEvent.Action.STUDY_UPLOAD, study=study, ip=ip)
-        transaction.on_commit(lambda: predict_study.delay(study.pk))
+        transaction.on_commit(lambda: study_enqueue(study.pk))
     return study
 
 

@@ -1,0 +1,37 @@
+"""A Celery worker for the fault tests, with an optional injected fault (env XRAYWEB_FAULT):
+
+- "slow": each predict() first sleeps XRAYWEB_FAULT_SECONDS, so a test can kill the worker or
+  drop its database connection in the middle of a task;
+- "broken": predict() raises for any batch holding an image 37 pixels wide.
+
+Production code has no fault hooks: this wrapper patches the Predictor, then runs Celery."""
+
+import os
+import sys
+import time
+
+
+def _inject(fault: str) -> None:
+    from classifier import predictor
+
+    real = predictor.Predictor.predict
+
+    def slow(self, images, **kwargs):
+        time.sleep(float(os.environ.get("XRAYWEB_FAULT_SECONDS", "5")))
+        return real(self, images, **kwargs)
+
+    def broken(self, images, **kwargs):
+        if any(image.size[0] == 37 for image in images):
+            raise RuntimeError("injected fault: inference crashed")
+        return real(self, images, **kwargs)
+
+    predictor.Predictor.predict = {"slow": slow, "broken": broken}[fault]
+
+
+if __name__ == "__main__":
+    if os.environ.get("XRAYWEB_FAULT"):
+        _inject(os.environ["XRAYWEB_FAULT"])
+    from celery.__main__ import main
+
+    sys.argv = ["celery", *sys.argv[1:]]
+    sys.exit(main())
