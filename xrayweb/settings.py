@@ -185,7 +185,11 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Redis redelivers an unacknowledged task after the visibility timeout: it must outlast
     # the longest task, or a slow task runs twice. Lost inference work is picked up sooner by
     # the reconciler.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": TRAINING_TIME_LIMIT + 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int(
+            "REDIS_VISIBILITY_TIMEOUT", default=TRAINING_TIME_LIMIT + 3600
+        )
+    }
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -74,6 +74,19 @@ def test_a_task_delivered_twice_writes_one_prediction(setup, workers):
     assert Prediction.objects.filter(study=study).count() == 1
 
 
+def test_a_task_outliving_a_short_visibility_timeout_still_gives_one_prediction(setup, workers):
+    _, staff = setup
+    short = {"REDIS_VISIBILITY_TIMEOUT": 2}
+    slow = workers("w1", fault="slow", XRAYWEB_FAULT_SECONDS=8, **short)
+    study = _upload(staff, 6)
+    wait_until(lambda: _status(study.pk) == "running", what="the slow worker's claim")
+    other = workers("w2", **short)  # Redis hands the unacknowledged task to it after 2 s
+    wait_until(lambda: _status(study.pk) == "done", timeout=60, what="done")
+    wait_until(lambda: "succeeded" in slow.log_path.read_text(), timeout=60, what="w1 to finish")
+    assert "tasks.predict_study[" in other.log_path.read_text()  # redelivered to w2
+    assert Prediction.objects.filter(study=study).count() == 1
+
+
 def test_a_dropped_database_connection_is_retried_and_the_study_completes(setup, workers):
     _, staff = setup
     workers("w1", fault="slow", XRAYWEB_FAULT_SECONDS=3)

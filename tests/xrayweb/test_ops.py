@@ -49,8 +49,10 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
     import subprocess
     import sys
 
+    # Browser tests set DJANGO_ALLOW_ASYNC_UNSAFE in this process; a deployment never does.
+    inherited = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     env = {
-        **os.environ,
+        **inherited,
         "DEBUG": "0",
         "HTTPS": "1",
         "SECRET_KEY": "k3x!Q9v#Lp2@Zr7^Wm5&Tn8*Yb4(Hc6)Jd1-Fe0=Gs_Ua+Vo|Iq~Xw" * 2,
