@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -143,3 +144,49 @@ def test_redis_visibility_timeout_outlasts_every_task_time_limit():
     assert conf["CELERY_TASK_ACKS_LATE"] and conf["CELERY_TASK_REJECT_ON_WORKER_LOST"]
     assert conf["CELERY_WORKER_PREFETCH_MULTIPLIER"] == 1
     assert conf["CELERY_WORKER_MAX_MEMORY_PER_CHILD"] > 0
+
+
+def test_media_storage_is_local_by_default_and_s3_through_django_storages():
+    assert _storages({})["default"]["BACKEND"].endswith("FileSystemStorage")
+    s3 = _storages(
+        {
+            "MEDIA_STORAGE": "s3",
+            "S3_BUCKET": "xrays",
+            "S3_ENDPOINT_URL": "https://minio.example.org",
+        }
+    )["default"]
+    assert s3["BACKEND"] == "storages.backends.s3.S3Storage"
+    assert s3["OPTIONS"]["bucket_name"] == "xrays" and s3["OPTIONS"]["default_acl"] == "private"
+    assert s3["OPTIONS"]["endpoint_url"] == "https://minio.example.org"
+
+
+def _storages(env: dict) -> dict:
+    code = (
+        "import json, django; from django.conf import settings as s; print(json.dumps(s.STORAGES))"
+    )
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "xrayweb.settings", **env}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
+def test_retraining_reads_images_from_any_storage(db, staff, png, mocker, settings, tmp_path):
+    from django.core.files.storage import default_storage
+
+    from xrayweb.inference.retraining import local_copy
+
+    settings.MODEL_DIR = tmp_path / "models"
+    study = study_create(user=staff, patient_id="S3", accession="S3", data=png())
+    assert local_copy(study.image.name) == Path(default_storage.path(study.image.name))
+
+    class Remote:  # a storage with no local paths, like S3
+        def path(self, name):
+            raise NotImplementedError
+
+        def open(self, name, mode="rb"):
+            return default_storage.open(name, mode)
+
+    mocker.patch("xrayweb.inference.retraining.default_storage", Remote())
+    copy = local_copy(study.image.name)  # what a remote storage gets: a cached copy
+    assert copy.is_relative_to(settings.MODEL_DIR) and copy.read_bytes() == png()

@@ -32,6 +32,20 @@ def patient_key(patient_id: str) -> str:
     return "xrayweb-" + hashlib.sha256(patient_id.encode()).hexdigest()[:20]
 
 
+def local_copy(name: str) -> Path:
+    """A local file for a stored image: the file itself on disk storage, otherwise (S3 and
+    other remote storages) a copy cached under MODEL_DIR/image-cache by its storage name."""
+    try:
+        return Path(default_storage.path(name))
+    except NotImplementedError:
+        cache = Path(settings.MODEL_DIR) / "image-cache" / name
+        if not cache.is_file():
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            with default_storage.open(name, "rb") as source:
+                cache.write_bytes(source.read())
+        return cache
+
+
 def reviewed_records() -> tuple[list[Record], dict]:
     """Every study with a final radiologist label (a single read, two agreeing reads, an
     arbitration, or a later amendment), and a fingerprint of that set: the newest review
@@ -46,7 +60,7 @@ def reviewed_records() -> tuple[list[Record], dict]:
     for study in studies.order_by("pk"):
         records.append(
             Record(
-                path=Path(default_storage.path(study.image.name)),
+                path=local_copy(study.image.name),
                 label=study.current_label,
                 patient_id=patient_key(study.patient_id),
                 source="xrayweb",
