@@ -14,7 +14,7 @@ PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/xrayweb
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEMO_PASSWORD ?= xrayweb-demo
 
-.PHONY: run test install lint worker web clean bench-web services
+.PHONY: run test install lint worker web clean bench-web bench-load services
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ test: $(STAMP) $(CHROMIUM) $(DOCKER_COMPOSE) services
 # Server time per page with 10,000 studies in a throwaway PostgreSQL test database.
 bench-web: $(STAMP)
 	DATABASE_URL=$(PG_TEST_URL) $(BIN)/python manage.py bench_web
+
+# Load: 20 locust users for a minute against runserver + one worker, then the queue drained.
+bench-load: $(STAMP)
+	$(BIN)/python -m tests.load.run
 
 clean:
 	rm -rf var $(VENV)
