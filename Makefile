@@ -42,7 +42,7 @@ run: $(STAMP)
 	$(BIN)/python manage.py ensure_model
 	@echo "xrayweb on http://$(HOST):$(PORT)/  (Ctrl-C stops the web server and the worker)"
 	@trap 'kill 0' EXIT; export DEBUG=$${DEBUG:-1}; \
-	$(BIN)/celery -A xrayweb worker -Q inference,default --concurrency 1 --loglevel INFO & \
+	$(BIN)/celery -A xrayweb worker -Q inference,default --pool solo --loglevel INFO & \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # The local PostgreSQL and Redis the tests use: started if down, and a loud failure if they

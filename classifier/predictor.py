@@ -41,10 +41,15 @@ class Predictor:
         batch_size: int = 8,
         cam_engine: str = "fast",
         channels_last: bool = True,
+        cam_max_side: int | None = None,
     ) -> None:
         if cam_engine not in CAM_ENGINES:
             raise ValueError(f"cam_engine must be one of {CAM_ENGINES}, not {cam_engine!r}")
         self.cam_engine = cam_engine
+        # Heatmaps at the input's aspect ratio with at most this many pixels on the longest
+        # side (None: the input's own resolution). Upsampling 7×7 maps to a 5-megapixel film
+        # costs more than the model; a viewer scales them anyway.
+        self.cam_max_side = cam_max_side
         self.meta = meta
         self.members = members
         self.device = device
@@ -104,9 +109,15 @@ class Predictor:
             for member, acts in zip(self.members, activations, strict=True):
                 maps[member.name] = self._cams(member, acts, batch, class_sets)
         return [
-            self._result(i, probs, member_probs, predicted, maps, shapes[i], extra)
+            self._result(i, probs, member_probs, predicted, maps, self._cam_shape(shapes[i]), extra)
             for i in range(len(images))
         ]
+
+    def _cam_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
+        if self.cam_max_side is None or max(shape) <= self.cam_max_side:
+            return shape
+        scale = self.cam_max_side / max(shape)
+        return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
 
     def _cams(self, member: Member, acts, batch, class_sets) -> list[torch.Tensor]:
         if self.cam_engine == "fast":
@@ -145,6 +156,7 @@ def load_bundle(
     batch_size: int = 8,
     cam_engine: str = "fast",
     channels_last: bool = True,
+    cam_max_side: int | None = None,
 ) -> Predictor:
     """Load a bundle from disk (never the network) into a ready Predictor."""
     dev = resolve_device(device)
@@ -161,4 +173,5 @@ def load_bundle(
         batch_size=batch_size,
         cam_engine=cam_engine,
         channels_last=channels_last,
+        cam_max_side=cam_max_side,
     )

@@ -164,6 +164,8 @@ INFERENCE_BATCH_SIZE = env.int("INFERENCE_BATCH_SIZE", default=8)
 INFERENCE_STUDIES_PER_TASK = env.int("INFERENCE_STUDIES_PER_TASK", default=8)
 # "fast" (one forward pass for prediction and CAM) or "pytorch-grad-cam" (the library's GradCAM)
 INFERENCE_CAM_ENGINE = env.str("INFERENCE_CAM_ENGINE", default="fast")
+# Stored heatmaps keep the X-ray's aspect ratio, at most this many pixels on the longest side.
+INFERENCE_CAM_MAX_SIDE = env.int("INFERENCE_CAM_MAX_SIDE", default=512)
 
 # Celery: Redis when REDIS_URL is set, otherwise a broker that needs no server.
 REDIS_URL = env.str("REDIS_URL", default="")

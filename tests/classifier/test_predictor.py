@@ -94,3 +94,15 @@ def test_fast_gradcam_matches_the_pytorch_grad_cam_engine(tiny_bundle, sample_im
 def test_an_unknown_cam_engine_is_refused(tiny_bundle):
     with pytest.raises(ValueError, match="cam_engine"):
         load_bundle(tiny_bundle, device="cpu", cam_engine="guess")
+
+
+def test_cam_max_side_keeps_the_aspect_ratio_and_caps_the_heatmaps(tiny_bundle):
+    import numpy as np
+
+    from classifier import load_bundle
+
+    predictor = load_bundle(tiny_bundle, device="cpu", cam_max_side=100)
+    wide, small = np.zeros((300, 500), np.uint8), np.zeros((60, 80), np.uint8)
+    big, little = predictor.predict([wide, small])
+    assert big.fused_heatmap.shape == (60, 100) and big.heatmaps["vgg"].shape == (60, 100)
+    assert little.fused_heatmap.shape == (60, 80)  # smaller inputs keep their own size

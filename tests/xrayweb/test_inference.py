@@ -81,7 +81,10 @@ def test_prediction_run_stores_probabilities_heatmaps_and_provenance(active_vers
         with default_storage.open(path) as fh:
             overlay = Image.open(io.BytesIO(fh.read()))
         assert overlay.format == "PNG"
-        assert overlay.size == (study.image_width, study.image_height)
+        # The X-ray's aspect ratio, at most 512 pixels on the longest side (the page scales it).
+        scale = min(1.0, 512 / max(study.image_width, study.image_height))
+        expected = (round(study.image_width * scale), round(study.image_height * scale))
+        assert overlay.size == expected
     assert prediction.duration_ms >= 0
 
 
@@ -116,3 +119,18 @@ def test_the_worker_can_run_the_pytorch_grad_cam_engine(active_version, study, s
     finally:
         runtime._predictors.clear()
     assert set(prediction.heatmaps) == {"fused", "mobilenet", "vgg"}
+
+
+def test_heatmap_png_is_jet_coloured_and_capped_at_512_pixels():
+    import numpy as np
+    from matplotlib import colormaps
+
+    from xrayweb.inference.overlays import heatmap_png
+
+    ramp = np.tile(np.linspace(0.0, 1.0, 300), (200, 1))
+    small = Image.open(io.BytesIO(heatmap_png(ramp))).convert("RGB")
+    expected = (colormaps["jet"](ramp)[..., :3] * 255).round()
+    assert small.size == (300, 200)
+    assert np.abs(np.asarray(small, dtype=float) - expected).max() <= 6  # 256 levels
+    large = Image.open(io.BytesIO(heatmap_png(np.zeros((2000, 2500)))))
+    assert large.size == (512, 410)

@@ -1,17 +1,36 @@
 """Heatmap -> colour PNG the browser lays over the X-ray (opacity is set on the page)."""
 
 import io
+from functools import cache
 
 import numpy as np
 from matplotlib import colormaps
 from PIL import Image
 
+# The page stretches the overlay over the X-ray's box, so a Grad-CAM map (7×7 upsampled)
+# loses nothing at this size; encoding full-resolution RGB PNGs took most of a worker's time.
+MAX_SIDE = 512
 
-def heatmap_png(heatmap: np.ndarray) -> bytes:
-    """A [0, 1] float map -> RGB PNG in the jet colour map, at the map's resolution."""
-    rgb = colormaps["jet"](np.clip(heatmap, 0.0, 1.0))[..., :3]
+
+@cache
+def _palette() -> list[int]:
+    """The jet colour map as a 256-entry PNG palette."""
+    rgb = (colormaps["jet"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
+    return rgb.reshape(-1).tolist()
+
+
+def heatmap_png(heatmap: np.ndarray, max_side: int = MAX_SIDE) -> bytes:
+    """A [0, 1] float map -> palette PNG in the jet colour map, with the map's aspect ratio and
+    its longest side at most ``max_side`` pixels."""
+    levels = (np.clip(heatmap, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    image = Image.fromarray(levels, mode="L")
+    height, width = levels.shape
+    scale = max_side / max(height, width)
+    if scale < 1:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = image.resize(size, Image.BILINEAR)
+    image = Image.frombytes("P", image.size, image.tobytes())  # grey level = palette index
+    image.putpalette(_palette())
     out = io.BytesIO()
-    Image.fromarray((rgb * 255).astype(np.uint8), mode="RGB").save(
-        out, format="PNG", optimize=False
-    )
+    image.save(out, format="PNG", optimize=False)
     return out.getvalue()

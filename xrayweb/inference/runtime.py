@@ -50,6 +50,7 @@ def predictor_for(version: ModelVersion):
             precision=settings.INFERENCE_PRECISION,
             batch_size=settings.INFERENCE_BATCH_SIZE,
             cam_engine=settings.INFERENCE_CAM_ENGINE,
+            cam_max_side=settings.INFERENCE_CAM_MAX_SIDE,
         )
         _predictors.clear()  # one model in memory per process
         _predictors[version.sha256] = predictor
