@@ -29,6 +29,19 @@ def browser():
 
 
 @pytest.fixture
+def login(page, live_server):
+    """login(username): sign in through the real login form (password pw-Test-12345)."""
+
+    def sign_in(username: str) -> None:
+        page.goto(f"{live_server.url}/accounts/login/")
+        page.fill("input[name=username]", username)
+        page.fill("input[name=password]", "pw-Test-12345")
+        page.click("button[type=submit]")
+
+    return sign_in
+
+
+@pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()

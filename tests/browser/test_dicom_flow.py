@@ -17,15 +17,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
-def _login(page, live_server, username):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "pw-Test-12345")
-    page.click("button[type=submit]")
-
-
 def test_dicom_upload_display_and_deidentified_export(
-    page, live_server, tiny_bundle, sample_images, settings, tmp_path
+    page, login, live_server, tiny_bundle, sample_images, settings, tmp_path
 ):
     settings.MEDIA_ROOT = tmp_path / "media"
     model_version_register(bundle_path=tiny_bundle, activate=True)
@@ -37,7 +30,7 @@ def test_dicom_upload_display_and_deidentified_export(
         to_bytes(dataset(grey, bits=12, monochrome1=True, WindowCenter="1800", WindowWidth="3000"))
     )
 
-    _login(page, live_server, "stf")
+    login("stf")
     page.set_input_files("input[name=images]", str(path))  # identifiers come from the header
     page.click("form.upload button[type=submit]")
     expect(page.locator(".messages")).to_contain_text("1 image(s) queued")
@@ -46,7 +39,7 @@ def test_dicom_upload_display_and_deidentified_export(
     expect(page.locator(f'tr[data-study-id="{study.pk}"] .badge')).to_have_text("done")
 
     page.click("button:has-text('Log out')")
-    _login(page, live_server, "rad")
+    login("rad")
     page.goto(f"{live_server.url}/studies/{study.pk}/")
     expect(page.locator("#dicom-header")).to_contain_text("AcmeRad")
     expect(page.locator("body")).to_contain_text("MRN-12345")

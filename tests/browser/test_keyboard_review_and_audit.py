@@ -15,26 +15,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
-def _login(page, live_server, username):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "pw-Test-12345")
-    page.click("button[type=submit]")
-
-
 def _cell(page, truth, predicted):
     return page.locator(f'#confusion td[data-true="{truth}"][data-predicted="{predicted}"]')
 
 
 def test_radiologist_corrects_with_the_keyboard_and_the_audit_matrix_changes(
-    page, live_server, tiny_bundle, sample_images, settings, tmp_path
+    page, login, live_server, tiny_bundle, sample_images, settings, tmp_path
 ):
     settings.MEDIA_ROOT = tmp_path / "media"
     version = model_version_register(bundle_path=tiny_bundle, activate=True)
     user_create_with_role(username="stf", password="pw-Test-12345", role="staff")
     user_create_with_role(username="rad", password="pw-Test-12345", role="radiologist")
 
-    _login(page, live_server, "stf")
+    login("stf")
     page.fill("input[name=patient_id]", "KEYS-1")
     page.fill("input[name=accession]", "ACC-K1")
     page.fill("input[name=site]", "north")
@@ -50,7 +43,7 @@ def test_radiologist_corrects_with_the_keyboard_and_the_audit_matrix_changes(
     predicted = {s.pk: s.predictions.get().label for s in studies}
 
     page.click("button:has-text('Log out')")
-    _login(page, live_server, "rad")
+    login("rad")
     page.goto(f"{live_server.url}/audit/")
     expect(page.locator("#audit-n")).to_have_text("0")
 

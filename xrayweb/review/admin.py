@@ -3,10 +3,11 @@ from django.contrib import admin
 from xrayweb.review.models import AuditEvent, Review
 
 
-@admin.register(Review)
-class ReviewAdmin(admin.ModelAdmin):
-    list_display = ["study", "label", "reviewer", "created_at", "agrees_with_model"]
-    readonly_fields = [f.name for f in Review._meta.fields]
+class AppendOnlyAdmin(admin.ModelAdmin):
+    """History is read here, never added, changed or deleted (not even by superusers)."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
 
     def has_add_permission(self, request):
         return False
@@ -16,19 +17,14 @@ class ReviewAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Review)
+class ReviewAdmin(AppendOnlyAdmin):
+    list_display = ["study", "label", "kind", "reviewer", "created_at", "agrees_with_model"]
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(AppendOnlyAdmin):
     list_display = ["created_at", "actor", "action", "study", "ip"]
     list_filter = ["action"]
-    readonly_fields = [f.name for f in AuditEvent._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -22,14 +22,19 @@ class ValidatedImage:
     sha256: str
 
 
-def image_validate(*, data: bytes, filename: str = "") -> ValidatedImage:
-    """Return the image's facts, or raise ApplicationError (4xx) with a message for the user."""
-    name = filename or "the file"
+def upload_size_check(*, data: bytes, name: str) -> None:
+    """Empty files and files over MAX_UPLOAD_BYTES are refused before anything decodes them."""
     if not data:
         raise ApplicationError(f"{name}: the file is empty.")
     if len(data) > settings.MAX_UPLOAD_BYTES:
         limit_mb = settings.MAX_UPLOAD_BYTES / (1024 * 1024)
         raise ApplicationError(f"{name}: the file is larger than {limit_mb:.0f} MB.", status=413)
+
+
+def image_validate(*, data: bytes, filename: str = "") -> ValidatedImage:
+    """Return the image's facts, or raise ApplicationError (4xx) with a message for the user."""
+    name = filename or "the file"
+    upload_size_check(data=data, name=name)
     limit = settings.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():

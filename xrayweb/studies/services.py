@@ -11,7 +11,7 @@ from PIL import Image
 from xrayweb.errors import ApplicationError
 from xrayweb.studies.dicom import dicom_decode, looks_like_dicom
 from xrayweb.studies.dicom_export import ExportRefused, deidentify, secondary_capture
-from xrayweb.studies.images import image_validate
+from xrayweb.studies.images import image_validate, upload_size_check
 from xrayweb.studies.models import Study
 
 
@@ -86,11 +86,7 @@ def study_create(
     from xrayweb.review.services import audit_record
 
     name = filename or "the file"
-    if not data:
-        raise ApplicationError(f"{name}: the file is empty.")
-    if len(data) > settings.MAX_UPLOAD_BYTES:
-        limit_mb = settings.MAX_UPLOAD_BYTES / (1024 * 1024)
-        raise ApplicationError(f"{name}: the file is larger than {limit_mb:.0f} MB.", status=413)
+    upload_size_check(data=data, name=name)
     site = _clean_optional(site, "Site", 64)
     view = _clean_optional(view, "View", 32)
     original = None
