@@ -7,6 +7,25 @@ SAMPLE_MANIFEST = SAMPLE_DIR / "manifest.csv"
 CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
 
 
+def worker_argv(*options: str, module: str = "celery") -> list[str]:
+    """A `celery worker` command line for this project's queues, run by this interpreter."""
+    import sys
+
+    return [
+        sys.executable,
+        "-m",
+        module,
+        "-A",
+        "xrayweb",
+        "worker",
+        "-Q",
+        "inference,default",
+        "--loglevel",
+        "INFO",
+        *options,
+    ]
+
+
 def use_filesystem_broker(folder: Path) -> None:
     """Point this process's Celery publisher at a broker folder of the test's own."""
     from xrayweb.brokers import filesystem_broker_options

@@ -4,12 +4,13 @@ processes. `make test` runs them in its PostgreSQL pass."""
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from django.db import connection
+
+from tests.conftest import worker_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,24 +114,15 @@ def workers(redis_server, settings, tmp_path):
         }
         log = (tmp_path / f"{name}.log").open("w")
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.faults.worker",
-                "-A",
-                "xrayweb",
-                "worker",
-                "-Q",
-                "inference,default",
+            worker_argv(
                 "--pool",
                 "solo",
                 "--hostname",
                 f"{name}@%h",
-                "--loglevel",
-                "INFO",
                 "--without-gossip",
                 "--without-mingle",
-            ],
+                module="tests.faults.worker",
+            ),
             cwd=ROOT,
             env=env,
             stdout=log,

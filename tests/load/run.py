@@ -14,6 +14,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.conftest import worker_argv
+
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 
@@ -91,20 +93,7 @@ def main() -> int:
             start_new_session=True,
         ),
         subprocess.Popen(
-            [
-                PY,
-                "-m",
-                "celery",
-                "-A",
-                "xrayweb",
-                "worker",
-                "-Q",
-                "inference,default",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "INFO",
-            ],
+            worker_argv("--pool", "solo"),
             cwd=ROOT,
             env=env,
             stdout=(data / "worker.log").open("w"),

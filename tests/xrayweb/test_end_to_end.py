@@ -3,7 +3,6 @@
 import io
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
 from classifier import DEFAULT_BUNDLE
-from tests.conftest import use_filesystem_broker
+from tests.conftest import use_filesystem_broker, worker_argv
 from xrayweb.inference.services import model_version_register
 from xrayweb.studies.models import Study
 
@@ -37,23 +36,9 @@ def worker(settings, tmp_path, test_broker):
     }
     log = (tmp_path / "worker.log").open("w")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "xrayweb",
-            "worker",
-            "-Q",
-            "inference,default",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
+        worker_argv(
+            "--concurrency", "1", "--without-gossip", "--without-mingle", "--without-heartbeat"
+        ),
         cwd=ROOT,
         env=env,
         stdout=log,
