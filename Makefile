@@ -7,9 +7,9 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 CHROMIUM := /usr/bin/chromium
-# The second pytest pass runs on this PostgreSQL (trust auth; pytest-django creates and drops
-# its own test_xrayweb database): the fault tests (with a Redis of their own and real worker
-# processes) and the query-count tests.
+# The whole suite runs on this PostgreSQL (trust auth; pytest-django creates and drops its own
+# test_xrayweb database); the fault tests start a Redis of their own and real workers. A second
+# pass runs the embedded default (SQLite, the filesystem broker) end to end.
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/xrayweb
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEMO_PASSWORD ?= xrayweb-demo
@@ -57,8 +57,8 @@ test: $(STAMP) $(CHROMIUM) $(DOCKER_COMPOSE) services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(DOCKER_COMPOSE) -f docker/compose.yaml --env-file docker/env.example config --quiet
-	$(BIN)/python -m pytest --ignore=tests/faults
-	DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest tests/faults tests/xrayweb/test_worklist_queries.py
+	DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest
+	$(BIN)/python -m pytest tests/xrayweb/test_end_to_end.py tests/browser tests/xrayweb/test_worklist_queries.py
 
 # Server time per page with 10,000 studies in a throwaway PostgreSQL test database.
 bench-web: $(STAMP)

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from PIL import Image
 
 from classifier import DEFAULT_BUNDLE
@@ -21,13 +21,21 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
+def _test_database_url() -> str:
+    """This test's database (SQLite file or PostgreSQL test database) for the worker."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
 @pytest.fixture
 def worker(settings, tmp_path, test_broker):
     """A real `celery worker` process sharing this test's database, media and broker folder."""
     broker = tmp_path / "broker"
     use_filesystem_broker(broker)
     env = os.environ | {
-        "DATABASE_URL": f"sqlite:///{django_settings.DATABASES['default']['NAME']}",
+        "DATABASE_URL": _test_database_url(),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "BROKER_DIR": str(broker),
         "CELERY_BROKER_URL": "filesystem://",
