@@ -14,15 +14,15 @@ class Command(BaseCommand):
     help = __doc__
 
     def add_arguments(self, parser):
-        parser.add_argument("--json", action="store_true")
+        parser.add_argument("--json", action="store_true", dest="as_json")
 
-    def handle(self, *args, json: bool = False, **options):
+    def handle(self, *args, as_json: bool = False, **options):
         report = health_check()
         if report["database"]["ok"]:
             counts = Study.objects.values("status").annotate(n=Count("id")).order_by("status")
             report["studies"] = {row["status"]: row["n"] for row in counts}
-        if json:
-            self.stdout.write(_dumps(report))
+        if as_json:
+            self.stdout.write(json.dumps(report, indent=2, sort_keys=True))
         else:
             for part in ("database", "broker", "model"):
                 state = report[part]
@@ -34,7 +34,3 @@ class Command(BaseCommand):
             )
         if not report["ok"]:
             raise CommandError("a part is down")
-
-
-def _dumps(report: dict) -> str:
-    return json.dumps(report, indent=2, sort_keys=True)
