@@ -8,9 +8,12 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 CHROMIUM := /usr/bin/chromium
 # The whole suite runs on this PostgreSQL (trust auth; pytest-django creates and drops its own
-# test_xrayweb database); the fault tests start a Redis of their own and real workers. A second
-# pass runs the embedded default (SQLite, the filesystem broker) end to end.
+# test_xrayweb database), and every task it enqueues goes through this Redis, under a key
+# prefix of the run's own (deleted at the end). The fault tests start a Redis of their own as
+# well, to stop and restart it. A second pass runs the embedded default (SQLite, the filesystem
+# broker) end to end.
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/xrayweb
+REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEMO_PASSWORD ?= xrayweb-demo
 
@@ -57,7 +60,7 @@ test: $(STAMP) $(CHROMIUM) $(DOCKER_COMPOSE) services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(DOCKER_COMPOSE) -f docker/compose.yaml --env-file docker/env.example config --quiet
-	DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest
+	DATABASE_URL=$(PG_TEST_URL) TEST_REDIS_URL=$(REDIS_TEST_URL) $(BIN)/python -m pytest
 	$(BIN)/python -m pytest tests/xrayweb/test_end_to_end.py tests/browser tests/xrayweb/test_worklist_queries.py
 
 # Server time per page with 10,000 studies in a throwaway PostgreSQL test database.

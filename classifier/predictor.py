@@ -90,6 +90,12 @@ class Predictor:
             results.extend(self._predict_batch(chunk, cam, extra))
         return results
 
+    def warm_up(self) -> None:
+        """Run one full batch of blank images, so that the first real batch does not pay for
+        oneDNN's (or cuDNN's) kernel selection at this batch shape."""
+        blank = np.zeros((self.meta.input_size, self.meta.input_size), dtype=np.float32)
+        self.predict([blank] * self.batch_size, cam=True)
+
     def _predict_batch(self, images, cam: bool, extra: list[int]) -> list[Prediction]:
         batch, shapes = prepare_batch(images, self.meta.input_size, self.meta.mean, self.meta.std)
         batch = batch.to(self.device).contiguous(memory_format=self.memory_format)

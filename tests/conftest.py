@@ -1,3 +1,6 @@
+import os
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -26,26 +29,88 @@ def worker_argv(*options: str, module: str = "celery") -> list[str]:
     ]
 
 
-def use_filesystem_broker(folder: Path) -> None:
-    """Point this process's Celery publisher at a broker folder of the test's own."""
-    from xrayweb.brokers import filesystem_broker_options
-    from xrayweb.celery import app
+@dataclass
+class BrokerTarget:
+    """Where this test process publishes tasks, and the environment that points a worker
+    process at the same queues."""
 
-    options = filesystem_broker_options(folder)
-    # The app reads Django settings with the CELERY_ namespace, so override those keys, then
-    # drop the cached publishing pools so the next .delay() uses them.
-    app.conf.CELERY_BROKER_URL = "filesystem://"
-    app.conf.CELERY_BROKER_TRANSPORT_OPTIONS = options
-    app._pool = None
-    app.amqp._producer_pool = None
+    url: str
+    options: dict = field(default_factory=dict)
+    worker_env: dict = field(default_factory=dict)
+
+    def use(self) -> None:
+        """Point this process's Celery publisher here."""
+        from xrayweb.celery import app
+
+        # The app reads Django settings with the CELERY_ namespace, so override those keys,
+        # then drop the cached publishing pools so the next .delay() uses them.
+        app.conf.CELERY_BROKER_URL = self.url
+        app.conf.CELERY_BROKER_TRANSPORT_OPTIONS = self.options
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    def fresh(self, folder: Path) -> "BrokerTarget":
+        """Queues of their own (a new key prefix, or a new folder) on the same broker, so a
+        worker started by one test never takes another test's leftover messages."""
+        if self.url.startswith("redis"):
+            return redis_broker(self.url)
+        return filesystem_broker(folder)
+
+
+def filesystem_broker(folder: Path) -> BrokerTarget:
+    from xrayweb.brokers import filesystem_broker_options
+
+    return BrokerTarget(
+        "filesystem://",
+        filesystem_broker_options(folder),
+        {"CELERY_BROKER_URL": "filesystem://", "BROKER_DIR": str(folder), "REDIS_URL": ""},
+    )
+
+
+def redis_broker(url: str) -> BrokerTarget:
+    """The given Redis, every key under a prefix of this run's own (REDIS_KEY_PREFIX)."""
+    prefix = f"xrayweb-test-{uuid.uuid4().hex[:12]}:"
+    return BrokerTarget(
+        url,
+        {"global_keyprefix": prefix, "visibility_timeout": 3600},
+        {"REDIS_URL": url, "CELERY_BROKER_URL": "", "REDIS_KEY_PREFIX": prefix},
+    )
+
+
+def redis_forget(broker: BrokerTarget) -> None:
+    """Delete the keys a test run left under its prefix."""
+    import redis
+
+    client = redis.Redis.from_url(broker.url)
+    for key in client.scan_iter(match=broker.options["global_keyprefix"] + "*"):
+        client.delete(key)
+    client.close()
 
 
 @pytest.fixture(scope="session", autouse=True)
-def test_broker(tmp_path_factory) -> Path:
-    """Tasks enqueued by tests never reach the developer's own broker folder or Redis."""
-    folder = tmp_path_factory.mktemp("broker")
-    use_filesystem_broker(folder)
-    return folder
+def test_broker(tmp_path_factory) -> BrokerTarget:
+    """Tasks enqueued by tests never reach the developer's own broker folder or queues.
+
+    With TEST_REDIS_URL (make test sets the machine's Redis) every task the suite enqueues
+    goes through that Redis, under a key prefix of this run's own, deleted at the end; the
+    suite stops at once if that Redis cannot be reached. Without it, a filesystem broker in a
+    temporary folder."""
+    url = os.environ.get("TEST_REDIS_URL", "")
+    if not url:
+        broker = filesystem_broker(tmp_path_factory.mktemp("broker"))
+        broker.use()
+        yield broker
+        return
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=5).ping()
+    except redis.RedisError as exc:
+        pytest.exit(f"TEST_REDIS_URL={url} cannot be reached: {exc}", returncode=3)
+    broker = redis_broker(url)
+    broker.use()
+    yield broker
+    redis_forget(broker)
 
 
 @pytest.fixture(scope="session")

@@ -92,7 +92,13 @@ DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web server and worker write to the same file: wait for locks instead of failing, and
     # take the write lock at BEGIN so two writers never deadlock on an upgrade.
-    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+    # Write-ahead logging: readers (the web pages) never wait for the worker's writes, and
+    # a commit is one append to the log instead of a rollback journal created and deleted.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL;",
+    }
     # A file, not :memory:, so the worker process started by end-to-end tests sees it.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
@@ -216,6 +222,9 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
             "REDIS_VISIBILITY_TIMEOUT", default=TRAINING_TIME_LIMIT + 3600
         )
     }
+    # Several deployments (or a test run) may share one Redis: each keeps its keys apart.
+    if REDIS_KEY_PREFIX := env.str("REDIS_KEY_PREFIX", default=""):
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = REDIS_KEY_PREFIX
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

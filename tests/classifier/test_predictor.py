@@ -106,3 +106,14 @@ def test_cam_max_side_keeps_the_aspect_ratio_and_caps_the_heatmaps(tiny_bundle):
     big, little = predictor.predict([wide, small])
     assert big.fused_heatmap.shape == (60, 100) and big.heatmaps["vgg"].shape == (60, 100)
     assert little.fused_heatmap.shape == (60, 80)  # smaller inputs keep their own size
+
+
+def test_warm_up_runs_one_full_batch_with_cam_and_changes_no_result(tiny_bundle, mocker):
+    predictor = load_bundle(tiny_bundle, device="cpu", batch_size=3)
+    image = np.random.default_rng(1).random((80, 70), dtype=np.float32)
+    before = predictor.predict([image], cam=False)[0].probabilities
+    spy = mocker.spy(predictor, "_predict_batch")
+    predictor.warm_up()
+    (images, cam, extra), _ = spy.call_args
+    assert spy.call_count == 1 and len(images) == 3 and cam is True and extra == []
+    assert predictor.predict([image], cam=False)[0].probabilities == pytest.approx(before)

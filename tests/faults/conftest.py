@@ -83,14 +83,12 @@ def point_app_at(url: str) -> None:
 
 @pytest.fixture
 def redis_server(tmp_path, test_broker):
-    from tests.conftest import use_filesystem_broker
-
     server = RedisServer(tmp_path)
     server.start()
     point_app_at(server.url)
     yield server
     server.stop()
-    use_filesystem_broker(test_broker)
+    test_broker.use()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 recorded on every study they touch."""
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -102,3 +103,39 @@ def test_an_unreadable_image_fails_only_its_own_study(queued, settings):
     assert [s.status for s in statuses] == ["done", "failed", "done"]
     assert statuses[1].failure_reason.startswith("cannot read the image")
     assert studies[0].predictions.get().batch_size == 2
+
+
+def test_a_task_whose_study_was_taken_still_fills_a_whole_batch(queued, settings):
+    studies = queued(4)
+    Study.objects.filter(pk=studies[0].pk).update(status="done")
+    predictions = runtime.prediction_batch_run(study_id=studies[0].pk, max_studies=2)
+    assert [p.study_id for p in predictions] == [studies[1].pk, studies[2].pk]
+    assert Study.objects.get(pk=studies[3].pk).status == Study.Status.QUEUED
+
+
+def test_a_batch_is_recorded_all_or_nothing_and_leaves_no_orphan_heatmaps(
+    queued, settings, monkeypatch
+):
+    studies = queued(3)
+    real_record = runtime.prediction_record
+    calls = []
+
+    def fail_on_the_second(**kwargs):
+        calls.append(kwargs["study"].pk)
+        if len(calls) == 2:
+            raise RuntimeError("database went away mid-batch")
+        return real_record(**kwargs)
+
+    monkeypatch.setattr(runtime, "prediction_record", fail_on_the_second)
+    with pytest.raises(RuntimeError, match="mid-batch"):
+        runtime.prediction_batch_run(study_id=studies[0].pk, max_studies=3)
+    assert Prediction.objects.count() == 0  # the first study's row was rolled back too
+    heatmaps = Path(settings.MEDIA_ROOT) / "heatmaps"
+    assert not heatmaps.exists() or not any(heatmaps.iterdir())
+    for study in studies:  # none left "running": all queued for another attempt
+        study.refresh_from_db()
+        assert (study.status, study.attempts) == (Study.Status.QUEUED, 1)
+        assert "mid-batch" in study.failure_reason
+    monkeypatch.setattr(runtime, "prediction_record", real_record)
+    assert len(runtime.prediction_batch_run(study_id=studies[0].pk, max_studies=3)) == 3
+    assert not Study.objects.exclude(status="done").exists()

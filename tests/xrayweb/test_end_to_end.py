@@ -13,7 +13,7 @@ from django.db import connection
 from PIL import Image
 
 from classifier import DEFAULT_BUNDLE
-from tests.conftest import use_filesystem_broker, worker_argv
+from tests.conftest import redis_forget, worker_argv
 from xrayweb.inference.services import model_version_register
 from xrayweb.studies.models import Study
 
@@ -31,17 +31,19 @@ def _test_database_url() -> str:
 
 @pytest.fixture
 def worker(settings, tmp_path, test_broker):
-    """A real `celery worker` process sharing this test's database, media and broker folder."""
-    broker = tmp_path / "broker"
-    use_filesystem_broker(broker)
-    env = os.environ | {
-        "DATABASE_URL": _test_database_url(),
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "BROKER_DIR": str(broker),
-        "CELERY_BROKER_URL": "filesystem://",
-        "REDIS_URL": "",
-        "XRAYWEB_DATA_DIR": str(tmp_path / "worker-data"),
-    }
+    """A real `celery worker` process sharing this test's database, media and broker (the
+    suite's Redis under make test, else a folder), on queues of its own."""
+    broker = test_broker.fresh(tmp_path / "broker")
+    broker.use()
+    env = (
+        os.environ
+        | broker.worker_env
+        | {
+            "DATABASE_URL": _test_database_url(),
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "XRAYWEB_DATA_DIR": str(tmp_path / "worker-data"),
+        }
+    )
     log = (tmp_path / "worker.log").open("w")
     proc = subprocess.Popen(
         worker_argv(
@@ -59,7 +61,9 @@ def worker(settings, tmp_path, test_broker):
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
-    use_filesystem_broker(test_broker)
+    test_broker.use()
+    if broker.url.startswith("redis"):
+        redis_forget(broker)
 
 
 def _wait_for(study_id: int, timeout: float = 240.0) -> Study:

@@ -32,5 +32,7 @@ def heatmap_png(heatmap: np.ndarray, max_side: int = MAX_SIDE) -> bytes:
     image = Image.frombytes("P", image.size, image.tobytes())  # grey level = palette index
     image.putpalette(_palette())
     out = io.BytesIO()
-    image.save(out, format="PNG", optimize=False)
+    # zlib level 1: about 4x faster than the default at 512 px for a file about 40% larger
+    # (65 KB instead of 45 KB); the encoding is on the worker's critical path.
+    image.save(out, format="PNG", compress_level=1)
     return out.getvalue()

@@ -14,6 +14,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db import transaction
 from PIL import Image
 
 from xrayweb.inference.models import ModelVersion, Prediction
@@ -52,6 +53,7 @@ def predictor_for(version: ModelVersion):
             cam_engine=settings.INFERENCE_CAM_ENGINE,
             cam_max_side=settings.INFERENCE_CAM_MAX_SIDE,
         )
+        predictor.warm_up()  # the first burst after a worker starts runs at full speed
         _predictors.clear()  # one model in memory per process
         _predictors[version.sha256] = predictor
     return _predictors[version.sha256]
@@ -74,9 +76,9 @@ def _store_heatmaps(study: Study, result) -> dict[str, str]:
 
 
 def prediction_batch_run(*, study_id: int, max_studies: int, token: str = "") -> list[Prediction]:
-    """Claim this study and up to ``max_studies - 1`` other queued ones, predict them in one
-    batch with Grad-CAM, and record each. Returns the predictions made (none if the study was
-    already taken)."""
+    """Claim this study and other queued ones, ``max_studies`` in all, predict them in one
+    batch with Grad-CAM, and record them in one transaction. Returns the predictions made
+    (none if there was nothing to claim)."""
     version = model_version_active()
     if version is None:
         raise InferenceError("no active model version; run 'manage.py ensure_model'")
@@ -88,45 +90,52 @@ def prediction_batch_run(*, study_id: int, max_studies: int, token: str = "") ->
     )
     if not studies:
         return []
+    ready, unreadable, heatmaps = [], set(), []
     try:
         predictor = predictor_for(version)
-        ready, images = [], []
+        images = []
         for study in studies:
             try:
                 images.append(_load_image(study))
                 ready.append(study)
             except (OSError, Image.DecompressionBombError) as exc:
+                unreadable.add(study.pk)
                 study_mark_failed(study_id=study.pk, reason=f"cannot read the image: {exc}")
         started = time.perf_counter()
         results = predictor.predict(images, cam=True) if images else []
         duration_ms = round((time.perf_counter() - started) * 1000)
+        for study, result in zip(ready, results, strict=True):
+            heatmaps.append(_store_heatmaps(study, result))
+        with transaction.atomic():  # one commit for the batch, not one per study
+            predictions = [
+                prediction_record(
+                    study=study,
+                    version=version,
+                    label=result.label,
+                    probabilities=result.probabilities,
+                    member_probabilities=result.members,
+                    heatmaps=maps,
+                    cam_layers=predictor.cam_layers,
+                    duration_ms=duration_ms,
+                    batch_size=len(ready),
+                )
+                for study, result, maps in zip(ready, results, heatmaps, strict=True)
+            ]
     except InferenceError as exc:  # permanent: no model, a bundle that changed on disk
         for study in studies:
             study_mark_failed(study_id=study.pk, reason=str(exc))
         raise
     except Exception as exc:
-        # Perhaps transient (memory, a device error, the database): never leave a claimed
-        # study "running"; queue it again, or fail it once it has had its attempts.
+        # Perhaps transient (memory, a device error, the database). No row points at the
+        # heatmaps written so far: remove them. Never leave a claimed study "running": queue
+        # it again, or fail it once it has had its attempts.
+        for path in (path for maps in heatmaps for path in maps.values()):
+            default_storage.delete(path)
         studies_release(
-            study_ids=[s.pk for s in studies],
+            study_ids=[s.pk for s in studies if s.pk not in unreadable],
             reason=f"{type(exc).__name__}: {exc}",
             max_attempts=settings.INFERENCE_MAX_ATTEMPTS,
         )
         raise
-    predictions = []
-    for study, result in zip(ready, results, strict=True):
-        predictions.append(
-            prediction_record(
-                study=study,
-                version=version,
-                label=result.label,
-                probabilities=result.probabilities,
-                member_probabilities=result.members,
-                heatmaps=_store_heatmaps(study, result),
-                cam_layers=predictor.cam_layers,
-                duration_ms=duration_ms,
-                batch_size=len(ready),
-            )
-        )
     logger.info("predicted %d studies in %d ms", len(predictions), duration_ms)
     return predictions

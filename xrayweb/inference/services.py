@@ -64,7 +64,7 @@ def model_version_ensure_default(*, bundle_path: Path) -> ModelVersion:
 
 
 def studies_claim(*, study_id: int, limit: int, lease_seconds: int, token: str = "") -> list[Study]:
-    """Atomically mark this task's study and up to ``limit - 1`` other queued ones running.
+    """Atomically mark this task's study and other queued ones running, ``limit`` in all.
 
     Each claim is a conditional UPDATE, so two workers never take the same study. A study left
     "running" longer than the lease (its worker died) can be claimed again by its own task.
@@ -83,12 +83,14 @@ def studies_claim(*, study_id: int, limit: int, lease_seconds: int, token: str =
         "claimed_by": token,
     }
     ids = [study_id] if Study.objects.filter(claimable, pk=study_id).update(**running) else []
-    if limit > 1:
+    # A task whose own study was taken by an earlier batch still fills a whole batch: with a
+    # burst queued, the redundant tasks keep every batch full.
+    if limit > len(ids):
         others = (
             Study.objects.filter(status=Study.Status.QUEUED)
             .exclude(pk=study_id)
             .order_by("created_at", "id")
-            .values_list("pk", flat=True)[: limit - 1]
+            .values_list("pk", flat=True)[: limit - len(ids)]
         )
         for pk in list(others):
             if Study.objects.filter(pk=pk, status=Study.Status.QUEUED).update(**running):
