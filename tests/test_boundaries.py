@@ -91,3 +91,33 @@ app.loader.import_default_modules()
 assert "xrayweb.inference.tasks.predict_study" in app.tasks
 assert "torch" not in sys.modules
 """)
+
+
+TOP_LEVEL = {
+    "manage.py",
+    "pyproject.toml",
+    "README.md",
+    "xrayweb",
+    "classifier",
+    "training",
+    "templates",
+    "static",
+    "tests",
+    "docker",
+    "Makefile",
+    ".ci",
+    ".gitignore",
+}
+
+
+def test_the_repository_top_level_holds_only_the_fixed_entries():
+    """A stray file at the top (an SQLite database a test once created there) fails here."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert listed, "git ls-files listed nothing"
+    assert {path.split("/")[0] for path in listed} <= TOP_LEVEL
