@@ -5,6 +5,7 @@ kombu's filesystem transport as the Celery broker. Production sets DATABASE_URL,
 and friends; the code is the same.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -211,6 +212,12 @@ CELERY_BEAT_SCHEDULE = {
 # A worker child is replaced after it grows past this many KiB (leaks, fragmentation).
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("WORKER_MAX_MEMORY_KB", default=6_000_000)
 CELERY_WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=1)
+# torch threads per worker process on CPU: the cores shared among the worker's processes. One
+# process per core runs the model faster in all than one process with a thread per core, and
+# one process's PNG and database work overlaps another's model time.
+INFERENCE_THREADS = env.int(
+    "INFERENCE_THREADS", default=max(1, (os.cpu_count() or 1) // max(1, CELERY_WORKER_CONCURRENCY))
+)
 # Retraining may run for hours; the inference tasks, minutes.
 TRAINING_TIME_LIMIT = env.int("TRAINING_TIME_LIMIT", default=6 * 3600)
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):

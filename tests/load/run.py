@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 from tests.conftest import worker_argv
@@ -38,27 +39,81 @@ def _wait_http(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
-def _counts(data: Path) -> dict:
-    """Studies per status, read straight from the SQLite file: polling through `manage.py
-    status` started a Django process every half second and took a core from the worker."""
-    with sqlite3.connect(f"file:{data / 'db.sqlite3'}?mode=ro", uri=True, timeout=30) as db:
-        rows = db.execute("SELECT status, COUNT(*) FROM studies_study GROUP BY status")
-        return dict(rows.fetchall())
+class Stack:
+    """Where the load runs: the embedded default (SQLite file, filesystem broker), or, with
+    LOAD_STACK=production, a throwaway PostgreSQL database and the machine's Redis under a
+    key prefix of the run's own."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.production = os.environ.get("LOAD_STACK", "embedded") == "production"
+        self.pg_url = os.environ.get("LOAD_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+        self.database = f"xrayweb_load_{uuid.uuid4().hex[:8]}"
+        self.prefix = f"xrayweb-load-{uuid.uuid4().hex[:8]}:"
+        redis_url = os.environ.get("LOAD_REDIS_URL", "redis://127.0.0.1:6379/14")
+        if self.production:
+            self._admin(f'CREATE DATABASE "{self.database}"')
+            self.env = {
+                "DATABASE_URL": self.pg_url.rsplit("/", 1)[0] + f"/{self.database}",
+                "REDIS_URL": redis_url,
+                "REDIS_KEY_PREFIX": self.prefix,
+            }
+        else:
+            self.env = {"DATABASE_URL": "", "REDIS_URL": ""}
+        self.name = "PostgreSQL + Redis" if self.production else "SQLite + filesystem broker"
+
+    def _admin(self, sql: str) -> None:
+        import psycopg2
+
+        conn = psycopg2.connect(self.pg_url)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql)
+        conn.close()
+
+    def counts(self) -> dict:
+        """Studies per status, read straight from the database: polling through `manage.py
+        status` started a Django process every half second and took a core from the worker."""
+        sql = "SELECT status, COUNT(*) FROM studies_study GROUP BY status"
+        if self.production:
+            import psycopg2
+
+            conn = psycopg2.connect(self.env["DATABASE_URL"])
+            with conn, conn.cursor() as cur:
+                cur.execute(sql)
+                rows = cur.fetchall()
+            conn.close()
+            return dict(rows)
+        db = f"file:{self.data / 'db.sqlite3'}?mode=ro"
+        with sqlite3.connect(db, uri=True, timeout=30) as conn:
+            return dict(conn.execute(sql).fetchall())
+
+    def drop(self) -> None:
+        if not self.production:
+            return
+        import redis
+
+        client = redis.Redis.from_url(self.env["REDIS_URL"])
+        for key in client.scan_iter(match=self.prefix + "*"):
+            client.delete(key)
+        self._admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
 
 
 BURST = int(os.environ.get("LOAD_BURST", 48))
 DRAINS = int(os.environ.get("LOAD_DRAINS", 3))
+# Solo workers (`make run` starts one), the cores shared among them (INFERENCE_THREADS).
+WORKERS = int(os.environ.get("LOAD_WORKERS", 1))
 
 
-def _pending(data: Path) -> int:
-    counts = _counts(data)
+def _pending(stack: Stack) -> int:
+    counts = stack.counts()
     return counts.get("queued", 0) + counts.get("running", 0)
 
 
-def _wait_drained(data: Path, poll: float) -> float:
+def _wait_drained(stack: Stack, poll: float) -> float:
     """Seconds until no study is queued or running."""
     start = time.monotonic()
-    while _pending(data):
+    while _pending(stack):
         time.sleep(poll)
     return time.monotonic() - start
 
@@ -104,13 +159,17 @@ def main() -> int:
     seconds = int(os.environ.get("LOAD_SECONDS", 60))
     port = int(os.environ.get("LOAD_PORT", 8766))
     data = Path(tempfile.mkdtemp(prefix="xrayweb-load-"))
-    env = os.environ | {
-        "XRAYWEB_DATA_DIR": str(data),
-        "DEMO_PASSWORD": "xrayweb-demo",
-        "DATABASE_URL": "",
-        "REDIS_URL": "",
-        "DEBUG": "0",
-    }
+    stack = Stack(data)
+    env = (
+        os.environ
+        | stack.env
+        | {
+            "XRAYWEB_DATA_DIR": str(data),
+            "INFERENCE_THREADS": str(max(1, (os.cpu_count() or 1) // WORKERS)),
+            "DEMO_PASSWORD": "xrayweb-demo",
+            "DEBUG": "0",
+        }
+    )
     _run("manage.py", "migrate", "--noinput", "-v0", env=env)
     _run("manage.py", "demo_users", env=env)
     _run("manage.py", "ensure_model", env=env)
@@ -123,14 +182,16 @@ def main() -> int:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         ),
+    ] + [
         subprocess.Popen(
-            worker_argv("--pool", "solo"),
+            worker_argv("--pool", "solo", "--hostname", f"worker{k}@%h"),
             cwd=ROOT,
             env=env,
-            stdout=(data / "worker.log").open("w"),
+            stdout=(data / f"worker{k}.log").open("w"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
-        ),
+        )
+        for k in range(WORKERS)
     ]
     try:
         _wait_http(f"http://127.0.0.1:{port}/healthz")
@@ -161,35 +222,41 @@ def main() -> int:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait_drained(data, 1.0)  # what the load left queued
+        _wait_drained(stack, 1.0)  # what the load left queued
         # The queue drain: the warm worker (model loaded, oneDNN primed by the load phase) is
         # paused while a burst bigger than one task's batch is uploaded, so the queue holds
         # the whole burst; then it is resumed and timed until the queue is empty. The upload
         # rate of runserver is timed separately and does not bound the drain.
-        worker = procs[1]
+        workers = procs[1:]
         bench = _bench_rate()
         drains, benches, uploads = [], [], 0.0
         # This machine's speed moves by tens of percent from minute to minute, so each drain is
         # paired with classifier.bench's rate measured right after it, while the stack idles.
         for _ in range(DRAINS):
-            os.killpg(worker.pid, signal.SIGSTOP)
+            for worker in workers:
+                os.killpg(worker.pid, signal.SIGSTOP)
             uploads_start = time.monotonic()
             _burst(f"http://127.0.0.1:{port}", BURST, offset=len(drains) * BURST)
             uploads = time.monotonic() - uploads_start
-            os.killpg(worker.pid, signal.SIGCONT)
-            drains.append(BURST / _wait_drained(data, 0.05))
+            for worker in workers:
+                os.killpg(worker.pid, signal.SIGCONT)
+            drains.append(BURST / _wait_drained(stack, 0.05))
             benches.append(bench())
-        counts = _counts(data)
+        counts = stack.counts()
     finally:
         for proc in procs:
             os.killpg(proc.pid, signal.SIGTERM)
         for proc in procs:
             proc.wait(timeout=60)
+        stack.drop()
     rows = {r["Name"]: r for r in csv.DictReader((data / "load_stats.csv").open())}
     total = rows["Aggregated"]
     requests, failures = int(total["Request Count"]), int(total["Failure Count"])
     studies = sum(counts.values())
-    print(f"{users} users for {seconds} s against runserver + 1 worker ({data})")
+    print(
+        f"{users} users for {seconds} s against runserver + {WORKERS} worker(s), "
+        f"{stack.name} ({data})"
+    )
     print(f"{'endpoint':<34}{'requests':>9}{'fails':>7}{'p50 ms':>8}{'p95 ms':>8}")
     for name, r in rows.items():
         print(f"{name:<34}{r['Request Count']:>9}{r['Failure Count']:>7}{r['50%']:>8}{r['95%']:>8}")
@@ -206,7 +273,7 @@ def main() -> int:
     for k, (d, b, r) in enumerate(zip(drains, benches, ratios, strict=True), 1):
         print(f"{k:>6}{d:>11.2f}{b:>16.2f}{r:>13.2f}")
     print(
-        f"median drain {statistics.median(drains):.2f} studies/s by 1 worker; "
+        f"median drain {statistics.median(drains):.2f} studies/s by {WORKERS} worker(s); "
         f"classifier.bench (b), batch {BENCH_BATCH}: median {statistics.median(benches):.2f} "
         f"images/s; drain/bench median {statistics.median(ratios):.2f}"
     )

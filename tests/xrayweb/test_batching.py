@@ -117,25 +117,34 @@ def test_a_batch_is_recorded_all_or_nothing_and_leaves_no_orphan_heatmaps(
     queued, settings, monkeypatch
 ):
     studies = queued(3)
-    real_record = runtime.prediction_record
-    calls = []
 
-    def fail_on_the_second(**kwargs):
-        calls.append(kwargs["study"].pk)
-        if len(calls) == 2:
-            raise RuntimeError("database went away mid-batch")
-        return real_record(**kwargs)
+    def fail(*args, **kwargs):  # after the prediction rows were written, in the same commit
+        assert Prediction.objects.count() == 3
+        raise RuntimeError("database went away mid-batch")
 
-    monkeypatch.setattr(runtime, "prediction_record", fail_on_the_second)
+    monkeypatch.setattr(Study.objects, "bulk_update", fail)
     with pytest.raises(RuntimeError, match="mid-batch"):
         runtime.prediction_batch_run(study_id=studies[0].pk, max_studies=3)
-    assert Prediction.objects.count() == 0  # the first study's row was rolled back too
+    assert Prediction.objects.count() == 0  # rolled back with the failed update
     heatmaps = Path(settings.MEDIA_ROOT) / "heatmaps"
     assert not heatmaps.exists() or not any(heatmaps.iterdir())
     for study in studies:  # none left "running": all queued for another attempt
         study.refresh_from_db()
         assert (study.status, study.attempts) == (Study.Status.QUEUED, 1)
         assert "mid-batch" in study.failure_reason
-    monkeypatch.setattr(runtime, "prediction_record", real_record)
+    monkeypatch.undo()
     assert len(runtime.prediction_batch_run(study_id=studies[0].pk, max_studies=3)) == 3
     assert not Study.objects.exclude(status="done").exists()
+
+
+def test_a_redelivered_batch_overwrites_its_rows_and_adds_none(queued, settings):
+    studies = queued(2)
+    first = runtime.prediction_batch_run(study_id=studies[0].pk, max_studies=2)
+    Study.objects.filter(pk__in=[s.pk for s in studies]).update(status="queued")
+    second = runtime.prediction_batch_run(study_id=studies[0].pk, max_studies=2)
+    assert [p.pk for p in second] == [p.pk for p in first]  # the same rows, updated
+    assert Prediction.objects.count() == 2
+    for study, old, new in zip(studies, first, second, strict=True):
+        study.refresh_from_db()
+        assert study.current_prediction_id == new.pk and study.status == "done"
+        assert new.heatmaps["fused"] != old.heatmaps["fused"]

@@ -14,14 +14,14 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
 from PIL import Image
 
 from xrayweb.inference.models import ModelVersion, Prediction
 from xrayweb.inference.overlays import heatmap_png
 from xrayweb.inference.services import (
+    PredictionResult,
     model_version_active,
-    prediction_record,
+    predictions_record,
     studies_claim,
     studies_release,
     study_mark_failed,
@@ -37,7 +37,9 @@ class InferenceError(Exception):
 
 
 def predictor_for(version: ModelVersion):
-    from classifier import bundle_sha256, load_bundle  # torch: in the worker only
+    import torch  # in the worker only
+
+    from classifier import bundle_sha256, load_bundle
 
     if version.sha256 not in _predictors:
         path = Path(version.bundle_path)
@@ -45,6 +47,8 @@ def predictor_for(version: ModelVersion):
             raise InferenceError(f"model bundle for {version.name} is missing: {path}")
         if bundle_sha256(path) != version.sha256:
             raise InferenceError(f"bundle for {version.name} changed on disk (hash mismatch)")
+        if settings.INFERENCE_THREADS:
+            torch.set_num_threads(settings.INFERENCE_THREADS)
         predictor = load_bundle(
             path,
             device=settings.INFERENCE_DEVICE,
@@ -56,6 +60,13 @@ def predictor_for(version: ModelVersion):
         predictor.warm_up()  # the first burst after a worker starts runs at full speed
         _predictors.clear()  # one model in memory per process
         _predictors[version.sha256] = predictor
+        logger.info(
+            "model %s loaded on %s, bf16 %s, %d torch threads",
+            version.name,
+            predictor.device,
+            predictor.bf16,
+            torch.get_num_threads(),
+        )
     return _predictors[version.sha256]
 
 
@@ -106,21 +117,15 @@ def prediction_batch_run(*, study_id: int, max_studies: int, token: str = "") ->
         duration_ms = round((time.perf_counter() - started) * 1000)
         for study, result in zip(ready, results, strict=True):
             heatmaps.append(_store_heatmaps(study, result))
-        with transaction.atomic():  # one commit for the batch, not one per study
-            predictions = [
-                prediction_record(
-                    study=study,
-                    version=version,
-                    label=result.label,
-                    probabilities=result.probabilities,
-                    member_probabilities=result.members,
-                    heatmaps=maps,
-                    cam_layers=predictor.cam_layers,
-                    duration_ms=duration_ms,
-                    batch_size=len(ready),
-                )
-                for study, result, maps in zip(ready, results, heatmaps, strict=True)
-            ]
+        predictions = predictions_record(
+            version=version,
+            results=[
+                PredictionResult(study, r.label, r.probabilities, r.members, maps)
+                for study, r, maps in zip(ready, results, heatmaps, strict=True)
+            ],
+            cam_layers=predictor.cam_layers,
+            duration_ms=duration_ms,
+        )
     except InferenceError as exc:  # permanent: no model, a bundle that changed on disk
         for study in studies:
             study_mark_failed(study_id=study.pk, reason=str(exc))

@@ -1,10 +1,11 @@
 """Model registry and prediction bookkeeping. Torch-free: imported by the web process."""
 
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, When
 from django.utils import timezone
 
 from classifier import BundleError, bundle_sha256, read_metadata
@@ -66,35 +67,36 @@ def model_version_ensure_default(*, bundle_path: Path) -> ModelVersion:
 def studies_claim(*, study_id: int, limit: int, lease_seconds: int, token: str = "") -> list[Study]:
     """Atomically mark this task's study and other queued ones running, ``limit`` in all.
 
-    Each claim is a conditional UPDATE, so two workers never take the same study. A study left
-    "running" longer than the lease (its worker died) can be claimed again by its own task.
+    The claim locks the rows it takes (``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL; on
+    SQLite the transaction holds the database's write lock from BEGIN), so two workers never
+    take the same study and neither waits for the other. A study left "running" longer than
+    the lease (its worker died) can be claimed again by its own task, and so can this task's
+    own earlier claim (a retry after the database dropped).
     """
     now = timezone.now()
-    claimable = Q(status=Study.Status.QUEUED) | Q(
+    own = Q(status=Study.Status.QUEUED) | Q(
         status=Study.Status.RUNNING, status_changed_at__lt=now - timedelta(seconds=lease_seconds)
     )
-    if token:  # this task's own earlier claim (a retry after the database dropped)
-        claimable |= Q(status=Study.Status.RUNNING, claimed_by=token)
-    running = {
-        "status": Study.Status.RUNNING,
-        "status_changed_at": now,
-        "failure_reason": "",
-        "attempts": F("attempts") + 1,
-        "claimed_by": token,
-    }
-    ids = [study_id] if Study.objects.filter(claimable, pk=study_id).update(**running) else []
-    # A task whose own study was taken by an earlier batch still fills a whole batch: with a
-    # burst queued, the redundant tasks keep every batch full.
-    if limit > len(ids):
-        others = (
-            Study.objects.filter(status=Study.Status.QUEUED)
-            .exclude(pk=study_id)
-            .order_by("created_at", "id")
-            .values_list("pk", flat=True)[: limit - len(ids)]
+    if token:
+        own |= Q(status=Study.Status.RUNNING, claimed_by=token)
+    # A task whose own study an earlier batch took still fills a whole batch with the oldest
+    # queued studies: with a burst queued, every batch stays full.
+    claimable = (Q(pk=study_id) & own) | Q(status=Study.Status.QUEUED)
+    with transaction.atomic():
+        ids = list(
+            Study.objects.select_for_update(skip_locked=True)
+            .filter(claimable)
+            .order_by(Case(When(pk=study_id, then=0), default=1), "created_at", "id")
+            .values_list("pk", flat=True)[:limit]
         )
-        for pk in list(others):
-            if Study.objects.filter(pk=pk, status=Study.Status.QUEUED).update(**running):
-                ids.append(pk)
+        if ids:
+            Study.objects.filter(pk__in=ids).update(
+                status=Study.Status.RUNNING,
+                status_changed_at=now,
+                failure_reason="",
+                attempts=F("attempts") + 1,
+                claimed_by=token,
+            )
     return list(Study.objects.filter(pk__in=ids).order_by("created_at", "id"))
 
 
@@ -153,7 +155,88 @@ def studies_reconcile(*, queued_seconds: int, lease_seconds: int, max_attempts: 
     return {"requeued_running": len(stale_running), "enqueued": len(overdue)}
 
 
+@dataclass(frozen=True)
+class PredictionResult:
+    """What the worker learned about one study, ready to store."""
+
+    study: Study
+    label: str
+    probabilities: dict[str, float]
+    member_probabilities: dict[str, dict[str, float]]
+    heatmaps: dict[str, str]
+
+
 @transaction.atomic
+def predictions_record(
+    *,
+    version: ModelVersion,
+    results: list[PredictionResult],
+    cam_layers: dict[str, str],
+    duration_ms: int,
+) -> list[Prediction]:
+    """Store a batch's predictions, make each its study's current one and mark the studies
+    done: one upsert and one update for the whole batch, all or nothing. A redelivered task
+    overwrites its own row (one per study and model version), never adds a second."""
+    now = timezone.now()
+    predictions = []
+    for r in results:
+        member_labels = {n: max(p, key=p.get) for n, p in r.member_probabilities.items() if p}
+        predictions.append(
+            Prediction(
+                study=r.study,
+                model_version=version,
+                bundle_sha256=version.sha256,
+                label=r.label,
+                probabilities=r.probabilities,
+                member_probabilities=r.member_probabilities,
+                confidence=float(r.probabilities.get(r.label, 0.0)),
+                members_agree=set(member_labels.values()) == {r.label} if member_labels else None,
+                heatmaps=r.heatmaps,
+                cam_layers=cam_layers,
+                duration_ms=duration_ms,
+                batch_size=len(results),
+                latency_ms=max(0, round((now - r.study.created_at).total_seconds() * 1000)),
+            )
+        )
+    Prediction.objects.bulk_create(
+        predictions,
+        update_conflicts=True,
+        unique_fields=["study", "model_version"],
+        update_fields=[f for f in _PREDICTION_FIELDS if f not in {"study", "model_version"}],
+    )
+    done = [
+        Study(
+            pk=p.study_id,
+            status=Study.Status.DONE,
+            failure_reason="",
+            status_changed_at=now,
+            current_prediction=p,
+        )
+        for p in predictions
+    ]
+    Study.objects.bulk_update(
+        done, ["status", "failure_reason", "status_changed_at", "current_prediction"]
+    )
+    return predictions
+
+
+_PREDICTION_FIELDS = [
+    "study",
+    "model_version",
+    "bundle_sha256",
+    "label",
+    "probabilities",
+    "member_probabilities",
+    "confidence",
+    "members_agree",
+    "heatmaps",
+    "cam_layers",
+    "duration_ms",
+    "batch_size",
+    "latency_ms",
+]
+
+
 def prediction_record(
     *,
     study: Study,
@@ -164,32 +247,11 @@ def prediction_record(
     heatmaps: dict[str, str],
     cam_layers: dict[str, str],
     duration_ms: int,
-    batch_size: int = 1,
 ) -> Prediction:
-    """Store a prediction, make it the study's current one and mark the study done."""
-    member_labels = {name: max(p, key=p.get) for name, p in member_probabilities.items() if p}
-    prediction, _ = Prediction.objects.update_or_create(
-        study=study,
-        model_version=version,
-        defaults={
-            "bundle_sha256": version.sha256,
-            "label": label,
-            "probabilities": probabilities,
-            "member_probabilities": member_probabilities,
-            "confidence": float(probabilities.get(label, 0.0)),
-            "members_agree": set(member_labels.values()) == {label} if member_labels else None,
-            "heatmaps": heatmaps,
-            "cam_layers": cam_layers,
-            "duration_ms": duration_ms,
-            "batch_size": batch_size,
-            "latency_ms": max(0, round((timezone.now() - study.created_at).total_seconds() * 1000)),
-        },
-    )
-    Study.objects.filter(pk=study.pk).update(
-        status=Study.Status.DONE,
-        failure_reason="",
-        status_changed_at=timezone.now(),
-        current_prediction=prediction,
+    """One study's prediction (a batch of one)."""
+    result = PredictionResult(study, label, probabilities, member_probabilities, heatmaps)
+    (prediction,) = predictions_record(
+        version=version, results=[result], cam_layers=cam_layers, duration_ms=duration_ms
     )
     return prediction
 
