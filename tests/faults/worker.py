@@ -14,14 +14,19 @@ import time
 def _inject(fault: str) -> None:
     from classifier import predictor
 
+    from PIL import Image
+
     real = predictor.Predictor.predict
 
+    # Uploaded studies reach predict() as PIL images; the worker's warm-up batch of blank
+    # arrays at model load is left alone.
     def slow(self, images, **kwargs):
-        time.sleep(float(os.environ.get("XRAYWEB_FAULT_SECONDS", "5")))
+        if any(isinstance(image, Image.Image) for image in images):
+            time.sleep(float(os.environ.get("XRAYWEB_FAULT_SECONDS", "5")))
         return real(self, images, **kwargs)
 
     def broken(self, images, **kwargs):
-        if any(image.size[0] == 37 for image in images):
+        if any(isinstance(image, Image.Image) and image.width == 37 for image in images):
             raise RuntimeError("injected fault: inference crashed")
         return real(self, images, **kwargs)
 
