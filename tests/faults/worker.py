@@ -12,9 +12,9 @@ import time
 
 
 def _inject(fault: str) -> None:
-    from classifier import predictor
-
     from PIL import Image
+
+    from classifier import predictor
 
     real = predictor.Predictor.predict
 
