@@ -24,6 +24,7 @@ DEBUG = env.bool("DEBUG", default=False)
 DEID_SECRET = env.str("DEID_SECRET", default="") or f"deid:{SECRET_KEY}"
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+CSRF_FAILURE_VIEW = "xrayweb.api.errors.csrf_failure"
 
 # HTTPS=1 behind the reverse proxy (docker/): redirect to HTTPS, HSTS, secure cookies, and
 # trust the proxy's X-Forwarded-Proto. Off for `make run` on plain http://127.0.0.1.
@@ -49,6 +50,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "xrayweb.accounts",
     "xrayweb.studies",
     "xrayweb.inference",
@@ -241,8 +244,24 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "xrayweb.api.errors.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
-    "PAGE_SIZE": 50,
+    "DEFAULT_PAGINATION_CLASS": "xrayweb.api.pagination.ApiPagination",
+    "DEFAULT_SCHEMA_CLASS": "xrayweb.api.schema.ApiSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "xrayweb API",
+    "DESCRIPTION": (
+        "Chest X-ray studies, their ensemble predictions with Grad-CAM heatmaps, and the "
+        "radiologists' readings. Authenticate with `Authorization: Token <key>` (POST "
+        '/api/auth/token/) or a session. Errors are `{"detail": ..., "errors": ...}`.'
+    ),
+    "VERSION": "1",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"ReviewStateEnum": "xrayweb.studies.models.ReviewState"},
 }
 
 LOGGING = {

@@ -23,3 +23,8 @@ urlpatterns = [
     path("api/", include("xrayweb.api.urls")),
     path("admin/", admin.site.urls),
 ]
+
+handler400 = "xrayweb.api.errors.bad_request"
+handler403 = "xrayweb.api.errors.permission_denied"
+handler404 = "xrayweb.api.errors.page_not_found"
+handler500 = "xrayweb.api.errors.server_error"

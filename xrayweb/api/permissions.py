@@ -1,6 +1,13 @@
 from rest_framework.permissions import BasePermission
 
-from xrayweb.accounts.roles import CAN_EXPORT_DICOM, CAN_REVIEW, CAN_UPLOAD, user_has_any_role
+from xrayweb.accounts.roles import (
+    CAN_AUDIT,
+    CAN_EXPORT_DICOM,
+    CAN_MANAGE_MODELS,
+    CAN_REVIEW,
+    CAN_UPLOAD,
+    user_has_any_role,
+)
 
 
 class CanUpload(BasePermission):
@@ -22,3 +29,24 @@ class CanReview(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return user_has_any_role(request.user, CAN_REVIEW)
+
+
+class CanManageModels(BasePermission):
+    message = "Only admins may list and activate model versions."
+
+    def has_permission(self, request, view) -> bool:
+        return user_has_any_role(request.user, CAN_MANAGE_MODELS)
+
+
+class CanAudit(BasePermission):
+    message = "Only radiologists and admins may export the audit."
+
+    def has_permission(self, request, view) -> bool:
+        return user_has_any_role(request.user, CAN_AUDIT)
+
+
+class CanReviewOrRead(CanReview):
+    """Anyone logged in reads the (visible) readings; only radiologists add one."""
+
+    def has_permission(self, request, view) -> bool:
+        return request.method in ("GET", "HEAD", "OPTIONS") or super().has_permission(request, view)

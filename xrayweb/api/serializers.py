@@ -1,7 +1,7 @@
 from django.urls import reverse
 from rest_framework import serializers
 
-from xrayweb.inference.models import Prediction
+from xrayweb.inference.models import ModelVersion, Prediction
 from xrayweb.review.models import Review
 from xrayweb.review.services import reviews_visible
 from xrayweb.studies.models import ReviewState, Study
@@ -108,3 +108,25 @@ class StudySerializer(serializers.ModelSerializer):
 
     def get_current_label(self, obj: Study) -> str | None:
         return obj.final_label or None
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "name",
+            "sha256",
+            "classes",
+            "members",
+            "metrics",
+            "locked_metrics",
+            "gate",
+            "is_active",
+            "created_at",
+            "activated_at",
+        ]
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField(read_only=True)

@@ -1,28 +1,42 @@
 from django.contrib.auth.decorators import login_not_required
 from django.urls import path
-from rest_framework.authtoken.views import obtain_auth_token
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from xrayweb.api import views
 
 # The API authenticates itself (token or session) and answers 401/403 in JSON, so the
 # login-redirect middleware stays out of its way; DRF's permission classes guard every view.
+api = login_not_required
+
 urlpatterns = [
-    path("auth/token/", login_not_required(obtain_auth_token), name="api-token"),
-    path("studies/", login_not_required(views.StudyListCreateApi.as_view()), name="api-studies"),
-    path("studies/<int:pk>/", login_not_required(views.StudyDetailApi.as_view()), name="api-study"),
+    path("auth/token/", api(views.TokenApi.as_view()), name="api-token"),
+    path("studies/", api(views.StudyListCreateApi.as_view()), name="api-studies"),
+    path("studies/<int:pk>/", api(views.StudyDetailApi.as_view()), name="api-study"),
+    path(
+        "studies/<int:pk>/predictions/",
+        api(views.StudyPredictionsApi.as_view()),
+        name="api-study-predictions",
+    ),
+    path("studies/<int:pk>/reviews/", api(views.StudyReviewsApi.as_view()), name="api-reviews"),
     path(
         "studies/<int:pk>/export.dcm",
-        login_not_required(views.StudyDicomExportApi.as_view()),
+        api(views.StudyDicomExportApi.as_view()),
         name="api-study-export",
     ),
     path(
         "studies/<int:pk>/overlay.dcm",
-        login_not_required(views.StudyOverlayDicomApi.as_view()),
+        api(views.StudyOverlayDicomApi.as_view()),
         name="api-study-overlay",
     ),
+    path("model-versions/", api(views.ModelVersionListApi.as_view()), name="api-model-versions"),
     path(
-        "studies/<int:pk>/reviews/",
-        login_not_required(views.ReviewCreateApi.as_view()),
-        name="api-reviews",
+        "model-versions/<int:pk>/activate/",
+        api(views.ModelVersionActivateApi.as_view()),
+        name="api-model-version-activate",
     ),
+    path("audit/export.csv", api(views.AuditExportApi.as_view()), name="api-audit-export"),
+    # The contract: OpenAPI 3 (JSON or YAML) and Swagger UI, for logged-in users only. The UI's
+    # script is a file of its own (the split view), so the page needs no inline script.
+    path("schema/", api(SpectacularAPIView.as_view()), name="api-schema"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -1,25 +1,42 @@
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
+from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.exceptions import ValidationError
-from rest_framework.generics import ListCreateAPIView, RetrieveAPIView
+from rest_framework.generics import ListAPIView, ListCreateAPIView, RetrieveAPIView
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from xrayweb.api.permissions import CanExportDicom, CanReview, CanUpload
+from xrayweb.api.permissions import (
+    CanAudit,
+    CanExportDicom,
+    CanManageModels,
+    CanReviewOrRead,
+    CanUpload,
+)
+from xrayweb.api.renderers import CSV_RENDERERS, DICOM_RENDERERS, FileDownloadMixin
 from xrayweb.api.serializers import (
+    ModelVersionSerializer,
+    PredictionSerializer,
     ReviewCreateSerializer,
     ReviewSerializer,
     StudyCreateSerializer,
     StudySerializer,
+    TokenSerializer,
 )
 from xrayweb.errors import ApplicationError
+from xrayweb.inference.models import ModelVersion
+from xrayweb.inference.services import model_version_activate
+from xrayweb.review.export import export_response
 from xrayweb.review.filters import WorklistFilter, unreviewed_first
 from xrayweb.review.models import AuditEvent
 from xrayweb.review.selectors import study_with_details
-from xrayweb.review.services import audit_record, review_submit
+from xrayweb.review.services import audit_record, review_submit, reviews_visible
 from xrayweb.studies.models import Study
 from xrayweb.studies.services import study_create, study_export_dicom, study_overlay_dicom
 
@@ -88,11 +105,13 @@ def _dicom_response(data: bytes, filename: str) -> HttpResponse:
     return response
 
 
-class StudyDicomExportApi(APIView):
+class StudyDicomExportApi(FileDownloadMixin, APIView):
     """GET: the original DICOM, de-identified (PS3.15 Annex E Basic Profile)."""
 
     permission_classes = [IsAuthenticated, CanExportDicom]
+    renderer_classes = DICOM_RENDERERS
 
+    @extend_schema(responses={(200, "application/dicom"): OpenApiTypes.BINARY})
     def get(self, request, pk: int):
         study = get_object_or_404(Study, pk=pk)
         data = study_export_dicom(study=study)
@@ -106,12 +125,14 @@ class StudyDicomExportApi(APIView):
         return _dicom_response(data, f"study-{study.pk}-deidentified.dcm")
 
 
-class StudyOverlayDicomApi(APIView):
+class StudyOverlayDicomApi(FileDownloadMixin, APIView):
     """GET: the heatmap overlay as a Secondary Capture in the source study, for a PACS. It
     carries the patient's identity, like the original."""
 
     permission_classes = [IsAuthenticated, CanExportDicom]
+    renderer_classes = DICOM_RENDERERS
 
+    @extend_schema(responses={(200, "application/dicom"): OpenApiTypes.BINARY})
     def get(self, request, pk: int):
         study = get_object_or_404(Study.objects.select_related("current_prediction"), pk=pk)
         prediction = study.current_prediction
@@ -132,12 +153,89 @@ class StudyOverlayDicomApi(APIView):
         return _dicom_response(data, f"study-{study.pk}-overlay.dcm")
 
 
-class ReviewCreateApi(APIView):
-    permission_classes = [IsAuthenticated, CanReview]
+class StudyReviewsApi(APIView):
+    """GET: the readings of this study the caller may see (a pending second read hides the
+    first from other readers). POST (radiologists): add a reading."""
 
+    permission_classes = [IsAuthenticated, CanReviewOrRead]
+
+    @extend_schema(responses=ReviewSerializer(many=True))
+    def get(self, request, pk: int):
+        study = get_object_or_404(study_with_details(), pk=pk)
+        reviews = reviews_visible(study=study, user=request.user)
+        return Response(ReviewSerializer(reviews, many=True).data)
+
+    @extend_schema(request=ReviewCreateSerializer, responses={201: ReviewSerializer})
     def post(self, request, pk: int):
         study = get_object_or_404(study_with_details(), pk=pk)
         form = ReviewCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         review = review_submit(study=study, reviewer=request.user, **form.validated_data)
         return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
+
+
+class StudyPredictionsApi(ListAPIView):
+    """GET: every prediction made for this study, newest first (one per model version)."""
+
+    serializer_class = PredictionSerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        study = get_object_or_404(Study, pk=self.kwargs["pk"])
+        return study.predictions.select_related("model_version")
+
+
+class ModelVersionListApi(ListAPIView):
+    """GET (admins): every registered model version, newest first."""
+
+    permission_classes = [IsAuthenticated, CanManageModels]
+    serializer_class = ModelVersionSerializer
+    queryset = ModelVersion.objects.all()
+
+
+class ModelVersionActivateApi(APIView):
+    """POST (admins): make this version the one that predicts new studies. Audited."""
+
+    permission_classes = [IsAuthenticated, CanManageModels]
+
+    @extend_schema(request=None, responses=ModelVersionSerializer)
+    def post(self, request, pk: int):
+        version = model_version_activate(version=get_object_or_404(ModelVersion, pk=pk))
+        audit_record(
+            actor=request.user,
+            action=AuditEvent.Action.MODEL_ACTIVATE,
+            detail={"model_version": version.name},
+            ip=request.META.get("REMOTE_ADDR"),
+        )
+        return Response(ModelVersionSerializer(version).data)
+
+
+class AuditExportApi(FileDownloadMixin, APIView):
+    """GET (radiologists, admins): every prediction with its review history as CSV."""
+
+    permission_classes = [IsAuthenticated, CanAudit]
+    renderer_classes = CSV_RENDERERS
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    def get(self, request):
+        return export_response(user=request.user, ip=request.META.get("REMOTE_ADDR"))
+
+
+class TokenApi(APIView):
+    """POST username and password: the user's API token. DELETE (with that token, or a
+    session): revoke it; a new POST issues a new one."""
+
+    def get_permissions(self):
+        return [] if self.request.method == "POST" else [IsAuthenticated()]
+
+    @extend_schema(request=AuthTokenSerializer, responses=TokenSerializer, auth=[])
+    def post(self, request):
+        form = AuthTokenSerializer(data=request.data, context={"request": request})
+        form.is_valid(raise_exception=True)
+        token, _ = Token.objects.get_or_create(user=form.validated_data["user"])
+        return Response({"token": token.key})
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request):
+        Token.objects.filter(user=request.user).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)

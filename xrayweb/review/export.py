@@ -5,6 +5,8 @@ import json
 from collections.abc import Iterator
 
 from django.db.models import Prefetch
+from django.http import StreamingHttpResponse
+from django.utils import timezone
 
 from xrayweb.inference.models import Prediction
 from xrayweb.review.models import Review
@@ -106,3 +108,21 @@ def export_rows(*, blind_for: int | None = None, chunk_size: int = 500) -> Itera
     )
     for prediction in qs.iterator(chunk_size=chunk_size):
         yield writer.writerow(_row(prediction, blind_for))
+
+
+def export_response(*, user, ip: str | None) -> StreamingHttpResponse:
+    """The CSV download, audited. For a radiologist, studies awaiting a second read show only
+    their own first read, as on the review page; admins see everything."""
+    from xrayweb.accounts.roles import ADMIN, user_has_any_role
+    from xrayweb.review.models import AuditEvent
+    from xrayweb.review.services import audit_record
+
+    audit_record(actor=user, action=AuditEvent.Action.EXPORT_CSV, ip=ip)
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    blind_for = None if user_has_any_role(user, {ADMIN}) else user.pk
+    response = StreamingHttpResponse(
+        export_rows(blind_for=blind_for), content_type="text/csv; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="xrayweb-predictions-{stamp}.csv"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

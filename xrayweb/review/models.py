@@ -72,6 +72,7 @@ class AuditEvent(AppendOnlyModel):
         REVIEW_CREATE = "review.create"
         EXPORT_CSV = "export.csv"
         EXPORT_DICOM = "export.dicom"
+        MODEL_ACTIVATE = "model.activate"
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"

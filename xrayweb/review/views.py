@@ -3,25 +3,22 @@ from datetime import date
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpResponseBadRequest, StreamingHttpResponse
+from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from xrayweb.accounts.decorators import role_required
 from xrayweb.accounts.roles import (
-    ADMIN,
     CAN_AUDIT,
     CAN_READ_AUDIT_LOG,
     CAN_REVIEW,
-    user_has_any_role,
 )
 from xrayweb.errors import ApplicationError
 from xrayweb.inference.models import ModelVersion
 from xrayweb.review import charts
 from xrayweb.review.audit import AuditSlice, audit_dashboard, audit_slice_choices, matrix_rows
-from xrayweb.review.export import export_rows
+from xrayweb.review.export import export_response
 from xrayweb.review.models import AuditEvent
 from xrayweb.review.selectors import (
     audit_events,
@@ -176,14 +173,7 @@ def audit_page(request):
 @require_GET
 @role_required(CAN_AUDIT)
 def audit_export(request):
-    audit_record(actor=request.user, action=AuditEvent.Action.EXPORT_CSV, ip=client_ip(request))
-    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    blind_for = None if user_has_any_role(request.user, {ADMIN}) else request.user.pk
-    rows = export_rows(blind_for=blind_for)
-    response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="xrayweb-predictions-{stamp}.csv"'
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return export_response(user=request.user, ip=client_ip(request))
 
 
 @require_GET

@@ -8,6 +8,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_http_methods
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import IsAuthenticated
 
@@ -70,6 +72,13 @@ def upload(request):
 
 
 @login_not_required  # authenticated below by DRF: a session (pages) or a token (API clients)
+@extend_schema(
+    summary="An uploaded X-ray or a heatmap (the URLs a study's JSON gives)",
+    responses={
+        (200, "image/png"): OpenApiTypes.BINARY,
+        (200, "image/jpeg"): OpenApiTypes.BINARY,
+    },
+)
 @api_view(["GET"])
 @permission_classes([IsAuthenticated])
 def media(request, path: str):

@@ -1,0 +1,100 @@
+"""The API's operations beyond upload and detail: token revocation, predictions, readings,
+model versions (admins), and the audit export."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from xrayweb.inference.models import ModelVersion
+from xrayweb.inference.services import model_version_register
+from xrayweb.review.models import AuditEvent
+from xrayweb.review.services import review_submit
+
+
+def test_a_token_is_issued_for_a_password_and_can_be_revoked(staff):
+    client = APIClient()
+    response = client.post(
+        "/api/auth/token/", {"username": staff.username, "password": "pw-Test-12345"}
+    )
+    assert response.status_code == 200
+    key = response.json()["token"]
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert client.get("/api/studies/").status_code == 200
+    assert client.delete("/api/auth/token/").status_code == 204
+    assert client.get("/api/studies/").status_code == 401  # the old key is dead
+    wrong = APIClient().post("/api/auth/token/", {"username": staff.username, "password": "x"})
+    assert wrong.status_code == 400 and wrong.json()["detail"]
+    assert APIClient().delete("/api/auth/token/").status_code == 401
+
+
+def test_predictions_and_readings_of_a_study(api_client, predicted, radiologist, staff):
+    study = predicted({"covid19": 0.8, "normal": 0.2})
+    review_submit(study=study, reviewer=radiologist, label="normal", comment="")
+    api_client.force_authenticate(staff)
+    (prediction,) = api_client.get(f"/api/studies/{study.pk}/predictions/").json()
+    assert prediction["label"] == "covid19" and prediction["model_version"]
+    (reading,) = api_client.get(f"/api/studies/{study.pk}/reviews/").json()
+    assert reading["label"] == "normal" and reading["reviewer"] == radiologist.username
+    # Staff read the readings; only radiologists add one.
+    denied = api_client.post(f"/api/studies/{study.pk}/reviews/", {"label": "normal"})
+    assert denied.status_code == 403
+    assert api_client.get("/api/studies/999999/predictions/").status_code == 404
+
+
+def test_a_pending_second_read_hides_the_first_from_other_readers(
+    api_client, predicted, make_user, settings
+):
+    settings.REVIEW_SECOND_READ = True
+    first, second = make_user("radiologist"), make_user("radiologist")
+    study = predicted({"covid19": 0.8, "normal": 0.2})
+    review_submit(study=study, reviewer=first, label="normal", comment="")
+    api_client.force_authenticate(second)
+    assert api_client.get(f"/api/studies/{study.pk}/reviews/").json() == []
+    api_client.force_authenticate(first)
+    assert len(api_client.get(f"/api/studies/{study.pk}/reviews/").json()) == 1
+
+
+@pytest.mark.parametrize("role", ["staff", "radiologist"])
+def test_model_versions_are_for_admins_only(api_client, make_user, active_version, role):
+    api_client.force_authenticate(make_user(role))
+    assert api_client.get("/api/model-versions/").status_code == 403
+    activate = f"/api/model-versions/{active_version.pk}/activate/"
+    assert api_client.post(activate).status_code == 403
+
+
+def test_an_admin_lists_and_activates_model_versions_and_it_is_audited(
+    api_client, admin_user, active_version, tiny_bundle, tmp_path
+):
+    api_client.force_authenticate(admin_user)
+    versions = api_client.get("/api/model-versions/").json()["results"]
+    assert [v["name"] for v in versions] == [active_version.name] and versions[0]["is_active"]
+    # A second bundle (one trailing byte more: another hash), then switch to it.
+    second_bundle = tmp_path / "second.safetensors"
+    second_bundle.write_bytes(tiny_bundle.read_bytes() + b" ")
+    second = model_version_register(bundle_path=second_bundle, name="second")
+    response = api_client.post(f"/api/model-versions/{second.pk}/activate/")
+    assert response.status_code == 200 and response.json()["is_active"]
+    assert ModelVersion.objects.get(is_active=True) == second
+    event = AuditEvent.objects.get(action=AuditEvent.Action.MODEL_ACTIVATE)
+    assert event.actor == admin_user and event.detail == {"model_version": "second"}
+    assert api_client.post("/api/model-versions/999999/activate/").status_code == 404
+
+
+def test_the_audit_export_is_csv_for_radiologists_and_admins(
+    api_client, predicted, radiologist, staff
+):
+    predicted({"covid19": 0.8, "normal": 0.2})
+    api_client.force_authenticate(staff)
+    denied = api_client.get("/api/audit/export.csv")
+    assert denied.status_code == 403 and denied["Content-Type"] == "application/json"
+    api_client.force_authenticate(radiologist)
+    response = api_client.get("/api/audit/export.csv", HTTP_ACCEPT="text/csv")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    lines = b"".join(response.streaming_content).decode().splitlines()
+    assert lines[0].startswith("prediction_id,") and len(lines) == 2
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.EXPORT_CSV).count() == 1
+
+
+def test_api_errors_outside_any_view_are_json(api_client, staff):
+    api_client.force_authenticate(staff)
+    response = api_client.get("/api/no-such-thing/")
+    assert response.status_code == 404 and response.json() == {"detail": "Not found."}
