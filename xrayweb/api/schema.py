@@ -23,6 +23,7 @@ ERRORS = {
     409: "Conflicts with the stored state (a duplicate upload, a stale reading).",
     413: "The upload is too large.",
     415: "The media type is not supported.",
+    429: "Too many failed logins: locked for a while.",
 }
 
 

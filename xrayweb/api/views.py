@@ -231,7 +231,14 @@ class TokenApi(APIView):
     @extend_schema(request=AuthTokenSerializer, responses=TokenSerializer, auth=[])
     def post(self, request):
         form = AuthTokenSerializer(data=request.data, context={"request": request})
-        form.is_valid(raise_exception=True)
+        valid = form.is_valid()
+        if getattr(request, "axes_locked_out", False):  # django-axes, after repeated failures
+            raise ApplicationError(
+                "Too many failed logins for this account from this address; try again later.",
+                status=429,
+            )
+        if not valid:
+            raise ValidationError(form.errors)
         token, _ = Token.objects.get_or_create(user=form.validated_data["user"])
         return Response({"token": token.key})
 

@@ -1,0 +1,94 @@
+"""CSRF on session POSTs, login lockout, security headers, and pages with no inline script or
+style (the CSP allows none)."""
+
+from html.parser import HTMLParser
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+PASSWORD = "pw-Test-12345"
+
+
+def test_a_session_post_without_the_csrf_token_is_refused(make_user, png):
+    staff = make_user("staff")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(staff)
+    page = client.post("/upload/", {"patient_id": "P", "accession": "A"})
+    assert page.status_code == 403
+    api = client.post("/api/studies/", {"patient_id": "P", "accession": "A"})
+    assert api.status_code == 403 and "CSRF" in api.json()["detail"]
+    # With the token from the form, the same POST gets through to validation.
+    token = client.get("/upload/").cookies["csrftoken"].value
+    assert client.post("/upload/", {"csrfmiddlewaretoken": token}).status_code == 400
+
+
+def test_repeated_failed_logins_lock_the_account_from_that_address(make_user):
+    user = make_user("radiologist")
+    client = Client()
+    for _ in range(4):
+        response = client.post("/accounts/login/", {"username": user.username, "password": "x"})
+        assert response.status_code == 200  # the form again, with an error
+    fifth = client.post("/accounts/login/", {"username": user.username, "password": "x"})
+    assert fifth.status_code == 429  # AXES_FAILURE_LIMIT = 5
+    locked = client.post("/accounts/login/", {"username": user.username, "password": PASSWORD})
+    assert locked.status_code == 429  # even the right password, until the cool-off
+    assert "_auth_user_id" not in client.session
+
+
+def test_repeated_failed_token_requests_lock_the_account_too(make_user):
+    user = make_user("staff")
+    api = APIClient()
+    for _ in range(5):
+        api.post("/api/auth/token/", {"username": user.username, "password": "x"})
+    locked = api.post("/api/auth/token/", {"username": user.username, "password": PASSWORD})
+    assert locked.status_code == 429 and "Too many failed logins" in locked.json()["detail"]
+
+
+def test_security_headers(client, make_user):
+    client.force_login(make_user("radiologist"))
+    response = client.get("/worklist/")
+    csp = response["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+    assert "style-src 'self'" in csp and "unsafe-inline" not in csp
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "same-origin"
+
+
+class _Inline(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        names = {name for name, _ in attrs}
+        if tag == "script" and "src" not in names:
+            self.found.append("<script> without src")
+        if tag == "style":
+            self.found.append("<style>")
+        self.found += [f"{tag} {n}=" for n in names if n == "style" or n.startswith("on")]
+
+
+@pytest.mark.parametrize(
+    ("role", "path"),
+    [
+        (None, "/accounts/login/"),
+        ("staff", "/upload/"),
+        ("staff", "/worklist/"),
+        ("radiologist", "/worklist/"),
+        ("radiologist", "/studies/{pk}/"),
+        ("radiologist", "/audit/"),
+        ("admin", "/audit/log/"),
+        ("staff", "/api/docs/"),
+    ],
+)
+def test_pages_have_no_inline_script_or_style(client, make_user, predicted, role, path):
+    study = predicted({"covid19": 0.8, "normal": 0.2})
+    if role:
+        client.force_login(make_user(role))
+    response = client.get(path.format(pk=study.pk))
+    assert response.status_code == 200
+    parser = _Inline()
+    parser.feed(response.content.decode())
+    assert parser.found == []
