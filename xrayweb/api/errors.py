@@ -1,5 +1,7 @@
 """One JSON error shape for the API: {"detail": "...", "errors": {...}} with a 4xx status."""
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from django.http import JsonResponse
 from django.views import csrf as csrf_views
 from django.views import defaults
@@ -51,7 +53,12 @@ def server_error(request):
 
 
 def bad_request(request, exception=None):
-    return _json_or_page(request, 400, "Bad request.", defaults.bad_request, exception=exception)
+    detail = "Bad request."
+    if isinstance(exception, TooManyFilesSent):
+        detail = f"Too many files in one request (at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES})."
+    elif isinstance(exception, RequestDataTooBig):
+        detail = "The request is too large."
+    return _json_or_page(request, 400, detail, defaults.bad_request, exception=exception)
 
 
 def permission_denied(request, exception=None):

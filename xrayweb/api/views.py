@@ -7,11 +7,12 @@ from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView, ListCreateAPIView, RetrieveAPIView
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FormParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from xrayweb.api.parsers import StrictMultiPartParser
 from xrayweb.api.permissions import (
     CanAudit,
     CanExportDicom,
@@ -37,13 +38,14 @@ from xrayweb.review.filters import WorklistFilter, unreviewed_first
 from xrayweb.review.models import AuditEvent
 from xrayweb.review.selectors import study_with_details
 from xrayweb.review.services import audit_record, review_submit, reviews_visible
+from xrayweb.studies.images import upload_size_check
 from xrayweb.studies.models import Study
 from xrayweb.studies.services import study_create, study_export_dicom, study_overlay_dicom
 
 
 class StudyListCreateApi(ListCreateAPIView):
     permission_classes = [IsAuthenticated, CanUpload]
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [StrictMultiPartParser, FormParser]
     serializer_class = StudySerializer
 
     def get_queryset(self):
@@ -68,6 +70,7 @@ class StudyListCreateApi(ListCreateAPIView):
         form = StudyCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         upload = form.validated_data["image"]
+        upload_size_check(size=upload.size, name=upload.name)  # before reading it into memory
         study = study_create(
             user=request.user,
             patient_id=form.validated_data["patient_id"],

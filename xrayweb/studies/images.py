@@ -4,6 +4,7 @@ import hashlib
 import io
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.conf import settings
 from PIL import Image, UnidentifiedImageError
@@ -22,11 +23,43 @@ class ValidatedImage:
     sha256: str
 
 
-def upload_size_check(*, data: bytes, name: str) -> None:
-    """Empty files and files over MAX_UPLOAD_BYTES are refused before anything decodes them."""
-    if not data:
+# What an uploaded file may be called: an image or DICOM extension, or none (DICOM files from
+# a PACS often have none). The name is only shown back; files are stored under generated names.
+ACCEPTED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
+MAX_FILENAME = 255
+
+
+def filename_check(name: str) -> None:
+    """Refuse names that are not a plain file name with an accepted extension (x.jpg.php,
+    control characters, paths, very long names)."""
+    shown = name.encode("unicode_escape").decode()[:80]
+    if len(name) > MAX_FILENAME:
+        raise ApplicationError(f"The file name is longer than {MAX_FILENAME} characters.")
+    if any(not c.isprintable() for c in name) or "/" in name or "\\" in name:
+        raise ApplicationError(f"{shown}: the file name holds a path or control characters.")
+    suffix = Path(name).suffix.lower()
+    if suffix and suffix not in ACCEPTED_EXTENSIONS:
+        raise ApplicationError(
+            f"{shown}: only {', '.join(ACCEPTED_EXTENSIONS)} files (or DICOM files without an "
+            "extension) are accepted."
+        )
+
+
+def _trailing_data(data: bytes, image_format: str) -> bool:
+    """Bytes after the image's end (a PNG followed by HTML is a polyglot): PNG must end with
+    its IEND chunk, JPEG with its EOI marker (trailing zero padding is allowed)."""
+    if image_format == "PNG":
+        return not data.endswith(b"IEND\xaeB`\x82")
+    return not data.rstrip(b"\x00").endswith(b"\xff\xd9")
+
+
+def upload_size_check(*, name: str, data: bytes | None = None, size: int | None = None) -> None:
+    """Empty files and files over MAX_UPLOAD_BYTES are refused before anything decodes them
+    (given ``size``, before the upload is even read into memory)."""
+    size = len(data) if data is not None else size or 0
+    if size == 0:
         raise ApplicationError(f"{name}: the file is empty.")
-    if len(data) > settings.MAX_UPLOAD_BYTES:
+    if size > settings.MAX_UPLOAD_BYTES:
         limit_mb = settings.MAX_UPLOAD_BYTES / (1024 * 1024)
         raise ApplicationError(f"{name}: the file is larger than {limit_mb:.0f} MB.", status=413)
 
@@ -49,6 +82,10 @@ def image_validate(*, data: bytes, filename: str = "") -> ValidatedImage:
             if width < 32 or height < 32:
                 raise ApplicationError(f"{name}: the image is too small ({width}×{height}).")
             image.load()
+            if _trailing_data(data, image.format):
+                raise ApplicationError(
+                    f"{name}: there is data after the end of the image; nothing was stored."
+                )
     except UnidentifiedImageError as exc:
         raise ApplicationError(f"{name}: not a PNG or JPEG image.") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

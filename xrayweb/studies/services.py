@@ -11,7 +11,7 @@ from PIL import Image
 from xrayweb.errors import ApplicationError
 from xrayweb.studies.dicom import dicom_decode, looks_like_dicom
 from xrayweb.studies.dicom_export import ExportRefused, deidentify, secondary_capture
-from xrayweb.studies.images import image_validate, upload_size_check
+from xrayweb.studies.images import filename_check, image_validate, upload_size_check
 from xrayweb.studies.models import Study
 
 
@@ -86,6 +86,7 @@ def study_create(
     from xrayweb.review.services import audit_record
 
     name = filename or "the file"
+    filename_check(filename)
     upload_size_check(data=data, name=name)
     site = _clean_optional(site, "Site", 64)
     view = _clean_optional(view, "View", 32)

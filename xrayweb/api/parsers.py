@@ -1,0 +1,39 @@
+"""Multipart uploads whose file names try a path or control characters are refused (400), not
+quietly cut down to a base name: a client that sends "../../x.png" or "a\\x00.png" learns its
+file was not taken."""
+
+import html
+
+from django.conf import settings
+from django.http.multipartparser import MultiPartParser as DjangoMultiPartParser
+from django.http.multipartparser import MultiPartParserError
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import DataAndFiles
+from rest_framework.parsers import MultiPartParser as DrfMultiPartParser
+
+
+class _StrictNames(DjangoMultiPartParser):
+    def sanitize_file_name(self, file_name):
+        raw = html.unescape(file_name)
+        if len(raw) > 255:
+            raise MultiPartParserError("the file name is longer than 255 characters")
+        if "/" in raw or "\\" in raw or any(not c.isprintable() for c in raw):
+            shown = raw.encode("unicode_escape").decode()[:80]
+            raise MultiPartParserError(
+                f"the file name {shown!r} holds a path or control characters"
+            )
+        return super().sanitize_file_name(file_name)
+
+
+class StrictMultiPartParser(DrfMultiPartParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        parser_context = parser_context or {}
+        request = parser_context["request"]
+        meta = request.META.copy()
+        meta["CONTENT_TYPE"] = media_type
+        encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
+        try:
+            parser = _StrictNames(meta, stream, request.upload_handlers, encoding)
+            return DataAndFiles(*parser.parse())
+        except MultiPartParserError as exc:
+            raise ParseError(f"Multipart form parse error: {exc}.") from exc
