@@ -92,3 +92,19 @@ def test_pages_have_no_inline_script_or_style(client, make_user, predicted, role
     parser = _Inline()
     parser.feed(response.content.decode())
     assert parser.found == []
+
+
+@pytest.mark.parametrize("name", ["../../etc/x.png", "a\x00b.png", "a" * 300 + ".png"])
+def test_the_upload_page_refuses_file_names_with_paths_or_control_characters(
+    client, make_user, png, name
+):
+    from tests.security.hostile_uploads import raw_upload
+    from xrayweb.studies.models import Study
+
+    client.force_login(make_user("staff"))
+    body = raw_upload(png(), name).replace(b'name="image"', b'name="images"')
+    response = client.generic(
+        "POST", "/upload/", body, content_type="multipart/form-data; boundary=B"
+    )
+    assert response.status_code == 400 and b"Nothing was stored" in response.content
+    assert not Study.objects.exists()

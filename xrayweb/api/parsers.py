@@ -5,6 +5,7 @@ file was not taken."""
 import html
 
 from django.conf import settings
+from django.http import HttpResponseBadRequest
 from django.http.multipartparser import MultiPartParser as DjangoMultiPartParser
 from django.http.multipartparser import MultiPartParserError
 from rest_framework.exceptions import ParseError
@@ -37,3 +38,31 @@ class StrictMultiPartParser(DrfMultiPartParser):
             return DataAndFiles(*parser.parse())
         except MultiPartParserError as exc:
             raise ParseError(f"Multipart form parse error: {exc}.") from exc
+
+
+class StrictUploadNamesMiddleware:
+    """The same rule for the pages' multipart forms (the upload page), which Django parses
+    itself: the form is parsed here first, with the strict names, before the CSRF check reads
+    it. A refused name gets a 400 with the reason; nothing is stored. (The API parses its own
+    requests with StrictMultiPartParser.)"""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if (
+            request.method == "POST"
+            and request.content_type == "multipart/form-data"
+            and not request.path.startswith("/api/")
+        ):
+            try:
+                parser = _StrictNames(
+                    request.META, request, request.upload_handlers, request.encoding
+                )
+                request._post, request._files = parser.parse()
+            except MultiPartParserError as exc:
+                return HttpResponseBadRequest(
+                    f"The upload was refused: {exc}. Nothing was stored.",
+                    content_type="text/plain; charset=utf-8",
+                )
+        return self.get_response(request)
