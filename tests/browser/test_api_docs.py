@@ -19,9 +19,10 @@ def test_swagger_ui_renders_the_schema_under_the_csp(page, login, live_server):
         "console",
         lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None,
     )
+    login("stf")
+    page.wait_for_load_state("networkidle")  # the landing page's own requests are done
     failed = []
     page.on("requestfailed", lambda request: failed.append(request.url))
-    login("stf")
     page.goto(f"{live_server.url}/api/docs/")
     expect(page.locator(".swagger-ui .opblock-summary-path").first).to_be_visible(timeout=20_000)
     expect(page.locator(".swagger-ui")).to_contain_text("/api/studies/")
