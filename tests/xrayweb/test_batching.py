@@ -137,11 +137,20 @@ def test_a_batch_is_recorded_all_or_nothing_and_leaves_no_orphan_heatmaps(
     assert not Study.objects.exclude(status="done").exists()
 
 
-def test_a_redelivered_batch_overwrites_its_rows_and_adds_none(queued, settings):
+def test_a_redelivered_batch_overwrites_its_rows_and_adds_none(
+    queued, settings, django_capture_on_commit_callbacks
+):
+    from django.core.files.storage import default_storage
+
     studies = queued(2)
     first = runtime.prediction_batch_run(study_id=studies[0].pk, max_studies=2)
     Study.objects.filter(pk__in=[s.pk for s in studies]).update(status="queued")
-    second = runtime.prediction_batch_run(study_id=studies[0].pk, max_studies=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        second = runtime.prediction_batch_run(study_id=studies[0].pk, max_studies=2)
+    # The overwritten rows' heatmap files are gone; the new ones are there.
+    for old, new in zip(first, second, strict=True):
+        assert not any(default_storage.exists(path) for path in old.heatmaps.values())
+        assert all(default_storage.exists(path) for path in new.heatmaps.values())
     assert [p.pk for p in second] == [p.pk for p in first]  # the same rows, updated
     assert Prediction.objects.count() == 2
     for study, old, new in zip(studies, first, second, strict=True):

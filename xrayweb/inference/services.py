@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Case, F, Q, When
 from django.utils import timezone
@@ -176,8 +177,17 @@ def predictions_record(
 ) -> list[Prediction]:
     """Store a batch's predictions, make each its study's current one and mark the studies
     done: one upsert and one update for the whole batch, all or nothing. A redelivered task
-    overwrites its own row (one per study and model version), never adds a second."""
+    overwrites its own row (one per study and model version), never adds a second; the
+    heatmap files of an overwritten row are deleted once the new row is committed."""
     now = timezone.now()
+    overwritten = Prediction.objects.filter(
+        model_version=version, study__in=[r.study for r in results]
+    ).values_list("heatmaps", flat=True)
+    stale = {path for maps in overwritten for path in maps.values()} - {
+        path for r in results for path in r.heatmaps.values()
+    }
+    if stale:
+        transaction.on_commit(lambda: [default_storage.delete(path) for path in stale])
     predictions = []
     for r in results:
         member_labels = {n: max(p, key=p.get) for n, p in r.member_probabilities.items() if p}
