@@ -76,8 +76,8 @@ def api_client():
 @pytest.fixture
 def predicted(active_version, staff, png):
     """make(probabilities, members=None, **study fields) -> a done study with that prediction,
-    recorded through the real services (upload, then the worker's prediction_record)."""
-    from xrayweb.inference.services import prediction_record
+    recorded through the real services (upload, then the worker's predictions_record)."""
+    from xrayweb.inference.services import PredictionResult, predictions_record
     from xrayweb.studies.services import study_create
 
     counter = iter(range(10_000))
@@ -94,13 +94,10 @@ def predicted(active_version, staff, png):
         )
         full = {c: 0.0 for c in active_version.classes} | probabilities
         label = max(full, key=full.get)
-        prediction_record(
-            study=study,
+        members = members or {"mobilenet": full, "vgg": full}
+        predictions_record(
             version=active_version,
-            label=label,
-            probabilities=full,
-            member_probabilities=members or {"mobilenet": full, "vgg": full},
-            heatmaps={},
+            results=[PredictionResult(study, label, full, members, {})],
             cam_layers={},
             duration_ms=5,
         )

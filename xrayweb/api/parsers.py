@@ -12,17 +12,13 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import DataAndFiles
 from rest_framework.parsers import MultiPartParser as DrfMultiPartParser
 
+from xrayweb.studies.images import filename_unsafe
+
 
 class _StrictNames(DjangoMultiPartParser):
     def sanitize_file_name(self, file_name):
-        raw = html.unescape(file_name)
-        if len(raw) > 255:
-            raise MultiPartParserError("the file name is longer than 255 characters")
-        if "/" in raw or "\\" in raw or any(not c.isprintable() for c in raw):
-            shown = raw.encode("unicode_escape").decode()[:80]
-            raise MultiPartParserError(
-                f"the file name {shown!r} holds a path or control characters"
-            )
+        if problem := filename_unsafe(html.unescape(file_name)):
+            raise MultiPartParserError(problem)
         return super().sanitize_file_name(file_name)
 
 

@@ -212,7 +212,11 @@ def predictions_record(
         predictions,
         update_conflicts=True,
         unique_fields=["study", "model_version"],
-        update_fields=[f for f in _PREDICTION_FIELDS if f not in {"study", "model_version"}],
+        update_fields=[
+            f.name
+            for f in Prediction._meta.concrete_fields
+            if f.name not in {"id", "study", "model_version", "created_at"}
+        ],
     )
     done = [
         Study(
@@ -228,42 +232,6 @@ def predictions_record(
         done, ["status", "failure_reason", "status_changed_at", "current_prediction"]
     )
     return predictions
-
-
-_PREDICTION_FIELDS = [
-    "study",
-    "model_version",
-    "bundle_sha256",
-    "label",
-    "probabilities",
-    "member_probabilities",
-    "confidence",
-    "members_agree",
-    "heatmaps",
-    "cam_layers",
-    "duration_ms",
-    "batch_size",
-    "latency_ms",
-]
-
-
-def prediction_record(
-    *,
-    study: Study,
-    version: ModelVersion,
-    label: str,
-    probabilities: dict[str, float],
-    member_probabilities: dict[str, dict[str, float]],
-    heatmaps: dict[str, str],
-    cam_layers: dict[str, str],
-    duration_ms: int,
-) -> Prediction:
-    """One study's prediction (a batch of one)."""
-    result = PredictionResult(study, label, probabilities, member_probabilities, heatmaps)
-    (prediction,) = predictions_record(
-        version=version, results=[result], cam_layers=cam_layers, duration_ms=duration_ms
-    )
-    return prediction
 
 
 def locked_summary(report: dict) -> dict:

@@ -29,18 +29,26 @@ ACCEPTED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 MAX_FILENAME = 255
 
 
+def filename_unsafe(name: str) -> str:
+    """Why a file name is not a plain file name ("" if it is): too long, a path, or control
+    characters. Shared by the service and the multipart parsers (xrayweb.api.parsers)."""
+    if len(name) > MAX_FILENAME:
+        return f"the file name is longer than {MAX_FILENAME} characters"
+    if any(not c.isprintable() for c in name) or "/" in name or "\\" in name:
+        shown = name.encode("unicode_escape").decode()[:80]
+        return f"the file name {shown!r} holds a path or control characters"
+    return ""
+
+
 def filename_check(name: str) -> None:
     """Refuse names that are not a plain file name with an accepted extension (x.jpg.php,
     control characters, paths, very long names)."""
-    shown = name.encode("unicode_escape").decode()[:80]
-    if len(name) > MAX_FILENAME:
-        raise ApplicationError(f"The file name is longer than {MAX_FILENAME} characters.")
-    if any(not c.isprintable() for c in name) or "/" in name or "\\" in name:
-        raise ApplicationError(f"{shown}: the file name holds a path or control characters.")
+    if problem := filename_unsafe(name):
+        raise ApplicationError(f"{problem[0].upper()}{problem[1:]}.")
     suffix = Path(name).suffix.lower()
     if suffix and suffix not in ACCEPTED_EXTENSIONS:
         raise ApplicationError(
-            f"{shown}: only {', '.join(ACCEPTED_EXTENSIONS)} files (or DICOM files without an "
+            f"{name}: only {', '.join(ACCEPTED_EXTENSIONS)} files (or DICOM files without an "
             "extension) are accepted."
         )
 
