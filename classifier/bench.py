@@ -7,6 +7,8 @@
     (its own forward pass and a full backward pass);
 (b) ``Predictor.predict`` with CAM (one forward pass, backward through the head only);
 (c) ``Predictor.predict(cam=False)``.
+(b) includes the lung mask and the CAM lung fraction when the bundle has a segmenter (random
+members get a random U-Net); (b-) is (b) without it, so b/b- is what the mask costs.
 A second naive run with channels_last layout (a') is reported too, so the ratio is not only
 against the slowest baseline. Ratios divide time per image of the first variant by the second.
 """
@@ -26,33 +28,38 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from classifier import DEFAULT_BUNDLE
-from classifier.bundle import load_bundle_members
+from classifier.bundle import load_bundle_members, load_segmenter
 from classifier.device import resolve_device
 from classifier.ensemble import Member
 from classifier.metadata import BundleMetadata, MemberSpec
 from classifier.networks import build_member
 from classifier.predictor import Predictor
+from classifier.segmentation import SegmenterSpec, unet
 
 SAMPLE_IMAGES = Path(__file__).resolve().parent.parent / "tests" / "data" / "cxr_sample" / "images"
 CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
 
 
-def _members(args) -> tuple[BundleMetadata, dict[str, torch.nn.Module]]:
+def _members(args) -> tuple[BundleMetadata, dict[str, torch.nn.Module], tuple | None]:
     if args.arch:
         torch.manual_seed(0)
         specs = [MemberSpec(name=arch, arch=arch) for arch in args.arch]
         meta = BundleMetadata(classes=CLASSES, members=specs, input_size=args.input_size)
-        return meta, {s.name: build_member(s.arch, len(CLASSES)).eval() for s in specs}
-    return load_bundle_members(args.bundle)
+        models = {s.name: build_member(s.arch, len(CLASSES)).eval() for s in specs}
+        return meta, models, (SegmenterSpec(), unet().eval())
+    meta, models = load_bundle_members(args.bundle)
+    return meta, models, load_segmenter(args.bundle)
 
 
-def make_predictor(meta, models, device, **options) -> Predictor:
+def make_predictor(meta, models, device, segmenter=None, **options) -> Predictor:
     # Each variant gets its own copy of the weights so layout changes do not leak between them.
     members = [
         Member.wrap(s.name, s.arch, _copy(models[s.name]), s.weight, s.temperature)
         for s in meta.members
     ]
-    return Predictor(meta, members, device=device, **options)
+    if segmenter is not None:
+        segmenter = (segmenter[0], _copy(segmenter[1]))
+    return Predictor(meta, members, device=device, segmenter=segmenter, **options)
 
 
 def _copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -122,7 +129,7 @@ def cpu_name() -> str:
 
 def run(args) -> dict:
     device = resolve_device(args.device)
-    meta, models = _members(args)
+    meta, models, segmenter = _members(args)
     images = load_images(args.images, meta.input_size)
     common = {"device": device, "batch_size": args.batch}
     variants = {
@@ -137,7 +144,10 @@ def run(args) -> dict:
         "naive_channels_last": make_predictor(
             meta, models, precision="fp32", cam_engine="pytorch-grad-cam", **common
         ),
-        "cam": make_predictor(meta, models, precision=args.precision, **common),
+        "cam": make_predictor(
+            meta, models, precision=args.precision, segmenter=segmenter, **common
+        ),
+        "cam_no_lungs": make_predictor(meta, models, precision=args.precision, **common),
     }
     seconds = {
         "naive": time_per_image(variants["naive"].predict, images, device, args.repeats),
@@ -145,6 +155,9 @@ def run(args) -> dict:
             variants["naive_channels_last"].predict, images, device, args.repeats
         ),
         "cam": time_per_image(variants["cam"].predict, images, device, args.repeats),
+        "cam_no_lungs": time_per_image(
+            variants["cam_no_lungs"].predict, images, device, args.repeats
+        ),
         "forward": time_per_image(
             lambda batch: variants["cam"].predict(batch, cam=False), images, device, args.repeats
         ),
@@ -159,6 +172,9 @@ def run(args) -> dict:
         "forward_ips": 1 / seconds["forward"],
         "a_over_b": seconds["naive"] / seconds["cam"],
         "b_over_c": seconds["cam"] / seconds["forward"],
+        "lungs": segmenter is not None,
+        "cam_no_lungs_ips": 1 / seconds["cam_no_lungs"],
+        "b_over_b_no_lungs": seconds["cam"] / seconds["cam_no_lungs"],
         "gflop_per_image": gflop,
         "achieved_gflops": gflop / seconds["cam"],
         "matmul_bf16_gflops": matmul_bf16_gflops(device),
@@ -181,7 +197,8 @@ def format_table(r: dict) -> str:
     rows = [
         ("(a) naive: fp32 predict + pytorch-grad-cam", r["naive_ips"]),
         ("(a') naive, channels_last", r["naive_channels_last_ips"]),
-        ("(b) Predictor.predict, CAM", r["cam_ips"]),
+        (f"(b) Predictor.predict, CAM{' + lung mask' if r.get('lungs') else ''}", r["cam_ips"]),
+        ("(b-) Predictor.predict, CAM, no lung mask", r["cam_no_lungs_ips"]),
         ("(c) Predictor.predict(cam=False)", r["forward_ips"]),
     ]
     lines = [
@@ -193,7 +210,7 @@ def format_table(r: dict) -> str:
     lines += [f"{name:<44}{ips:>10.2f}{1 / ips:>10.3f}" for name, ips in rows]
     lines += [
         f"a/b = {r['a_over_b']:.2f}   a'/b = {r['a_channels_last_over_b']:.2f}   "
-        f"b/c = {r['b_over_c']:.3f}",
+        f"b/c = {r['b_over_c']:.3f}   b/b- = {r['b_over_b_no_lungs']:.3f}",
         f"ensemble {r['gflop_per_image']:.2f} GFLOP/image; achieved {r['achieved_gflops']:.0f} "
         f"GFLOP/s with CAM, {r['achieved_gflops_forward']:.0f} forward only; bf16 matmul "
         f"ceiling {r['matmul_bf16_gflops']:.0f} GFLOP/s",

@@ -17,6 +17,8 @@ from classifier.errors import BundleError
 
 FORMAT_VERSION = 1
 METADATA_KEY = "xrayweb"
+# A segmenter on its own (from ``python -m training segment``), before it joins a bundle.
+SEGMENTER_KEY = "xrayweb_segmenter"
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 
@@ -45,6 +47,9 @@ class BundleMetadata:
     # class -> probability at or above which that class is predicted regardless of the argmax
     # (e.g. {"covid19": 0.2}: a missed case costs more than a false alarm).
     decision_thresholds: dict[str, float] = field(default_factory=dict)
+    # The lung segmenter's SegmenterSpec as a dict ({} when the bundle has none); its weights
+    # are stored under "segmenter." beside the members'.
+    segmenter: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -89,16 +94,25 @@ def read_header(path: Path) -> dict[str, Any]:
     return header
 
 
-def read_metadata(path: Path) -> BundleMetadata:
-    """Read a bundle's metadata without loading its weights (and without torch)."""
-    header = read_header(path)
-    raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
+def read_json_metadata(path: Path, key: str) -> dict[str, Any] | None:
+    """The JSON document stored under ``key`` in a safetensors header (None if absent)."""
+    raw = (read_header(path).get("__metadata__") or {}).get(key)
     if raw is None:
-        raise BundleError(f"{path} has no xrayweb metadata")
+        return None
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise BundleError(f"{path} has unreadable metadata") from exc
+    if not isinstance(data, dict):
+        raise BundleError(f"{path} has unreadable metadata")
+    return data
+
+
+def read_metadata(path: Path) -> BundleMetadata:
+    """Read a bundle's metadata without loading its weights (and without torch)."""
+    data = read_json_metadata(path, METADATA_KEY)
+    if data is None:
+        raise BundleError(f"{path} has no xrayweb metadata")
     return BundleMetadata.from_dict(data)
 
 

@@ -7,12 +7,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from classifier.bundle import load_bundle_members
+from classifier.bundle import load_bundle_members, load_segmenter
 from classifier.cam import fuse, gradcam_maps, library_gradcam, scale_to
 from classifier.device import resolve_device, use_bf16
 from classifier.ensemble import Member, decide, soft_vote, temper
 from classifier.metadata import BundleMetadata
-from classifier.preprocess import prepare_batch
+from classifier.preprocess import gray_batch, normalize, to_gray_array
+from classifier.segmentation import SegmenterSpec, cam_lung_fraction, masks_at, segmenter_input
 
 # "fast": one forward pass serves prediction and CAM, backward through the head only.
 # "pytorch-grad-cam": the library's GradCAM, its own forward and a full backward pass (fp32).
@@ -28,6 +29,11 @@ class Prediction:
     fused_heatmap: np.ndarray | None = None
     # Extra CAMs asked for with ``cam_classes``: class -> {member or "fused": heatmap}.
     class_heatmaps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    # The predicted lung fields (boolean, at the heatmaps' size) when the bundle has a
+    # segmenter; their share of the image; and the share of the fused CAM's mass inside them.
+    lung_mask: np.ndarray | None = None
+    lung_area_fraction: float | None = None
+    cam_lung_fraction: float | None = None
 
 
 class Predictor:
@@ -42,6 +48,7 @@ class Predictor:
         cam_engine: str = "fast",
         channels_last: bool = True,
         cam_max_side: int | None = None,
+        segmenter: tuple[SegmenterSpec, torch.nn.Module] | None = None,
     ) -> None:
         if cam_engine not in CAM_ENGINES:
             raise ValueError(f"cam_engine must be one of {CAM_ENGINES}, not {cam_engine!r}")
@@ -60,6 +67,11 @@ class Predictor:
             member.model.to(device=device, memory_format=self.memory_format).eval()
             for param in member.model.parameters():
                 param.requires_grad_(False)
+        self.segmenter = None
+        if segmenter is not None:
+            spec, net = segmenter
+            net.to(device=device, memory_format=self.memory_format).eval().requires_grad_(False)
+            self.segmenter = (spec, net)
 
     @property
     def classes(self) -> list[str]:
@@ -97,8 +109,11 @@ class Predictor:
         self.predict([blank] * self.batch_size, cam=True)
 
     def _predict_batch(self, images, cam: bool, extra: list[int]) -> list[Prediction]:
-        batch, shapes = prepare_batch(images, self.meta.input_size, self.meta.mean, self.meta.std)
+        arrays = [to_gray_array(img) for img in images]
+        shapes = [a.shape for a in arrays]
+        batch = normalize(gray_batch(arrays, self.meta.input_size), self.meta.mean, self.meta.std)
         batch = batch.to(self.device).contiguous(memory_format=self.memory_format)
+        masks = self._lungs(arrays, [self._cam_shape(s) for s in shapes])
         member_probs, activations = [], []
         with torch.inference_mode(), self._autocast():
             for member in self.members:
@@ -114,10 +129,28 @@ class Predictor:
             class_sets = [predicted] + [torch.full_like(predicted, c) for c in extra]
             for member, acts in zip(self.members, activations, strict=True):
                 maps[member.name] = self._cams(member, acts, batch, class_sets)
-        return [
+        results = [
             self._result(i, probs, member_probs, predicted, maps, self._cam_shape(shapes[i]), extra)
             for i in range(len(images))
         ]
+        for result, mask in zip(results, masks, strict=True):
+            if mask is not None:
+                result.lung_mask = mask
+                result.lung_area_fraction = float(mask.mean())
+                if result.fused_heatmap is not None:
+                    result.cam_lung_fraction = cam_lung_fraction(result.fused_heatmap, mask)
+        return results
+
+    def _lungs(self, arrays, shapes) -> list[np.ndarray | None]:
+        """One lung mask per image at the given shapes, or Nones without a segmenter."""
+        if self.segmenter is None:
+            return [None] * len(arrays)
+        spec, net = self.segmenter
+        gray = gray_batch(arrays, spec.input_size).to(self.device)
+        gray = gray.contiguous(memory_format=self.memory_format)
+        with torch.inference_mode(), self._autocast():
+            probs = net(segmenter_input(gray, spec)).float().sigmoid()
+        return masks_at(probs, shapes, spec.threshold)
 
     def _cam_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
         if self.cam_max_side is None or max(shape) <= self.cam_max_side:
@@ -163,8 +196,12 @@ def load_bundle(
     cam_engine: str = "fast",
     channels_last: bool = True,
     cam_max_side: int | None = None,
+    lungs: bool = True,
 ) -> Predictor:
-    """Load a bundle from disk (never the network) into a ready Predictor."""
+    """Load a bundle from disk (never the network) into a ready Predictor.
+
+    With ``lungs`` (and a bundle that has a segmenter) each prediction carries a lung mask.
+    """
     dev = resolve_device(device)
     meta, models = load_bundle_members(path, device=dev)
     members = [
@@ -180,4 +217,5 @@ def load_bundle(
         cam_engine=cam_engine,
         channels_last=channels_last,
         cam_max_side=cam_max_side,
+        segmenter=load_segmenter(path, device=dev) if lungs else None,
     )

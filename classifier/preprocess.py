@@ -52,10 +52,14 @@ def normalize(batch: torch.Tensor, mean: list[float], std: list[float]) -> torch
     return (batch.expand(-1, 3, -1, -1) - mean_t) / std_t
 
 
+def gray_batch(arrays: list[np.ndarray], size: int) -> torch.Tensor:
+    """Grey HxW arrays in [0, 1] -> Nx1xSxS, each resized as ``resize_gray`` does."""
+    return torch.stack([resize_gray(a, size) for a in arrays])
+
+
 def prepare_batch(
     images: list[Image.Image | np.ndarray], size: int, mean: list[float], std: list[float]
 ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     arrays = [to_gray_array(img) for img in images]
     shapes = [a.shape for a in arrays]
-    batch = torch.stack([resize_gray(a, size) for a in arrays])
-    return normalize(batch, mean, std), shapes
+    return normalize(gray_batch(arrays, size), mean, std), shapes

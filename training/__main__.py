@@ -50,6 +50,21 @@ def _train_parser(sub) -> None:
     train = sub.add_parser("train", help="train a bundle from manifest CSV(s)")
     train.add_argument("--manifest", type=Path, action="append", required=True)
     train.add_argument("--out", type=Path, required=True)
+    train.add_argument(
+        "--segmenter",
+        type=Path,
+        help="a lung segmenter file or a bundle with one: the new bundle carries it",
+    )
+    _train_options(train)
+    cv = sub.add_parser("cv", help="patient-grouped k-fold cross-validation of a recipe")
+    cv.add_argument("--manifest", type=Path, action="append", required=True)
+    cv.add_argument("--folds", type=int, default=5)
+    cv.add_argument("--json", type=Path)
+    cv.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    _train_options(cv)
+
+
+def _train_options(train) -> None:
     train.add_argument("--arch", type=_csv, default=["mobilenet_v2", "vgg11_bn"])
     train.add_argument(
         "--epochs",
@@ -94,13 +109,102 @@ def _train_parser(sub) -> None:
     train.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
 
 
+def _segment_parsers(sub) -> None:
+    seg = sub.add_parser("segment", help="train the lung segmenter on films with lung masks")
+    seg.add_argument("--manifest", type=Path, action="append", required=True)
+    seg.add_argument("--out", type=Path, required=True)
+    seg.add_argument("--epochs", type=int, default=25)
+    seg.add_argument("--input-size", type=int, default=128)
+    seg.add_argument(
+        "--widths", type=lambda v: [int(x) for x in _csv(v)], default=[16, 32, 64, 128]
+    )
+    seg.add_argument("--batch-size", type=int, default=16)
+    seg.add_argument("--lr", type=float, default=3e-3)
+    seg.add_argument("--seed", type=int, default=0)
+    seg.add_argument("--no-augment", action="store_true")
+    seg.add_argument("--device", default="auto")
+    seg.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    sheet = sub.add_parser("contact-sheet", help="lung contours on films of each source (PNG)")
+    sheet.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
+    sheet.add_argument("--manifest", type=Path, action="append", required=True)
+    sheet.add_argument("--out", type=Path, required=True, help="a folder")
+    sheet.add_argument("--per-source", type=int, default=24)
+    sheet.add_argument("--seed", type=int, default=0)
+    att = sub.add_parser("attach-segmenter", help="copy a bundle with a lung segmenter in it")
+    att.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
+    att.add_argument("--segmenter", type=Path, required=True)
+    att.add_argument("--out", type=Path, help="default: overwrite --bundle")
+
+
+def _segment(args) -> int:
+    if args.command == "segment":
+        from training.config import SegmentConfig
+        from training.segment import train_segmenter
+
+        cfg = SegmentConfig(
+            widths=args.widths,
+            input_size=args.input_size,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            augment=not args.no_augment,
+            device=args.device,
+            precision=args.precision,
+        )
+        records = [r for m in args.manifest for r in read_manifest(m)]
+        sources = [{"manifest": str(m)} for m in args.manifest]
+        spec = train_segmenter(records, args.out, cfg, data_sources=sources)
+        test = spec.metrics["test"]
+        print(
+            f"{spec.metrics['split']} split: n={test['n']} Dice mean {test['dice_mean']:.4f} "
+            f"(95% CI {test['dice_ci'][0]:.4f}-{test['dice_ci'][1]:.4f}) median "
+            f"{test['dice_median']:.4f} min {test['dice_min']:.4f}"
+            if test["dice_ci"]
+            else f"{spec.metrics['split']} split: n={test['n']} Dice {test['dice_mean']:.4f}"
+        )
+        for source, sub in test["per_source"].items():
+            print(f"  source {source:<12} n={sub['n']:<4} Dice mean {sub['dice_mean']:.4f}")
+        print(f"wrote {args.out}")
+    elif args.command == "contact-sheet":
+        from training.contact import contact_sheets
+
+        records = [r for m in args.manifest for r in read_manifest(m)]
+        paths = contact_sheets(
+            args.bundle, records, args.out, per_source=args.per_source, seed=args.seed
+        )
+        for path in paths:
+            print(f"wrote {path}")
+    else:
+        from classifier.bundle import attach_segmenter
+
+        out = args.out or args.bundle
+        sha = attach_segmenter(args.bundle, args.segmenter, out)
+        print(f"wrote {out} (sha256 {sha})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     ev = sub.add_parser("evaluate", help="evaluate a bundle on a manifest")
     ev.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
-    ev.add_argument("--manifest", type=Path, required=True)
+    ev.add_argument(
+        "--manifest",
+        type=Path,
+        action="append",
+        default=[],
+        help="rows to evaluate (all of them; rows marked external go to the external table)",
+    )
+    ev.add_argument(
+        "--test-split-of",
+        type=Path,
+        action="append",
+        default=[],
+        help="the manifest(s) the bundle was trained on: evaluate its own test split of them",
+    )
+    ev.add_argument("--no-cam", action="store_true", help="skip Grad-CAM (no CAM lung fraction)")
     ev.add_argument("--json", type=Path)
     ev.add_argument("--plots", type=Path, help="folder for confusion/ROC/reliability PNGs")
     ev.add_argument("--device", default=None)
@@ -120,9 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     card.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
     card.add_argument("--command", dest="reproduce", default="", help="the command that made it")
     imp = sub.add_parser("import", help="build a manifest from a public collection's layout")
-    imp.add_argument("layout", choices=["covid-chestxray", "kermany", "imagefolder"])
+    imp.add_argument("layout", choices=["covid-chestxray", "kermany", "imagefolder", "lungs"])
     imp.add_argument("root", type=Path)
     imp.add_argument("--out", type=Path, required=True)
+    _segment_parsers(sub)
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -131,42 +236,71 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _config(args) -> TrainConfig:
+    return TrainConfig(
+        archs=args.arch,
+        epochs=args.epochs,
+        strategy=args.strategy,
+        freeze_layers=args.freeze_layers,
+        init=args.init,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=args.patience,
+        input_size=args.input_size,
+        seed=args.seed,
+        balance=args.balance,
+        source_power=args.source_power,
+        hflip=args.hflip,
+        augment=not args.no_augment,
+        calibrate=not args.no_calibrate,
+        covid_sensitivity=args.covid_sensitivity or None,
+        device=args.device,
+        precision=args.precision,
+        segmenter=str(args.segmenter) if getattr(args, "segmenter", None) else None,
+    )
+
+
 def _run(args) -> int:
+    if args.command in {"segment", "attach-segmenter", "contact-sheet"}:
+        return _segment(args)
     if args.command == "train":
         from training.fit import fit
 
         records = [r for m in args.manifest for r in read_manifest(m)]
-        cfg = TrainConfig(
-            archs=args.arch,
-            epochs=args.epochs,
-            strategy=args.strategy,
-            freeze_layers=args.freeze_layers,
-            init=args.init,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            patience=args.patience,
-            input_size=args.input_size,
-            seed=args.seed,
-            balance=args.balance,
-            source_power=args.source_power,
-            hflip=args.hflip,
-            augment=not args.no_augment,
-            calibrate=not args.no_calibrate,
-            covid_sensitivity=args.covid_sensitivity or None,
-            device=args.device,
-            precision=args.precision,
-        )
         sources = [{"manifest": str(m)} for m in args.manifest]
-        meta = fit(records, args.out, cfg, data_sources=sources)
+        meta = fit(records, args.out, _config(args), data_sources=sources)
         print(format_report(meta.metrics["ensemble"]))
         print(f"wrote {args.out}")
-    elif args.command == "evaluate":
-        from training.evaluate import evaluate_bundle
+    elif args.command == "cv":
+        from training.cv import cross_validate
+        from training.report import format_cv
 
+        records = [r for m in args.manifest for r in read_manifest(m)]
+        result = cross_validate(records, _config(args), folds=args.folds, n_boot=args.bootstrap)
+        result["manifests"] = [str(m) for m in args.manifest]
+        print(format_cv(result))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+    elif args.command == "evaluate":
+        from training.evaluate import bundle_test_split, evaluate_bundle
+        from training.report import format_evaluation
+
+        records = [r for m in args.manifest for r in read_manifest(m)]
+        if args.test_split_of:
+            seen, test = bundle_test_split(
+                args.bundle, [r for m in args.test_split_of for r in read_manifest(m)]
+            )
+            leaked = {r.patient_id for r in seen} & {r.patient_id for r in records}
+            if leaked:
+                raise ValueError(f"{len(leaked)} patient(s) of --manifest trained the bundle")
+            records = test + records
+        if not records:
+            raise ValueError("give --manifest and/or --test-split-of")
         report = evaluate_bundle(
-            args.bundle, read_manifest(args.manifest), device=args.device, plots=args.plots
+            args.bundle, records, device=args.device, plots=args.plots, cam=not args.no_cam
         )
         print(format_report(report))
+        print(format_evaluation(report))
         if args.json:
             args.json.write_text(json.dumps(report, indent=2))
     elif args.command == "calibrate":

@@ -42,6 +42,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     init: str | None = None  # torchvision weights name, a local .pth, or a bundle
+    segmenter: str | None = None  # a lung segmenter file or bundle: the new bundle carries it
     classes: list[str] | None = None
 
     def __post_init__(self) -> None:
@@ -53,3 +54,27 @@ class TrainConfig:
             raise ValueError("give one epoch count, or one per architecture")
         if self.balance not in BALANCES:
             raise ValueError(f"balance must be one of {BALANCES}, not {self.balance!r}")
+
+
+@dataclass
+class SegmentConfig:
+    """A lung-segmentation run (``python -m training segment``); stored in its output."""
+
+    widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    input_size: int = 128
+    epochs: int = 25
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    augment: bool = True
+    rotation: float = 10.0
+    zoom: float = 0.1
+    brightness: float = 0.2
+    contrast: float = 0.2
+    threshold: float = 0.5
+    device: str = "auto"
+    precision: str = "auto"

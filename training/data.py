@@ -1,4 +1,10 @@
-"""Manifests (file,label,patient_id[,source,view]), patient-level splits, cached datasets."""
+"""Manifests (file,label,patient_id[,source,view,mask,external,age_group]), patient-level
+splits, cached datasets.
+
+Optional columns: ``mask`` (a lung mask image, for segmentation), ``external`` (1/true/yes:
+a hospital held out as an external test; training refuses such rows) and ``age_group``
+(``adult`` or ``pediatric``; when blank it follows the source, see ``SOURCE_AGE_GROUPS``).
+"""
 
 import csv
 import hashlib
@@ -17,6 +23,22 @@ from classifier.errors import ImageDecodeError
 from classifier.preprocess import normalize, resize_gray, to_gray_array
 
 REQUIRED_COLUMNS = ("file", "label", "patient_id")
+OPTIONAL_COLUMNS = ("source", "view", "mask", "external", "age_group")
+AGE_GROUPS = ("adult", "pediatric")
+# The collections whose age group is known for every film (../shared/data READMEs): Kermany
+# is children aged 1-5; the others are adult collections (ieee8023 has one covid19 film of a
+# 12-year-old and some films without an age).
+SOURCE_AGE_GROUPS = {
+    "kermany": "pediatric",
+    "nih": "adult",
+    "ieee8023": "adult",
+    "actualmed": "adult",
+    "figure1": "adult",
+    "shenzhen": "adult",
+    "montgomery": "adult",
+}
+_TRUE = {"1", "true", "yes", "y"}
+_FALSE = {"", "0", "false", "no", "n"}
 
 
 class ManifestError(ValueError):
@@ -30,6 +52,31 @@ class Record:
     patient_id: str
     source: str = ""
     view: str = ""
+    mask: Path | None = None
+    external: bool = False
+    age_group: str = ""
+
+    @property
+    def adult(self) -> bool:
+        return (self.age_group or SOURCE_AGE_GROUPS.get(self.source, "")) == "adult"
+
+
+def _optional(row: dict, path: Path, line: int) -> dict:
+    extra = {"source": row.get("source") or "", "view": row.get("view") or ""}
+    if row.get("mask"):
+        mask = path.parent / row["mask"]
+        if not mask.is_file():
+            raise ManifestError(f"{path}:{line}: mask not found: {mask}")
+        extra["mask"] = mask
+    external = (row.get("external") or "").strip().lower()
+    if external not in _TRUE | _FALSE:
+        raise ManifestError(f"{path}:{line}: external must be 1/0, true/false or yes/no")
+    extra["external"] = external in _TRUE
+    age = (row.get("age_group") or "").strip()
+    if age and age not in AGE_GROUPS:
+        raise ManifestError(f"{path}:{line}: age_group must be one of {AGE_GROUPS} or blank")
+    extra["age_group"] = age
+    return extra
 
 
 def read_manifest(path: Path) -> list[Record]:
@@ -49,13 +96,7 @@ def read_manifest(path: Path) -> list[Record]:
             if not file.is_file():
                 raise ManifestError(f"{path}:{line}: image not found: {file}")
             records.append(
-                Record(
-                    file,
-                    row["label"],
-                    row["patient_id"],
-                    row.get("source") or "",
-                    row.get("view") or "",
-                )
+                Record(file, row["label"], row["patient_id"], **_optional(row, path, line))
             )
     if not records:
         raise ManifestError(f"{path}: no rows")
@@ -64,12 +105,28 @@ def read_manifest(path: Path) -> list[Record]:
 
 def write_manifest(path: Path, records: list[Record], *, relative_to: Path | None = None) -> None:
     """Write a manifest; with ``relative_to`` (its folder), file paths are stored relative."""
+
+    def rel(p: Path | None) -> str:
+        if p is None:
+            return ""
+        return os.path.relpath(p, relative_to) if relative_to else str(p)
+
     with Path(path).open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow([*REQUIRED_COLUMNS, "source", "view"])
+        writer.writerow([*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS])
         for r in records:
-            file = os.path.relpath(r.path, relative_to) if relative_to else str(r.path)
-            writer.writerow([file, r.label, r.patient_id, r.source, r.view])
+            writer.writerow(
+                [
+                    rel(r.path),
+                    r.label,
+                    r.patient_id,
+                    r.source,
+                    r.view,
+                    rel(r.mask),
+                    int(r.external),
+                    r.age_group,
+                ]
+            )
 
 
 def records_sha256(records: list[Record]) -> str:

@@ -1,40 +1,176 @@
 """Evaluate a bundle on any manifest, through the same Predictor the worker uses (including the
-bundle's calibration and decision thresholds)."""
+bundle's calibration and decision thresholds and its lung segmenter).
 
+Besides the classification report, the evaluation says where the model looked (the share of
+the fused Grad-CAM's mass inside the predicted lungs) and how it treats films that are not
+COVID-19: adults of other collections, and hospitals it never trained on (rows marked
+``external``). Rows whose label is none of the bundle's classes (e.g. tuberculosis) are
+scored only where that makes sense: they are certainly not covid19.
+"""
+
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from classifier import load_bundle
-from training.data import Record, load_gray
-from training.metrics import report_with_sources
+from classifier import load_bundle, read_metadata
+from training.data import Record, load_gray, records_sha256, split_by_patient
+from training.metrics import (
+    COVID,
+    grouped_quartiles,
+    quartiles,
+    rate,
+    report_with_sources,
+)
+
+# The worker's default (INFERENCE_CAM_MAX_SIDE): the CAM lung fraction is measured on the
+# same maps a radiologist sees.
+CAM_MAX_SIDE = 512
 
 
-def predict_records(bundle, records: list[Record], *, device=None, batch_size: int = 16):
-    predictor = load_bundle(bundle, device=device, batch_size=batch_size)
-    classes = predictor.classes
-    unknown = {r.label for r in records} - set(classes)
-    if unknown:
-        raise ValueError(f"manifest labels not in the bundle's classes: {sorted(unknown)}")
-    probs, predicted = [], []
+@dataclass
+class Outputs:
+    """What the Predictor said about each record."""
+
+    classes: list[str]
+    probs: np.ndarray  # N x C
+    labels: list[str]  # the predicted class names
+    cam_lung: list[float | None]
+    lung_area: list[float | None]
+    has_segmenter: bool
+
+
+def predict_outputs(
+    bundle, records: list[Record], *, device=None, batch_size: int = 16, cam: bool = True
+) -> Outputs:
+    predictor = load_bundle(bundle, device=device, batch_size=batch_size, cam_max_side=CAM_MAX_SIDE)
+    probs, labels, cam_lung, lung_area = [], [], [], []
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
-        for result in predictor.predict([load_gray(r.path) for r in chunk], cam=False):
-            probs.append([result.probabilities[c] for c in classes])
-            predicted.append(classes.index(result.label))
-    y = np.array([classes.index(r.label) for r in records])
-    return classes, y, np.array(probs), np.array(predicted)
+        for result in predictor.predict([load_gray(r.path) for r in chunk], cam=cam):
+            probs.append([result.probabilities[c] for c in predictor.classes])
+            labels.append(result.label)
+            cam_lung.append(result.cam_lung_fraction)
+            lung_area.append(result.lung_area_fraction)
+    return Outputs(
+        predictor.classes,
+        np.array(probs).reshape(len(records), len(predictor.classes)),
+        labels,
+        cam_lung,
+        lung_area,
+        predictor.segmenter is not None,
+    )
+
+
+def bundle_test_split(bundle: Path, records: list[Record]) -> tuple[list[Record], list[Record]]:
+    """The bundle's own (train + val, test) split of the data it was trained on, rebuilt from
+    its recorded seed and fractions; refuses data whose hash is not the bundle's."""
+    training = read_metadata(bundle).training
+    if records_sha256(records) != training.get("data_sha256"):
+        raise ValueError(
+            "these are not the data the bundle was trained on (hash differs); "
+            "pass them with --manifest instead"
+        )
+    cfg = training["config"]
+    splits = split_by_patient(
+        records, val=cfg["val_fraction"], test=cfg["test_fraction"], seed=cfg["seed"]
+    )
+    return splits["train"] + splits["val"], splits["test"]
+
+
+def _lung_tables(records: list[Record], out: Outputs) -> dict:
+    labels = [r.label for r in records]
+    sources = [r.source for r in records]
+    tables = {}
+    for key, values in (("cam_lung_fraction", out.cam_lung), ("lung_area_fraction", out.lung_area)):
+        tables[key] = {
+            "all": quartiles(values),
+            "per_class": grouped_quartiles(values, labels),
+            "per_source": grouped_quartiles(values, sources),
+            "per_source_class": grouped_quartiles(
+                values, [f"{s}/{lab}" for s, lab in zip(sources, labels, strict=True)]
+            ),
+        }
+    return tables
+
+
+def _not_covid(rows: list[int], records: list[Record], out: Outputs) -> dict:
+    """covid19 specificity over these rows (none of which is covid19), overall and per source
+    and label, with Wilson intervals."""
+    called = np.array([out.labels[i] == COVID for i in rows], dtype=bool)
+    groups = Counter((records[i].source, records[i].label) for i in rows)
+    table = {"all": rate(~called), "per_source": {}, "per_source_label": {}}
+    for source in sorted({records[i].source for i in rows}):
+        mask = np.array([records[i].source == source for i in rows], dtype=bool)
+        table["per_source"][source] = rate(~called[mask])
+    for source, label in sorted(groups):
+        mask = np.array([(records[i].source, records[i].label) == (source, label) for i in rows])
+        table["per_source_label"][f"{source}/{label}"] = rate(~called[mask])
+    return table
+
+
+def _external(rows: list[int], records: list[Record], out: Outputs) -> dict:
+    """Hospitals never trained on: per source and label, how many were not called covid19,
+    how many normals were called normal, and what each film was called."""
+    table = {}
+    for key in sorted({(records[i].source, records[i].label) for i in rows}):
+        mine = [i for i in rows if (records[i].source, records[i].label) == key]
+        called = [out.labels[i] for i in mine]
+        entry = {
+            "not_covid19": rate(np.array([c != COVID for c in called])),
+            "called": dict(Counter(called)),
+        }
+        if key[1] in out.classes:
+            entry["correct"] = rate(np.array([c == key[1] for c in called]))
+        table[f"{key[0]}/{key[1]}"] = entry
+    return table
 
 
 def evaluate_bundle(
-    bundle, records: list[Record], *, device=None, plots: Path | None = None, batch_size: int = 16
+    bundle,
+    records: list[Record],
+    *,
+    device=None,
+    plots: Path | None = None,
+    batch_size: int = 16,
+    cam: bool = True,
 ) -> dict:
-    classes, y, probs, predicted = predict_records(
-        bundle, records, device=device, batch_size=batch_size
+    """The evaluation report: the classification report on the rows that are not external and
+    whose label is a bundle class, plus the lung, adult non-COVID and external tables."""
+    out = predict_outputs(bundle, records, device=device, batch_size=batch_size, cam=cam)
+    classes = out.classes
+    scored = [i for i, r in enumerate(records) if r.label in classes and not r.external]
+    if not scored:
+        raise ValueError("no rows to score: every row is external or has a label the bundle lacks")
+    y = np.array([classes.index(records[i].label) for i in scored])
+    predicted = np.array([classes.index(out.labels[i]) for i in scored])
+    report = report_with_sources(
+        y, out.probs[scored], classes, [records[i].source for i in scored], y_pred=predicted
     )
-    report = report_with_sources(y, probs, classes, [r.source for r in records], y_pred=predicted)
+    report["unscored_labels"] = dict(
+        Counter(r.label for r in records if r.label not in classes and not r.external)
+    )
+    if out.has_segmenter:
+        report["lungs"] = _lung_tables(records, out)
+    if COVID in classes:
+        adults = [
+            i for i, r in enumerate(records) if r.adult and r.label != COVID and not r.external
+        ]
+        if adults:
+            report["adult_non_covid"] = _not_covid(adults, records, out)
+    external = [i for i, r in enumerate(records) if r.external]
+    if external:
+        report["external"] = {
+            "note": "hospital never trained on",
+            "per_source_label": _external(external, records, out),
+        }
+        if COVID in classes:
+            report["external"]["not_covid19"] = _not_covid(
+                [i for i in external if records[i].label != COVID], records, out
+            )
     if plots is not None:
         from training.plots import write_plots
 
-        write_plots(plots, y, probs, report)
+        write_plots(plots, y, out.probs[scored], report)
     return report

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from classifier.bundle import load_bundle_members, save_bundle
+from classifier.bundle import load_bundle_members, load_segmenter, save_bundle
 from classifier.device import resolve_device, use_bf16
 from classifier.ensemble import decide
+from classifier.errors import BundleError
 from classifier.metadata import BundleMetadata, MemberSpec
 from training.calibration import fit_member_weights, fit_temperature, fit_threshold, soften
 from training.config import TrainConfig
@@ -149,7 +150,7 @@ def recalibrate(bundle: Path, records: list[Record], out: Path, **changes) -> Bu
         cfg=cfg,
         training=training,
     )
-    save_bundle(out, members, new)
+    save_bundle(out, members, new, segmenter=load_segmenter(bundle))
     return new
 
 
@@ -166,6 +167,18 @@ def fit(
 
     ``test_records`` (e.g. a locked evaluation set) replace the random test split.
     """
+    external = [r for r in records if r.external]
+    if external:
+        sources = sorted({r.source for r in external})
+        raise ValueError(
+            f"{len(external)} row(s) are marked external ({', '.join(sources)}): a hospital "
+            "held out as the external test never trains the classifier"
+        )
+    segmenter = None
+    if cfg.segmenter:
+        segmenter = load_segmenter(Path(cfg.segmenter))
+        if segmenter is None:
+            raise BundleError(f"{cfg.segmenter} holds no lung segmenter")
     seed_everything(cfg.seed)
     labels = {r.label for r in records}
     classes = cfg.classes or (DEFAULT_CLASSES if labels <= set(DEFAULT_CLASSES) else sorted(labels))
@@ -245,5 +258,5 @@ def fit(
         cfg=cfg,
         training=training,
     )
-    save_bundle(out, members, meta)
+    save_bundle(out, members, meta, segmenter=segmenter)
     return meta

@@ -3,9 +3,10 @@
 import csv
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-from training.data import ManifestError, Record
+from training.data import ManifestError, Record, read_manifest
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 FRONTAL_VIEWS = {"PA", "AP", "AP Supine", "AP semi erect", "AP erect"}
@@ -101,7 +102,20 @@ def import_imagefolder(root: Path) -> list[Record]:
     return records
 
 
+# The lungs set's hospital that never trains the classifier: the external test.
+EXTERNAL_SOURCES = ("montgomery",)
+
+
+def import_lungs(root: Path) -> list[Record]:
+    """The lung-mask set (`root/manifest.csv` with file,mask,label,patient_id,source,view):
+    every row keeps its mask, and the rows of ``EXTERNAL_SOURCES`` are marked external."""
+    root = Path(root)
+    records = read_manifest(root / "manifest.csv")
+    return [replace(r, external=r.source in EXTERNAL_SOURCES) for r in records]
+
+
 IMPORTERS: dict[str, Callable[[Path], list[Record]]] = {
+    "lungs": import_lungs,
     "covid-chestxray": import_covid_chestxray,
     "kermany": import_kermany,
     "imagefolder": import_imagefolder,

@@ -165,3 +165,35 @@ def binary_aucs(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> di
         viral_share = probs[:, vir] / np.clip(probs[:, bac] + probs[:, vir], 1e-9, None)
         out["bacterial_vs_viral_auc"] = _auc((y_true == vir)[among], viral_share[among])
     return out
+
+
+def wilson_ci(successes: int, n: int, z: float = 1.959964) -> list[float] | None:
+    """Wilson score 95% interval of a proportion (sound for small n and rates near 0 or 1)."""
+    if n <= 0:
+        return None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
+
+
+def rate(hits: np.ndarray) -> dict:
+    """A proportion of booleans with its Wilson interval."""
+    n, k = int(len(hits)), int(np.sum(hits))
+    return {"n": n, "k": k, "rate": _ratio(k, n), "ci": wilson_ci(k, n)}
+
+
+def quartiles(values: list[float]) -> dict:
+    """Median and quartiles of the values that are not None."""
+    kept = np.array([v for v in values if v is not None], dtype=float)
+    if not len(kept):
+        return {"n": 0, "median": None, "q1": None, "q3": None}
+    q1, median, q3 = np.percentile(kept, [25, 50, 75])
+    return {"n": int(len(kept)), "median": float(median), "q1": float(q1), "q3": float(q3)}
+
+
+def grouped_quartiles(values: list[float | None], keys: list[str]) -> dict:
+    return {
+        key: quartiles([v for v, k in zip(values, keys, strict=True) if k == key])
+        for key in sorted(set(keys))
+    }

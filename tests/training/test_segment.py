@@ -1,0 +1,64 @@
+import pytest
+
+from classifier import load_bundle
+from classifier.bundle import load_segmenter
+from tests.conftest import LUNGS_MANIFEST, SAMPLE_DIR
+from training.__main__ import main
+from training.config import SegmentConfig
+from training.data import ManifestError, read_manifest
+from training.segment import train_segmenter
+
+FAST = {"widths": [4, 8], "input_size": 32, "epochs": 2, "batch_size": 8, "device": "cpu"}
+
+
+def test_segmenter_trains_on_the_sample_splits_by_patient_and_reports_dice(tmp_path):
+    records = read_manifest(LUNGS_MANIFEST)
+    spec = train_segmenter(
+        records, tmp_path / "u.safetensors", SegmentConfig(**FAST), progress=False
+    )
+    splits = spec.training["splits"]
+    assert sum(s["images"] for s in splits.values()) == len(records)
+    assert splits["train"]["images"] and splits["test"]["images"]
+    assert len(spec.training["history"]) == 2 and len(spec.training["data_sha256"]) == 64
+    test = spec.metrics["test"]
+    assert test["n"] == splits["test"]["images"]
+    assert 0.0 <= test["dice_mean"] <= 1.0 and set(test["per_source"]) <= {"shenzhen", "montgomery"}
+    loaded_spec, _ = load_segmenter(tmp_path / "u.safetensors")
+    assert loaded_spec == spec
+
+
+def test_segment_and_attach_commands_make_a_bundle_with_lung_masks(tmp_path, tiny_bundle, capsys):
+    unet_path, bundle = tmp_path / "u.safetensors", tmp_path / "b.safetensors"
+    argv = ["segment", "--manifest", str(LUNGS_MANIFEST), "--out", str(unet_path)]
+    argv += ["--epochs", "1", "--input-size", "32", "--widths", "4,8", "--device", "cpu"]
+    assert main(argv) == 0
+    assert "Dice mean" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "attach-segmenter",
+                "--bundle",
+                str(tiny_bundle),
+                "--segmenter",
+                str(unet_path),
+                "--out",
+                str(bundle),
+            ]
+        )
+        == 0
+    )
+    predictor = load_bundle(bundle, device="cpu")
+    image = next((SAMPLE_DIR / "images").glob("*.jpg"))
+    from PIL import Image
+
+    result = predictor.predict([Image.open(image)])[0]
+    assert result.lung_mask is not None and result.cam_lung_fraction is not None
+
+
+def test_segmenter_refuses_rows_without_masks(tmp_path):
+    from tests.conftest import SAMPLE_MANIFEST
+
+    with pytest.raises(ManifestError, match="no mask"):
+        train_segmenter(
+            read_manifest(SAMPLE_MANIFEST), tmp_path / "u.safetensors", SegmentConfig(**FAST)
+        )

@@ -1,0 +1,130 @@
+"""Markdown tables for the evaluation's lung, adult non-COVID and external sections, and for
+cross-validation: printed by the commands and pasted into the model card as they are."""
+
+
+def _f(value) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _rate(entry: dict) -> str:
+    if not entry or entry["rate"] is None:
+        return "–"
+    low, high = entry["ci"]
+    return f"{entry['rate']:.3f} ({entry['k']}/{entry['n']}; {low:.3f}–{high:.3f})"
+
+
+def _quartile_rows(table: dict) -> list[str]:
+    return [
+        f"| {key} | {q['n']} | {_f(q['median'])} | {_f(q['q1'])}–{_f(q['q3'])} |"
+        for key, q in table.items()
+    ]
+
+
+def lung_tables(report: dict) -> list[str]:
+    lungs = report.get("lungs")
+    if not lungs:
+        return []
+    lines = []
+    for key, title in (
+        ("cam_lung_fraction", "Share of the fused Grad-CAM's mass inside the predicted lungs"),
+        ("lung_area_fraction", "Predicted lung area as a share of the image"),
+    ):
+        table = lungs[key]
+        lines += [
+            f"**{title}** (median, quartiles):",
+            "",
+            "| group | n | median | quartiles |",
+            "| --- | --- | --- | --- |",
+            *_quartile_rows({"all": table["all"]}),
+            *_quartile_rows({f"class {k}": v for k, v in table["per_class"].items()}),
+            *_quartile_rows({f"source {k}": v for k, v in table["per_source"].items()}),
+            "",
+        ]
+    return lines
+
+
+def not_covid_table(title: str, table: dict) -> list[str]:
+    lines = [
+        f"**{title}** (share not called covid19, with Wilson 95% interval):",
+        "",
+        "| group | not called covid19 |",
+        "| --- | --- |",
+        f"| all | {_rate(table['all'])} |",
+    ]
+    lines += [f"| {k} | {_rate(v)} |" for k, v in table["per_source_label"].items()]
+    return [*lines, ""]
+
+
+def external_table(external: dict) -> list[str]:
+    lines = [
+        f"**External: {external['note']}** (Wilson 95% intervals):",
+        "",
+        "| source/label | n | not called covid19 | called its own label | called |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for key, entry in external["per_source_label"].items():
+        called = ", ".join(f"{k} {v}" for k, v in sorted(entry["called"].items()))
+        lines.append(
+            f"| {key} | {entry['not_covid19']['n']} | {_rate(entry['not_covid19'])} | "
+            f"{_rate(entry.get('correct', {}))} | {called} |"
+        )
+    return [*lines, ""]
+
+
+def format_evaluation(report: dict) -> str:
+    lines = []
+    if report.get("unscored_labels"):
+        lines += [
+            "Rows with labels none of the bundle's classes, left out of the classification "
+            "report and scored only as not covid19: "
+            + ", ".join(f"{k} {v}" for k, v in report["unscored_labels"].items()),
+            "",
+        ]
+    lines += lung_tables(report)
+    if "adult_non_covid" in report:
+        lines += not_covid_table(
+            "Adult non-COVID specificity (not external)", report["adult_non_covid"]
+        )
+    if "external" in report:
+        lines += external_table(report["external"])
+    return "\n".join(lines).rstrip()
+
+
+def format_cv(result: dict) -> str:
+    p = result["pooled"]
+
+    def row(name: str, key: str) -> str:
+        v = p[key]
+        return f"| {name} | {_f(v['value'])} | {_f(v['ci'][0])}–{_f(v['ci'][1])} |"
+
+    lines = [
+        f"{result['folds']}-fold patient-grouped cross-validation, {p['n']} images, "
+        f"{p['patients']} patients, {p['covid19']} covid19 films (out-of-fold predictions "
+        f"pooled; 95% intervals from {result['n_boot']} bootstrap resamples of patients).",
+        "",
+        "| metric | pooled | 95% CI |",
+        "| --- | --- | --- |",
+        row("covid19 sensitivity", "covid19_sensitivity"),
+        row("covid19 specificity", "covid19_specificity"),
+        row("covid19 AUC (vs rest)", "covid19_auc"),
+        row("macro AUC (one vs rest)", "macro_auc"),
+        row("accuracy", "accuracy"),
+        "",
+        "| fold | test images | covid19 | sensitivity | specificity | covid19 AUC | macro AUC "
+        "| minutes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for f in result["per_fold"]:
+        lines.append(
+            f"| {f['fold']} | {f['n']} | {f['covid19']} | {_f(f['covid19_sensitivity'])} | "
+            f"{_f(f['covid19_specificity'])} | {_f(f['covid19_auc'])} | {_f(f['macro_auc'])} | "
+            f"{f['seconds'] / 60:.1f} |"
+        )
+    cfg = result["config"]
+    lines += [
+        "",
+        f"Recipe per fold: {', '.join(cfg['archs'])}, {cfg['input_size']} px, epochs "
+        f"{cfg['epochs']}, seed {cfg['seed']}; device {result['device']}, bf16 "
+        f"{result['bf16']}; {result['seconds'] / 60:.1f} min in all.",
+    ]
+    return "\n".join(lines)
