@@ -138,50 +138,21 @@ def tiny_bundle(tmp_path_factory) -> Path:
     return path
 
 
-TINY_UNET = {"widths": [4, 8], "in_channels": 1}
-
-
 @pytest.fixture(scope="session")
 def tiny_bundle_with_lungs(tiny_bundle, tmp_path_factory) -> Path:
-    """``tiny_bundle`` with a random two-level U-Net at 32 px as its lung segmenter."""
-    import torch
-
-    from classifier.bundle import attach_segmenter, save_segmenter
-    from classifier.segmentation import SegmenterSpec, UNetConfig, unet
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("lungs")
-    spec = SegmenterSpec(config=TINY_UNET, input_size=32, metrics={"note": "random weights"})
-    save_segmenter(folder / "unet.safetensors", unet(UNetConfig(widths=(4, 8))), spec)
-    path = folder / "tiny-lungs.safetensors"
-    attach_segmenter(tiny_bundle, folder / "unet.safetensors", path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def tiny_bundle_with_lungs(tmp_path_factory) -> Path:
-    """The tiny bundle's classifier with a two-level random U-Net at 32 px as its lung
+    """``tiny_bundle`` (the same members) with a two-level random U-Net at 32 px as its lung
     segmenter. Random weights give an all-background mask, so the output bias is shifted by
     the median logit on a few sample X-rays: on X-rays, about half of each film is "lung",
     in a blobby shape with a contour to draw."""
     import torch
     from PIL import Image
 
-    from classifier.bundle import save_bundle
-    from classifier.metadata import BundleMetadata, MemberSpec
-    from classifier.networks import build_member
+    from classifier.bundle import load_bundle_members, save_bundle
     from classifier.preprocess import gray_batch, to_gray_array
     from classifier.segmentation import SegmenterSpec, segmenter_input, unet
 
     torch.manual_seed(0)
-    meta = BundleMetadata(
-        classes=CLASSES,
-        members=[MemberSpec("mobilenet", "mobilenet_v2"), MemberSpec("vgg", "vgg11_bn")],
-        input_size=64,
-        created_at="2026-01-01T00:00:00+00:00",
-        metrics={"note": "random weights for tests, with a random lung segmenter"},
-    )
-    members = {"mobilenet": build_member("mobilenet_v2", 4), "vgg": build_member("vgg11_bn", 4)}
+    meta, members = load_bundle_members(tiny_bundle)
     spec = SegmenterSpec(input_size=32, config={"widths": [4, 8], "in_channels": 1})
     net = unet(spec.unet_config()).eval()
     films = sorted((SAMPLE_DIR / "images").glob("*.jpg"))[:4]

@@ -33,3 +33,30 @@ def test_default_bundle_beats_chance_clearly_on_unseen_sample_patients():
     correct = sum(res.label == row["label"] for res, row in zip(results, rows, strict=True))
     # 86 images; chance is about 0.35 (largest class). Measured 0.733 when the bundle shipped.
     assert correct / len(rows) >= 0.6
+
+
+def test_default_bundle_ships_the_lung_segmenter_with_its_measured_dice():
+    seg = read_metadata(DEFAULT_BUNDLE).segmenter
+    assert seg["arch"] == "unet" and seg["input_size"] == 128
+    assert seg["config"]["widths"] == [16, 32, 64, 128]
+    test = seg["metrics"]["test"]
+    assert seg["metrics"]["split"] == "test" and test["n"] >= 50
+    assert test["dice_mean"] >= 0.95 and test["dice_ci"][0] <= test["dice_mean"]
+    assert set(test["per_source"]) == {"shenzhen", "montgomery"}
+    splits = seg["training"]["splits"]
+    assert sum(s["images"] for s in splits.values()) == 398
+    assert len(seg["training"]["data_sha256"]) == 64
+
+
+def test_default_bundle_masks_match_the_manual_masks_of_the_sample_films():
+    from classifier.bundle import load_segmenter
+    from tests.conftest import LUNGS_MANIFEST
+    from training.data import read_manifest
+    from training.segment import dice_report
+
+    spec, net = load_segmenter(DEFAULT_BUNDLE)
+    # A check that the shipped weights load and work, not a held-out figure (some of these
+    # films trained the segmenter; its test-split Dice is in the metadata, checked above).
+    records = [r for r in read_manifest(LUNGS_MANIFEST) if r.source == "montgomery"]
+    report = dice_report(net, records, spec, device=net.out.weight.device, bf16=False)
+    assert report["dice_mean"] >= 0.93
