@@ -75,14 +75,21 @@ def api_client():
 
 @pytest.fixture
 def predicted(active_version, staff, png):
-    """make(probabilities, members=None, **study fields) -> a done study with that prediction,
-    recorded through the real services (upload, then the worker's predictions_record)."""
+    """make(probabilities, members=None, lung_mask="", cam_lung_fraction=None, **study fields)
+    -> a done study with that prediction, recorded through the real services (upload, then the
+    worker's predictions_record)."""
     from xrayweb.inference.services import PredictionResult, predictions_record
     from xrayweb.studies.services import study_create
 
     counter = iter(range(10_000))
 
-    def make(probabilities: dict, members: dict | None = None, **fields):
+    def make(
+        probabilities: dict,
+        members: dict | None = None,
+        lung_mask: str = "",
+        cam_lung_fraction: float | None = None,
+        **fields,
+    ):
         i = next(counter)
         study = study_create(
             user=staff,
@@ -97,7 +104,9 @@ def predicted(active_version, staff, png):
         members = members or {"mobilenet": full, "vgg": full}
         predictions_record(
             version=active_version,
-            results=[PredictionResult(study, label, full, members, {})],
+            results=[
+                PredictionResult(study, label, full, members, {}, lung_mask, cam_lung_fraction)
+            ],
             cam_layers={},
             duration_ms=5,
         )

@@ -1,4 +1,5 @@
 import io
+import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -53,6 +54,51 @@ def test_token_auth_then_upload_then_read_then_review(
     detail = api_client.get(f"/api/studies/{study_id}/").json()
     assert detail["current_label"] == "normal"
     assert detail["reviews"][0]["comment"] == "no consolidation"
+
+
+def test_a_prediction_made_without_a_segmenter_has_null_lung_fields(
+    api_client, staff, radiologist, predicted, client
+):
+    study = predicted({"normal": 0.8, "covid19": 0.2})  # stored as before the segmenter
+    api_client.force_authenticate(staff)
+    prediction = api_client.get(f"/api/studies/{study.pk}/").json()["prediction"]
+    assert prediction["lung_mask"] is None and prediction["cam_lung_fraction"] is None
+    (listed,) = api_client.get(f"/api/studies/{study.pk}/predictions/").json()
+    assert listed["lung_mask"] is None and listed["cam_lung_fraction"] is None
+    client.force_login(radiologist)
+    page = client.get(f"/studies/{study.pk}/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Grad-CAM mass inside the lungs:" in html and "not measured" in html
+    assert 'id="contour-toggle"' not in html and 'id="lung-contour"' not in html
+
+
+def test_a_prediction_with_a_segmenter_links_its_lung_mask_for_logged_in_users_only(
+    api_client, client, staff, radiologist, tiny_bundle_with_lungs, sample_images
+):
+    from xrayweb.inference.services import model_version_register
+
+    model_version_register(bundle_path=tiny_bundle_with_lungs, activate=True)
+    api_client.force_authenticate(staff)
+    study_id = _upload(api_client, sample_images[0].read_bytes(), "cxr.jpg").json()["id"]
+    (stored,) = runtime.prediction_batch_run(study_id=study_id, max_studies=1)
+    for url in (f"/api/studies/{study_id}/", f"/api/studies/{study_id}/predictions/"):
+        body = api_client.get(url).json()
+        prediction = body["prediction"] if "prediction" in body else body[0]
+        assert prediction["lung_mask"] == f"http://testserver/media/{stored.lung_mask}"
+        assert prediction["cam_lung_fraction"] == pytest.approx(stored.cam_lung_fraction)
+        assert 0.0 <= prediction["cam_lung_fraction"] <= 1.0
+    mask = api_client.get(prediction["lung_mask"])
+    assert mask.status_code == 200 and mask["Content-Type"] == "image/png"
+    assert mask["X-Content-Type-Options"] == "nosniff"
+    api_client.force_authenticate(None)
+    assert api_client.get(prediction["lung_mask"]).status_code == 401
+    # The review page offers the contour and says how much of the heat is in the lungs.
+    client.force_login(radiologist)
+    html = client.get(f"/studies/{study_id}/").content.decode()
+    assert f'data-src="/media/{stored.lung_mask}"' in html and 'id="contour-toggle"' in html
+    shown = re.search(r"Grad-CAM mass inside the lungs:\s*<strong>(\d+)%</strong>", html)
+    assert shown and int(shown[1]) == round(stored.cam_lung_fraction * 100)
 
 
 def test_wrong_password_gets_a_json_detail(api_client, staff):

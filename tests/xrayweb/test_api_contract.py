@@ -49,6 +49,24 @@ def test_the_schema_is_openapi_3_and_lists_every_api_url(schema_json):
                 assert code in operation["responses"], f"{method} {path} lacks {code}"
 
 
+def test_the_schema_gives_a_study_prediction_its_nullable_lung_fields(schema_json):
+    schemas = schema_json["components"]["schemas"]
+    assert schemas["Study"]["properties"]["prediction"]["allOf"] == [
+        {"$ref": "#/components/schemas/Prediction"}
+    ]
+    assert schemas["Study"]["properties"]["prediction"]["nullable"] is True
+    prediction = schemas["Prediction"]
+    mask, fraction = (prediction["properties"][k] for k in ("lung_mask", "cam_lung_fraction"))
+    assert (mask["type"], mask["format"], mask["nullable"]) == ("string", "uri", True)
+    assert (fraction["type"], fraction["nullable"]) == ("number", True)
+    assert (fraction["minimum"], fraction["maximum"]) == (0.0, 1.0)
+    assert {"lung_mask", "cam_lung_fraction"} <= set(prediction["required"])  # always present
+    # The study's predictions list shares the component.
+    listing = schema_json["paths"]["/api/studies/{id}/predictions/"]["get"]["responses"]["200"]
+    items = listing["content"]["application/json"]["schema"]["items"]
+    assert items == {"$ref": "#/components/schemas/Prediction"}
+
+
 def test_the_schema_and_its_docs_are_for_logged_in_users_only(client, api_client, staff):
     assert api_client.get("/api/schema/").status_code == 401
     assert client.get("/api/docs/").status_code == 401
@@ -80,6 +98,8 @@ def live_api(live_server, staff, radiologist, admin_user, predicted):
     and a token per role."""
     for i in range(3):
         predicted({"covid19": 0.7, "normal": 0.3}, patient_id=f"LIVE-{i}")
+    # One with the lung fields filled in, so both their null and their non-null forms are checked.
+    predicted({"normal": 0.9}, lung_mask="masks/live.png", cam_lung_fraction=0.42)
     users = {"admin": admin_user, "staff": staff, "radiologist": radiologist}
 
     def tokens():  # DELETE /api/auth/token/ revokes a token: put it back for the next case

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from xrayweb.inference import runtime
 from xrayweb.inference.models import Prediction
+from xrayweb.inference.services import model_version_register
 from xrayweb.inference.tasks import predict_study
 from xrayweb.studies.models import Study
 from xrayweb.studies.services import study_create
@@ -113,32 +114,46 @@ def test_a_task_whose_study_was_taken_still_fills_a_whole_batch(queued, settings
     assert Study.objects.get(pk=studies[3].pk).status == Study.Status.QUEUED
 
 
-def test_a_batch_is_recorded_all_or_nothing_and_leaves_no_orphan_heatmaps(
-    queued, settings, monkeypatch
+@pytest.fixture
+def lungs_version(active_version, tiny_bundle_with_lungs):
+    """The tiny bundle with a lung segmenter, active instead of the plain one."""
+    return model_version_register(bundle_path=tiny_bundle_with_lungs, name="lungs", activate=True)
+
+
+def _files(settings, folder: str) -> list[Path]:
+    root = Path(settings.MEDIA_ROOT) / folder
+    return sorted(root.iterdir()) if root.exists() else []
+
+
+def test_a_batch_is_recorded_all_or_nothing_and_leaves_no_orphan_heatmaps_or_masks(
+    queued, lungs_version, settings, monkeypatch
 ):
     studies = queued(3)
 
     def fail(*args, **kwargs):  # after the prediction rows were written, in the same commit
         assert Prediction.objects.count() == 3
+        assert len(_files(settings, "masks")) == 3  # one lung mask per study, so far
         raise RuntimeError("database went away mid-batch")
 
     monkeypatch.setattr(Study.objects, "bulk_update", fail)
     with pytest.raises(RuntimeError, match="mid-batch"):
         runtime.prediction_batch_run(study_id=studies[0].pk, max_studies=3)
     assert Prediction.objects.count() == 0  # rolled back with the failed update
-    heatmaps = Path(settings.MEDIA_ROOT) / "heatmaps"
-    assert not heatmaps.exists() or not any(heatmaps.iterdir())
+    assert _files(settings, "heatmaps") == _files(settings, "masks") == []
     for study in studies:  # none left "running": all queued for another attempt
         study.refresh_from_db()
         assert (study.status, study.attempts) == (Study.Status.QUEUED, 1)
         assert "mid-batch" in study.failure_reason
     monkeypatch.undo()
-    assert len(runtime.prediction_batch_run(study_id=studies[0].pk, max_studies=3)) == 3
+    predictions = runtime.prediction_batch_run(study_id=studies[0].pk, max_studies=3)
+    assert len(predictions) == 3
     assert not Study.objects.exclude(status="done").exists()
+    assert len(_files(settings, "masks")) == 3
+    assert {p.model_version for p in predictions} == {lungs_version}
 
 
 def test_a_redelivered_batch_overwrites_its_rows_and_adds_none(
-    queued, settings, django_capture_on_commit_callbacks
+    queued, lungs_version, settings, django_capture_on_commit_callbacks
 ):
     from django.core.files.storage import default_storage
 
@@ -147,10 +162,14 @@ def test_a_redelivered_batch_overwrites_its_rows_and_adds_none(
     Study.objects.filter(pk__in=[s.pk for s in studies]).update(status="queued")
     with django_capture_on_commit_callbacks(execute=True):
         second = runtime.prediction_batch_run(study_id=studies[0].pk, max_studies=2)
-    # The overwritten rows' heatmap files are gone; the new ones are there.
+    # The overwritten rows' heatmap and mask files are gone; the new ones are there.
     for old, new in zip(first, second, strict=True):
+        assert old.lung_mask and new.lung_mask and old.lung_mask != new.lung_mask
         assert not any(default_storage.exists(path) for path in old.heatmaps.values())
+        assert not default_storage.exists(old.lung_mask)
         assert all(default_storage.exists(path) for path in new.heatmaps.values())
+        assert default_storage.exists(new.lung_mask)
+    assert len(_files(settings, "masks")) == 2
     assert [p.pk for p in second] == [p.pk for p in first]  # the same rows, updated
     assert Prediction.objects.count() == 2
     for study, old, new in zip(studies, first, second, strict=True):

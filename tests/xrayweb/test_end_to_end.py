@@ -111,8 +111,63 @@ def test_upload_through_the_api_is_predicted_by_a_real_worker(
         scale = min(1.0, 512 / max(study.image_width, study.image_height))
         expected = (round(study.image_width * scale), round(study.image_height * scale))
         assert overlay.size == expected
+    # The shipped bundle carries a lung segmenter: the mask and the CAM's share in the lungs.
+    assert prediction.lung_mask.startswith("masks/")
+    assert default_storage.exists(prediction.lung_mask)
+    assert 0.0 <= prediction.cam_lung_fraction <= 1.0
 
     body = api_client.get(f"/api/studies/{study.pk}/").json()
     assert body["status"] == "done"
     assert body["prediction"]["label"] == prediction.label
+    assert body["prediction"]["cam_lung_fraction"] == prediction.cam_lung_fraction
     assert proc.poll() is None  # the worker is still serving
+
+
+def _stored_png(path: str) -> Image.Image:
+    with default_storage.open(path) as fh:
+        image = Image.open(io.BytesIO(fh.read()))
+        image.load()
+    return image
+
+
+def test_a_bundle_with_a_lung_segmenter_stores_the_mask_and_the_cam_lung_fraction(
+    worker, api_client, staff, sample_images, tiny_bundle_with_lungs
+):
+    """The worker loads a bundle that carries a segmenter (built for the test, so this does
+    not depend on what the shipped bundle has): the mask is stored beside the heatmaps, at
+    their size, and the API links it and gives the share of the heat inside the lungs."""
+    version = model_version_register(bundle_path=tiny_bundle_with_lungs, activate=True)
+    image_path = next(p for p in sample_images if Image.open(p).size[0] > 300)  # not square
+    api_client.force_authenticate(staff)
+    response = api_client.post(
+        "/api/studies/",
+        {
+            "image": SimpleUploadedFile(image_path.name, image_path.read_bytes()),
+            "patient_id": "E2E-2",
+            "accession": "ACC-E2E-2",
+        },
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+
+    study = _wait_for(response.json()["id"])
+    proc, log = worker
+    assert study.status == Study.Status.DONE, (study.failure_reason, log.read_text()[-3000:])
+    prediction = study.predictions.get()
+    assert prediction.model_version == version
+    assert prediction.lung_mask.startswith("masks/")
+    mask = _stored_png(prediction.lung_mask)
+    heatmap = _stored_png(prediction.heatmaps["fused"])
+    assert mask.format == "PNG" and mask.mode == "1"
+    assert mask.size == heatmap.size == (study.image_width, study.image_height)
+    assert 0.0 <= prediction.cam_lung_fraction <= 1.0
+
+    body = api_client.get(f"/api/studies/{study.pk}/").json()["prediction"]
+    assert isinstance(body["cam_lung_fraction"], float)
+    assert body["cam_lung_fraction"] == prediction.cam_lung_fraction
+    assert 0.0 <= body["cam_lung_fraction"] <= 1.0
+    served = api_client.get(body["lung_mask"])
+    assert served.status_code == 200 and served["Content-Type"] == "image/png"
+    with default_storage.open(prediction.lung_mask) as fh:
+        assert b"".join(served.streaming_content) == fh.read()
+    assert proc.poll() is None

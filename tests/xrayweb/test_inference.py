@@ -86,6 +86,35 @@ def test_prediction_run_stores_probabilities_heatmaps_and_provenance(active_vers
         expected = (round(study.image_width * scale), round(study.image_height * scale))
         assert overlay.size == expected
     assert prediction.duration_ms >= 0
+    # This bundle has no lung segmenter: no mask, no CAM lung fraction.
+    assert prediction.lung_mask == "" and prediction.cam_lung_fraction is None
+    assert not (Path(default_storage.location) / "masks").exists()
+
+
+def test_a_bundle_with_a_segmenter_stores_a_lung_mask_that_lines_up_with_the_heatmaps(
+    db, staff, tiny_bundle_with_lungs
+):
+    import numpy as np
+
+    model_version_register(bundle_path=tiny_bundle_with_lungs, activate=True)
+    # Wider than tall and over 512 pixels: both PNGs are scaled down the same way.
+    film = Image.open(sorted(Path(__file__).parents[1].glob("data/cxr_sample/images/*.jpg"))[0])
+    out = io.BytesIO()
+    film.convert("L").resize((900, 640)).save(out, "PNG")
+    study = study_create(user=staff, patient_id="P1", accession="A1", data=out.getvalue())
+    prediction = runtime.prediction_batch_run(study_id=study.pk, max_studies=1)[0]
+    assert prediction.lung_mask.startswith(f"masks/{study.pk}-")
+    assert prediction.lung_mask.endswith(".png")
+    with default_storage.open(prediction.lung_mask) as fh:
+        mask = Image.open(io.BytesIO(fh.read()))
+        mask.load()
+    with default_storage.open(prediction.heatmaps["fused"]) as fh:
+        heatmap = Image.open(io.BytesIO(fh.read()))
+    assert mask.format == "PNG" and mask.mode == "1"
+    assert mask.size == heatmap.size == (512, 364)
+    inside = np.asarray(mask)
+    assert 0 < inside.mean() < 1  # a shape, neither empty nor the whole film
+    assert 0.0 <= prediction.cam_lung_fraction <= 1.0
 
 
 def test_a_failing_inference_marks_the_study_failed_with_the_reason(db, study):
@@ -134,3 +163,17 @@ def test_heatmap_png_is_jet_coloured_and_capped_at_512_pixels():
     assert np.abs(np.asarray(small, dtype=float) - expected).max() <= 6  # 256 levels
     large = Image.open(io.BytesIO(heatmap_png(np.zeros((2000, 2500)))))
     assert large.size == (512, 410)
+
+
+def test_mask_png_is_one_bit_at_the_heatmaps_size_and_keeps_the_mask():
+    import numpy as np
+
+    from xrayweb.inference.overlays import mask_png
+
+    mask = np.zeros((200, 300), dtype=bool)
+    mask[50:150, 30:120] = True
+    small = Image.open(io.BytesIO(mask_png(mask)))
+    assert small.mode == "1" and small.size == (300, 200)
+    assert (np.asarray(small) == mask).all()
+    large = Image.open(io.BytesIO(mask_png(np.ones((2000, 2500), dtype=bool))))
+    assert large.size == (512, 410) and np.asarray(large).all()

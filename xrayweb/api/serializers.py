@@ -1,4 +1,5 @@
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from xrayweb.inference.models import ModelVersion, Prediction
@@ -43,9 +44,26 @@ class ReviewSerializer(serializers.ModelSerializer):
         ]
 
 
+def _media_url(request, path: str) -> str:
+    url = reverse("media", args=[path])
+    return request.build_absolute_uri(url) if request else url
+
+
 class PredictionSerializer(serializers.ModelSerializer):
     model_version = serializers.CharField(source="model_version.name")
     heatmaps = serializers.SerializerMethodField()
+    lung_mask = serializers.SerializerMethodField(
+        help_text="The predicted lung fields as a PNG the size of the heatmaps (white inside); "
+        "null when the prediction was made without a lung segmenter."
+    )
+    cam_lung_fraction = serializers.FloatField(
+        read_only=True,
+        allow_null=True,
+        min_value=0.0,
+        max_value=1.0,
+        help_text="Share of the fused Grad-CAM's mass inside the predicted lungs, in [0, 1]; "
+        "null without a lung segmenter.",
+    )
 
     class Meta:
         model = Prediction
@@ -56,6 +74,8 @@ class PredictionSerializer(serializers.ModelSerializer):
             "model_version",
             "bundle_sha256",
             "heatmaps",
+            "lung_mask",
+            "cam_lung_fraction",
             "cam_layers",
             "duration_ms",
             "batch_size",
@@ -65,8 +85,11 @@ class PredictionSerializer(serializers.ModelSerializer):
 
     def get_heatmaps(self, obj: Prediction) -> dict[str, str]:
         request = self.context.get("request")
-        urls = {k: reverse("media", args=[v]) for k, v in obj.heatmaps.items()}
-        return {k: request.build_absolute_uri(u) if request else u for k, u in urls.items()}
+        return {k: _media_url(request, v) for k, v in obj.heatmaps.items()}
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_lung_mask(self, obj: Prediction) -> str | None:
+        return _media_url(self.context.get("request"), obj.lung_mask) if obj.lung_mask else None
 
 
 class StudySerializer(serializers.ModelSerializer):
@@ -96,6 +119,7 @@ class StudySerializer(serializers.ModelSerializer):
             "reviews",
         ]
 
+    @extend_schema_field(PredictionSerializer(allow_null=True))
     def get_prediction(self, obj: Study) -> dict | None:
         prediction = obj.current_prediction
         return PredictionSerializer(prediction, context=self.context).data if prediction else None

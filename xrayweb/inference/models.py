@@ -67,6 +67,11 @@ class Prediction(models.Model):
     # {"fused": "heatmaps/…png", "<member>": "heatmaps/…png"}: media paths of colour heatmaps.
     heatmaps = models.JSONField(default=dict)
     cam_layers = models.JSONField(default=dict)
+    # "masks/…png": the predicted lung fields at the heatmaps' size, and the share of the fused
+    # Grad-CAM's mass inside them. Blank and null for predictions made without a segmenter
+    # (older rows, a bundle that has none).
+    lung_mask = models.CharField(max_length=255, blank=True, default="")
+    cam_lung_fraction = models.FloatField(null=True, blank=True)
     # Compute time of the predict() call that served this study, and how many studies it served.
     duration_ms = models.PositiveIntegerField()
     batch_size = models.PositiveSmallIntegerField(default=1)

@@ -17,7 +17,7 @@ from django.core.files.storage import default_storage
 from PIL import Image
 
 from xrayweb.inference.models import ModelVersion, Prediction
-from xrayweb.inference.overlays import heatmap_png
+from xrayweb.inference.overlays import heatmap_png, mask_png
 from xrayweb.inference.services import (
     PredictionResult,
     model_version_active,
@@ -86,6 +86,14 @@ def _store_heatmaps(study: Study, result) -> dict[str, str]:
     }
 
 
+def _store_mask(study: Study, result) -> str:
+    """The lung mask as a PNG the size of the heatmaps; "" when the bundle has no segmenter."""
+    if result.lung_mask is None:
+        return ""
+    name = f"masks/{study.pk}-{uuid.uuid4().hex[:12]}.png"
+    return default_storage.save(name, ContentFile(mask_png(result.lung_mask)))
+
+
 def prediction_batch_run(*, study_id: int, max_studies: int, token: str = "") -> list[Prediction]:
     """Claim this study and other queued ones, ``max_studies`` in all, predict them in one
     batch with Grad-CAM, and record them in one transaction. Returns the predictions made
@@ -101,7 +109,7 @@ def prediction_batch_run(*, study_id: int, max_studies: int, token: str = "") ->
     )
     if not studies:
         return []
-    ready, unreadable, heatmaps = [], set(), []
+    ready, unreadable, heatmaps, masks = [], set(), [], []
     try:
         predictor = predictor_for(version)
         images = []
@@ -117,11 +125,20 @@ def prediction_batch_run(*, study_id: int, max_studies: int, token: str = "") ->
         duration_ms = round((time.perf_counter() - started) * 1000)
         for study, result in zip(ready, results, strict=True):
             heatmaps.append(_store_heatmaps(study, result))
+            masks.append(_store_mask(study, result))
         predictions = predictions_record(
             version=version,
             results=[
-                PredictionResult(study, r.label, r.probabilities, r.members, maps)
-                for study, r, maps in zip(ready, results, heatmaps, strict=True)
+                PredictionResult(
+                    study,
+                    r.label,
+                    r.probabilities,
+                    r.members,
+                    maps,
+                    lung_mask=mask,
+                    cam_lung_fraction=r.cam_lung_fraction,
+                )
+                for study, r, maps, mask in zip(ready, results, heatmaps, masks, strict=True)
             ],
             cam_layers=predictor.cam_layers,
             duration_ms=duration_ms,
@@ -132,10 +149,11 @@ def prediction_batch_run(*, study_id: int, max_studies: int, token: str = "") ->
         raise
     except Exception as exc:
         # Perhaps transient (memory, a device error, the database). No row points at the
-        # heatmaps written so far: remove them. Never leave a claimed study "running": queue
-        # it again, or fail it once it has had its attempts.
-        for path in (path for maps in heatmaps for path in maps.values()):
-            default_storage.delete(path)
+        # heatmaps and masks written so far: remove them. Never leave a claimed study
+        # "running": queue it again, or fail it once it has had its attempts.
+        for path in [path for maps in heatmaps for path in maps.values()] + masks:
+            if path:
+                default_storage.delete(path)
         studies_release(
             study_ids=[s.pk for s in studies if s.pk not in unreadable],
             reason=f"{type(exc).__name__}: {exc}",

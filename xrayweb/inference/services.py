@@ -165,6 +165,8 @@ class PredictionResult:
     probabilities: dict[str, float]
     member_probabilities: dict[str, dict[str, float]]
     heatmaps: dict[str, str]
+    lung_mask: str = ""  # media path; "" without a segmenter
+    cam_lung_fraction: float | None = None
 
 
 @transaction.atomic
@@ -178,13 +180,13 @@ def predictions_record(
     """Store a batch's predictions, make each its study's current one and mark the studies
     done: one upsert and one update for the whole batch, all or nothing. A redelivered task
     overwrites its own row (one per study and model version), never adds a second; the
-    heatmap files of an overwritten row are deleted once the new row is committed."""
+    heatmap and mask files of an overwritten row are deleted once the new row is committed."""
     now = timezone.now()
     overwritten = Prediction.objects.filter(
         model_version=version, study__in=[r.study for r in results]
-    ).values_list("heatmaps", flat=True)
-    stale = {path for maps in overwritten for path in maps.values()} - {
-        path for r in results for path in r.heatmaps.values()
+    ).values_list("heatmaps", "lung_mask")
+    stale = {path for maps, mask in overwritten for path in (*maps.values(), mask) if path} - {
+        path for r in results for path in (*r.heatmaps.values(), r.lung_mask)
     }
     if stale:
         transaction.on_commit(lambda: [default_storage.delete(path) for path in stale])
@@ -202,6 +204,8 @@ def predictions_record(
                 confidence=float(r.probabilities.get(r.label, 0.0)),
                 members_agree=set(member_labels.values()) == {r.label} if member_labels else None,
                 heatmaps=r.heatmaps,
+                lung_mask=r.lung_mask,
+                cam_lung_fraction=r.cam_lung_fraction,
                 cam_layers=cam_layers,
                 duration_ms=duration_ms,
                 batch_size=len(results),

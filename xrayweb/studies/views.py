@@ -73,7 +73,7 @@ def upload(request):
 
 @login_not_required  # authenticated below by DRF: a session (pages) or a token (API clients)
 @extend_schema(
-    summary="An uploaded X-ray or a heatmap (the URLs a study's JSON gives)",
+    summary="An uploaded X-ray, a heatmap or a lung mask (the URLs a study's JSON gives)",
     responses={
         (200, "image/png"): OpenApiTypes.BINARY,
         (200, "image/jpeg"): OpenApiTypes.BINARY,
@@ -82,8 +82,9 @@ def upload(request):
 @api_view(["GET"])
 @permission_classes([IsAuthenticated])
 def media(request, path: str):
-    """Uploaded images and heatmaps, for logged-in users only, never sniffed as HTML."""
-    if ".." in path.split("/") or not path.startswith(("studies/", "heatmaps/")):
+    """Uploaded images, heatmaps and lung masks, for logged-in users only, never sniffed as
+    HTML."""
+    if ".." in path.split("/") or not path.startswith(("studies/", "heatmaps/", "masks/")):
         raise Http404
     if not default_storage.exists(path):
         raise Http404
