@@ -1,5 +1,6 @@
 // Review page: the X-ray on a canvas with window/level, zoom and pan; the heatmap overlay
-// (layer, opacity, on/off); and keyboard-first reading (digits, Enter, J/K, C, Esc).
+// (layer, opacity, on/off); the lung contour (on/off); and keyboard-first reading (digits,
+// Enter, J/K, C, Esc).
 (function () {
   const canvas = document.getElementById("xray-canvas");
   const overlay = document.getElementById("overlay");
@@ -88,6 +89,48 @@
     toggle.addEventListener("change", () => { overlay.hidden = !toggle.checked; });
     opacity.addEventListener("input", () => { overlay.style.opacity = opacity.value / 100; });
     layer.addEventListener("change", () => { overlay.src = layer.value; });
+  }
+
+  // The lung contour: the mask PNG (white inside, the heatmaps' size) read on an offscreen
+  // canvas; every pixel whose 4-neighbours are not all on its own side of the boundary (the
+  // image's edge counts as outside) is painted, so the line is two mask pixels wide. The
+  // canvas sits in the stack like the heatmap, so it follows zoom and pan.
+  const contour = document.getElementById("lung-contour");
+  function drawContour(mask) {
+    const w = mask.naturalWidth, h = mask.naturalHeight;
+    const scratch = document.createElement("canvas");
+    scratch.width = w; scratch.height = h;
+    const read = scratch.getContext("2d", { willReadFrequently: true });
+    read.drawImage(mask, 0, 0);
+    const px = read.getImageData(0, 0, w, h).data;
+    const inside = (i, j) => i >= 0 && j >= 0 && i < w && j < h && px[(j * w + i) * 4] > 127;
+    contour.width = w; contour.height = h;
+    const out = new ImageData(w, h);
+    let painted = 0;
+    for (let j = 0; j < h; j++) {
+      for (let i = 0; i < w; i++) {
+        const here = inside(i, j);
+        if (here === inside(i - 1, j) && here === inside(i + 1, j)
+            && here === inside(i, j - 1) && here === inside(i, j + 1)) continue;
+        const k = (j * w + i) * 4;
+        out.data[k] = 255; out.data[k + 1] = 61; out.data[k + 2] = 245; out.data[k + 3] = 255;
+        painted++;
+      }
+    }
+    contour.getContext("2d").putImageData(out, 0, 0);
+    contour.dataset.painted = String(painted);
+  }
+  if (contour) {
+    const toggle = document.getElementById("contour-toggle");
+    let requested = false;
+    toggle.addEventListener("change", () => {
+      contour.hidden = !toggle.checked;
+      if (!toggle.checked || requested) return;
+      requested = true; // the mask is fetched once, on the first look
+      const mask = new Image();
+      mask.onload = () => drawContour(mask);
+      mask.src = contour.dataset.src;
+    });
   }
 
   // Keyboard: never while typing in a field (the comment box keeps its keys).

@@ -1,6 +1,7 @@
 """The skeleton's flows in real Chromium: upload with live status, then review with overlay."""
 
 import os
+import re
 
 import pytest
 from playwright.sync_api import expect
@@ -23,11 +24,16 @@ def _login(page, live_server, username):
     page.click("button[type=submit]")
 
 
+def _box(page, selector: str) -> tuple[int, ...]:
+    box = page.locator(selector).bounding_box()
+    return tuple(round(box[k]) for k in ("x", "y", "width", "height"))
+
+
 def test_staff_uploads_and_sees_status_change_then_radiologist_corrects(
-    page, live_server, tiny_bundle, sample_images, settings, tmp_path
+    page, live_server, tiny_bundle_with_lungs, sample_images, settings, tmp_path
 ):
     settings.MEDIA_ROOT = tmp_path / "media"
-    version = model_version_register(bundle_path=tiny_bundle, activate=True)
+    version = model_version_register(bundle_path=tiny_bundle_with_lungs, activate=True)
     user_create_with_role(username="stf", password="pw-Test-12345", role="staff")
     user_create_with_role(username="rad", password="pw-Test-12345", role="radiologist")
 
@@ -66,6 +72,38 @@ def test_staff_uploads_and_sees_status_change_then_radiologist_corrects(
     expect(overlay).to_have_css("opacity", "0.8")
     page.select_option("#overlay-layer", label="vgg")
     expect(overlay).to_have_attribute("src", f"/media/{prediction.heatmaps['vgg']}")
+
+    # The lung contour, from the keyboard: drawn over the X-ray, in its box, under zoom too.
+    expect(page.locator("#cam-lung-fraction")).to_contain_text(
+        f"Grad-CAM mass inside the lungs: {round(prediction.cam_lung_fraction * 100)}%"
+    )
+    contour = page.locator("#lung-contour")
+    expect(contour).to_be_hidden()
+    page.focus("#contour-toggle")
+    page.keyboard.press("Space")
+    expect(page.locator("#contour-toggle")).to_be_checked()
+    expect(contour).to_be_visible()
+    expect(contour).to_have_attribute("data-painted", re.compile(r"^[1-9]\d*$"))
+    opaque = page.evaluate(
+        """() => {
+          const c = document.getElementById("lung-contour");
+          const px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+          let n = 0;
+          for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++;
+          return [n, c.width, c.height];
+        }"""
+    )
+    assert opaque[0] == int(contour.get_attribute("data-painted")) > 0
+    assert opaque[0] < opaque[1] * opaque[2] / 2  # a line, not a filled area
+    assert _box(page, "#lung-contour") == _box(page, "#xray-canvas")
+    page.mouse.move(*(v + 100 for v in _box(page, "#xray-canvas")[:2]))
+    page.mouse.wheel(0, -300)
+    expect(page.locator("#stack")).not_to_have_attribute("data-scale", "1.00")
+    assert _box(page, "#lung-contour") == _box(page, "#xray-canvas")
+    page.click("#view-reset")
+    page.focus("#contour-toggle")
+    page.keyboard.press("Space")
+    expect(contour).to_be_hidden()
 
     corrected = next(c for c in version.classes if c != prediction.label)
     page.check(f"input[name=label][value={corrected}]")

@@ -84,11 +84,16 @@ class _Inline(HTMLParser):
     ],
 )
 def test_pages_have_no_inline_script_or_style(client, make_user, predicted, role, path):
-    study = predicted({"covid19": 0.8, "normal": 0.2})
+    # With a lung mask, so that the review page has its contour controls too.
+    study = predicted(
+        {"covid19": 0.8, "normal": 0.2}, lung_mask="masks/1-x.png", cam_lung_fraction=0.3
+    )
     if role:
         client.force_login(make_user(role))
     response = client.get(path.format(pk=study.pk))
     assert response.status_code == 200
+    if path == "/studies/{pk}/":
+        assert b'id="contour-toggle"' in response.content
     parser = _Inline()
     parser.feed(response.content.decode())
     assert parser.found == []
