@@ -130,6 +130,7 @@ def _segment_parsers(sub) -> None:
     sheet.add_argument("--out", type=Path, required=True, help="a folder")
     sheet.add_argument("--per-source", type=int, default=24)
     sheet.add_argument("--seed", type=int, default=0)
+    sheet.add_argument("--json", type=Path, help="the lung-area table as JSON")
     att = sub.add_parser("attach-segmenter", help="copy a bundle with a lung segmenter in it")
     att.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
     att.add_argument("--segmenter", type=Path, required=True)
@@ -170,9 +171,15 @@ def _segment(args) -> int:
         from training.contact import contact_sheets
 
         records = [r for m in args.manifest for r in read_manifest(m)]
-        paths = contact_sheets(
+        paths, table = contact_sheets(
             args.bundle, records, args.out, per_source=args.per_source, seed=args.seed
         )
+        print("| source/label | n | lung area median | quartiles |")
+        print("| --- | --- | --- | --- |")
+        for key, q in table["per_source_label"].items():
+            print(f"| {key} | {q['n']} | {q['median']:.3f} | {q['q1']:.3f}–{q['q3']:.3f} |")
+        if args.json:
+            args.json.write_text(json.dumps(table, indent=2))
         for path in paths:
             print(f"wrote {path}")
     else:

@@ -26,6 +26,30 @@ def _class_table(report: dict) -> list[str]:
     return lines
 
 
+def _segmenter_lines(seg: dict) -> list[str]:
+    if not seg:
+        return ["- **Lung segmenter:** none (predictions carry no lung mask)."]
+    test, t = seg["metrics"]["test"], seg["training"]
+    splits = "; ".join(
+        f"{k} {v['images']} ({', '.join(f'{s} {n}' for s, n in v['sources'].items())})"
+        for k, v in t["splits"].items()
+    )
+    per_source = ", ".join(
+        f"{k} {v['dice_mean']:.3f} (n={v['n']})" for k, v in test["per_source"].items()
+    )
+    minutes = sum(h["seconds"] for h in t["history"]) / 60
+    return [
+        f"- **Lung segmenter:** U-Net, widths {seg['config']['widths']}, {seg['input_size']} px, "
+        f"threshold {seg['threshold']}, created {seg['created_at']}; trained "
+        f"{len(t['history'])} epochs ({minutes:.0f} min, device {t['device']}, bf16 {t['bf16']}) "
+        f"on {', '.join(str(s.get('manifest', s)) for s in t['data_sources'])} (sha256 "
+        f"`{t['data_sha256'][:16]}…`), split by patient: {splits}. "
+        f"**{seg['metrics']['split'].capitalize()} Dice {test['dice_mean']:.3f}** (95% CI "
+        f"{_ci(test['dice_ci'])}, median {test['dice_median']:.3f}, min {test['dice_min']:.3f}; "
+        f"{per_source}), at each mask's own 256 px.",
+    ]
+
+
 def model_card(bundle: Path, command: str = "") -> str:
     meta = read_metadata(bundle)
     t, cfg = meta.training, meta.training["config"]
@@ -74,6 +98,7 @@ def model_card(bundle: Path, command: str = "") -> str:
         )
         + ". No patient is in two splits.",
     ]
+    lines += _segmenter_lines(meta.segmenter)
     if command:
         lines.append(f"- **Reproduce:** `{command}`")
     lines += [

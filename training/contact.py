@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw
 
 from classifier import load_bundle
 from training.data import Record, load_gray
+from training.metrics import grouped_quartiles
 
 TILE = 160
 CONTOUR = (255, 40, 40)
@@ -54,6 +55,15 @@ def _tile(image: Image.Image, mask: np.ndarray, caption: str) -> Image.Image:
     return tile
 
 
+def lung_areas(predictor, records: list[Record], batch_size: int = 16) -> list[float]:
+    """The predicted lung area of each film, as a share of the image."""
+    areas = []
+    for start in range(0, len(records), batch_size):
+        chunk = [load_gray(r.path) for r in records[start : start + batch_size]]
+        areas += [res.lung_area_fraction for res in predictor.predict(chunk, cam=False)]
+    return areas
+
+
 def contact_sheets(
     bundle: Path,
     records: list[Record],
@@ -63,12 +73,19 @@ def contact_sheets(
     columns: int = 6,
     seed: int = 0,
     device=None,
-) -> list[Path]:
+) -> tuple[list[Path], dict]:
     """One PNG per source under ``out``: films with their predicted lung contour, each captioned
-    with its label and the predicted lung area."""
+    with its label and the predicted lung area; and the lung area of every film, in quartiles
+    per source and label."""
     predictor = load_bundle(bundle, device=device)
     if predictor.segmenter is None:
         raise ValueError(f"{bundle} has no lung segmenter")
+    areas = lung_areas(predictor, records)
+    groups = [f"{r.source}/{r.label}" for r in records]
+    table = {
+        "per_source": grouped_quartiles(areas, [r.source for r in records]),
+        "per_source_label": grouped_quartiles(areas, groups),
+    }
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for source, picked in _pick(records, per_source, seed).items():
@@ -85,4 +102,4 @@ def contact_sheets(
         path = out / f"lungs-{source}.png"
         sheet.save(path, optimize=True)
         written.append(path)
-    return written
+    return written, table

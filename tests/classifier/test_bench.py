@@ -14,7 +14,11 @@ KEYS = {
     "b_over_c",
     "gflop_per_image",
     "achieved_gflops",
-    "matmul_bf16_gflops",
+    "matmul_gflops",
+    "matmul_dtype",
+    "lungs",
+    "cam_no_lungs_ips",
+    "b_over_b_no_lungs",
 }
 
 
@@ -40,10 +44,15 @@ def test_bench_runs_every_variant_and_writes_the_json_keys(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert KEYS <= set(result)
     assert result["batch"] == 2 and result["device"] == "cpu"
-    for key in ("naive_ips", "cam_ips", "forward_ips", "gflop_per_image", "matmul_bf16_gflops"):
+    for key in ("naive_ips", "cam_ips", "forward_ips", "gflop_per_image", "matmul_gflops"):
         assert result[key] > 0
     assert result["a_over_b"] == pytest.approx(result["cam_ips"] / result["naive_ips"])
-    assert "(a) naive" in capsys.readouterr().out
+    assert result["lungs"] is True  # random members get a random U-Net
+    assert result["b_over_b_no_lungs"] == pytest.approx(
+        result["cam_no_lungs_ips"] / result["cam_ips"]
+    )
+    printed = capsys.readouterr().out
+    assert "(a) naive" in printed and "(b-)" in printed and "b/b- =" in printed
 
 
 def test_bench_runs_on_the_shipped_bundle(tmp_path):
@@ -52,3 +61,4 @@ def test_bench_runs_on_the_shipped_bundle(tmp_path):
     result = json.loads(out.read_text())
     assert result["members"] == ["mobilenet:mobilenet_v2", "vgg:vgg11_bn"]
     assert result["gflop_per_image"] > 1
+    assert result["lungs"] is True  # the shipped bundle carries its segmenter

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from classifier import load_bundle
@@ -62,3 +63,30 @@ def test_segmenter_refuses_rows_without_masks(tmp_path):
         train_segmenter(
             read_manifest(SAMPLE_MANIFEST), tmp_path / "u.safetensors", SegmentConfig(**FAST)
         )
+
+
+def test_contact_sheets_show_each_source_and_tabulate_lung_area(tmp_path, tiny_bundle_with_lungs):
+    from PIL import Image
+
+    from tests.conftest import SAMPLE_MANIFEST
+    from training.contact import contact_sheets, contour
+
+    records = read_manifest(SAMPLE_MANIFEST)[::6] + read_manifest(LUNGS_MANIFEST)
+    paths, table = contact_sheets(
+        tiny_bundle_with_lungs, records, tmp_path, per_source=4, columns=2, device="cpu"
+    )
+    sources = sorted({r.source for r in records})
+    assert [p.name for p in paths] == [f"lungs-{s}.png" for s in sources]
+    assert Image.open(paths[0]).size == (2 * 160, 2 * 160)
+    assert sum(q["n"] for q in table["per_source"].values()) == len(records)
+    assert "montgomery/tuberculosis" in table["per_source_label"]
+    mask = np.zeros((5, 5), dtype=bool)
+    mask[1:4, 1:4] = True
+    assert contour(mask).sum() == 8  # the ring around the centre pixel
+
+
+def test_contact_sheets_need_a_segmenter(tmp_path, tiny_bundle):
+    from training.contact import contact_sheets
+
+    with pytest.raises(ValueError, match="no lung segmenter"):
+        contact_sheets(tiny_bundle, read_manifest(LUNGS_MANIFEST), tmp_path)
