@@ -103,6 +103,17 @@ def read_manifest(path: Path) -> list[Record]:
     return records
 
 
+def refuse_external(records: list[Record]) -> None:
+    """Training data must hold no row of a hospital kept apart as the external test."""
+    external = [r for r in records if r.external]
+    if external:
+        sources = sorted({r.source for r in external})
+        raise ManifestError(
+            f"{len(external)} row(s) are marked external ({', '.join(sources)}): a hospital "
+            "held out as the external test never trains the classifier"
+        )
+
+
 def write_manifest(path: Path, records: list[Record], *, relative_to: Path | None = None) -> None:
     """Write a manifest; with ``relative_to`` (its folder), file paths are stored relative."""
 

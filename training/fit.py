@@ -16,7 +16,14 @@ from classifier.errors import BundleError
 from classifier.metadata import BundleMetadata, MemberSpec
 from training.calibration import fit_member_weights, fit_temperature, fit_threshold, soften
 from training.config import TrainConfig
-from training.data import Record, XrayDataset, make_augment, records_sha256, split_by_patient
+from training.data import (
+    Record,
+    XrayDataset,
+    make_augment,
+    records_sha256,
+    refuse_external,
+    split_by_patient,
+)
 from training.loop import member_name, predict_logits, seed_everything, train_member
 from training.metrics import binary_aucs, classification_report, report_with_sources
 
@@ -167,13 +174,7 @@ def fit(
 
     ``test_records`` (e.g. a locked evaluation set) replace the random test split.
     """
-    external = [r for r in records if r.external]
-    if external:
-        sources = sorted({r.source for r in external})
-        raise ValueError(
-            f"{len(external)} row(s) are marked external ({', '.join(sources)}): a hospital "
-            "held out as the external test never trains the classifier"
-        )
+    refuse_external(records)
     segmenter = None
     if cfg.segmenter:
         segmenter = load_segmenter(Path(cfg.segmenter))

@@ -120,6 +120,27 @@ def test_retrain_without_an_active_version_promotes_with_activate(db, admin_user
     assert version.is_active and version.gate["passed"] is True
 
 
+def test_retrain_carries_the_active_versions_lung_segmenter(db, tiny_bundle_with_lungs):
+    from classifier import read_metadata
+    from xrayweb.inference.services import model_version_register
+
+    active = model_version_register(bundle_path=tiny_bundle_with_lungs, name="lungs", activate=True)
+    call_command("retrain", "--manifest", str(SAMPLE_MANIFEST), "--no-reviews", *FAST)
+    candidate = ModelVersion.objects.exclude(pk=active.pk).get()
+    assert (
+        read_metadata(candidate.bundle_path).segmenter
+        == read_metadata(tiny_bundle_with_lungs).segmenter
+    )
+
+
+def test_retrain_refuses_rows_of_the_external_hospital(db):
+    from tests.conftest import LUNGS_MANIFEST
+
+    with pytest.raises(CommandError, match="never trains the classifier"):
+        call_command("retrain", "--manifest", str(LUNGS_MANIFEST), "--no-reviews", *FAST)
+    assert not ModelVersion.objects.exists() and not PatientAssignment.objects.exists()
+
+
 def test_models_lists_versions_and_rolls_back(active_version, tmp_path, tiny_bundle, capsys):
     from xrayweb.inference.services import model_version_register
 

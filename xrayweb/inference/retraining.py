@@ -9,8 +9,16 @@ from django.core.files.storage import default_storage
 from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
+from classifier import read_metadata
 from training.config import TrainConfig
-from training.data import Record, read_manifest, records_sha256, write_manifest
+from training.data import (
+    ManifestError,
+    Record,
+    read_manifest,
+    records_sha256,
+    refuse_external,
+    write_manifest,
+)
 from training.evaluate import evaluate_bundle
 from training.fit import fit
 from xrayweb.errors import ApplicationError
@@ -87,6 +95,10 @@ def model_retrain(
     records, provenance = [], []
     for manifest in manifests:
         rows = read_manifest(manifest)
+        try:
+            refuse_external(rows)
+        except ManifestError as exc:
+            raise ApplicationError(f"{manifest}: {exc}") from exc
         records += rows
         provenance.append(
             {"manifest": str(manifest), "images": len(rows), "sha256": records_sha256(rows)}
@@ -111,6 +123,10 @@ def model_retrain(
     active = model_version_active()
     if config.classes is None and active is not None:
         config.classes = list(active.classes)
+    if config.segmenter is None and active is not None:
+        # The new version reads the lungs as the active one does: the same segmenter.
+        if read_metadata(Path(active.bundle_path)).segmenter:
+            config.segmenter = active.bundle_path
     out = settings.MODEL_DIR / f"{run}.safetensors"
     try:
         meta = fit(
