@@ -85,7 +85,8 @@ def _loader(dataset, cfg: TrainConfig, targets: torch.Tensor, sources: list[str]
     return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=drop_last)
 
 
-def _schedule(optimizer, cfg: TrainConfig, steps_per_epoch: int, epochs: int):
+def cosine_schedule(optimizer, cfg, steps_per_epoch: int, epochs: int):
+    """Linear warm-up over ``cfg.warmup_epochs``, then cosine decay to zero."""
     total = max(1, steps_per_epoch * epochs)
     warmup = min(total - 1, int(cfg.warmup_epochs * steps_per_epoch))
 
@@ -152,7 +153,7 @@ def train_member(
     params = [p for p in trainable.parameters() if p.requires_grad]
     loader = _loader(train_data, cfg, train.targets, [r.source for r in train.records])
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = _schedule(optimizer, cfg, len(loader), epochs)
+    scheduler = cosine_schedule(optimizer, cfg, len(loader), epochs)
     weight = class_weights(train.targets, len(classes)) if cfg.balance == "loss" else None
     loss_fn = nn.CrossEntropyLoss(weight=None if weight is None else weight.to(device))
     best_auc, best_state, history, stale = -math.inf, None, [], 0

@@ -3,7 +3,6 @@ measure its Dice on the test split (per source, with a bootstrap interval)."""
 
 import copy
 import hashlib
-import math
 import time
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
@@ -31,7 +30,7 @@ from classifier.segmentation import (
 )
 from training.config import SegmentConfig
 from training.data import ManifestError, Record, load_gray, split_by_patient
-from training.loop import seed_everything
+from training.loop import cosine_schedule, seed_everything
 
 
 def _mask_array(path: Path) -> np.ndarray:
@@ -142,18 +141,6 @@ def dice_report(
     }
 
 
-def _schedule(optimizer, cfg: SegmentConfig, steps: int):
-    total = max(1, steps * cfg.epochs)
-    warmup = min(total - 1, int(cfg.warmup_epochs * steps))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def _val_dice(model, data: MaskDataset, spec, *, device, bf16) -> float:
     probs = predict_probs(model, data.images, spec, device=device, bf16=bf16)
     truth = data.masks.numpy()
@@ -195,7 +182,7 @@ def train_segmenter(
         train, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train) > cfg.batch_size
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = _schedule(optimizer, cfg, len(loader))
+    scheduler = cosine_schedule(optimizer, cfg, len(loader), cfg.epochs)
     best, best_state, history = -1.0, None, []
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()

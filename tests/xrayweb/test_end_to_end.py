@@ -76,26 +76,30 @@ def _wait_for(study_id: int, timeout: float = 240.0) -> Study:
     raise AssertionError(f"study {study_id} still {study.status} after {timeout}s")
 
 
-def test_upload_through_the_api_is_predicted_by_a_real_worker(
-    worker, api_client, staff, sample_images
-):
-    version = model_version_register(bundle_path=DEFAULT_BUNDLE, activate=True)
-    image_path = sample_images[0]
+def _upload_and_wait(api_client, staff, image_path, key: str, log) -> Study:
+    """Upload one X-ray through the API as staff and wait until the worker has predicted it."""
     api_client.force_authenticate(staff)
     response = api_client.post(
         "/api/studies/",
         {
             "image": SimpleUploadedFile(image_path.name, image_path.read_bytes()),
-            "patient_id": "E2E-1",
-            "accession": "ACC-E2E-1",
+            "patient_id": key,
+            "accession": f"ACC-{key}",
         },
         format="multipart",
     )
     assert response.status_code == 201, response.content
-
     study = _wait_for(response.json()["id"])
-    proc, log = worker
     assert study.status == Study.Status.DONE, (study.failure_reason, log.read_text()[-3000:])
+    return study
+
+
+def test_upload_through_the_api_is_predicted_by_a_real_worker(
+    worker, api_client, staff, sample_images
+):
+    version = model_version_register(bundle_path=DEFAULT_BUNDLE, activate=True)
+    proc, log = worker
+    study = _upload_and_wait(api_client, staff, sample_images[0], "E2E-1", log)
     prediction = study.predictions.get()
     assert prediction.model_version == version
     assert prediction.bundle_sha256 == version.sha256
@@ -104,9 +108,7 @@ def test_upload_through_the_api_is_predicted_by_a_real_worker(
     assert set(prediction.member_probabilities) == {m["name"] for m in version.members}
     assert prediction.duration_ms > 0
     for path in prediction.heatmaps.values():
-        with default_storage.open(path) as fh:
-            overlay = Image.open(io.BytesIO(fh.read()))
-            overlay.load()
+        overlay = _stored_png(path)
         # The X-ray's aspect ratio, at most 512 pixels on the longest side (the page scales it).
         scale = min(1.0, 512 / max(study.image_width, study.image_height))
         expected = (round(study.image_width * scale), round(study.image_height * scale))
@@ -138,21 +140,8 @@ def test_a_bundle_with_a_lung_segmenter_stores_the_mask_and_the_cam_lung_fractio
     their size, and the API links it and gives the share of the heat inside the lungs."""
     version = model_version_register(bundle_path=tiny_bundle_with_lungs, activate=True)
     image_path = next(p for p in sample_images if Image.open(p).size[0] > 300)  # not square
-    api_client.force_authenticate(staff)
-    response = api_client.post(
-        "/api/studies/",
-        {
-            "image": SimpleUploadedFile(image_path.name, image_path.read_bytes()),
-            "patient_id": "E2E-2",
-            "accession": "ACC-E2E-2",
-        },
-        format="multipart",
-    )
-    assert response.status_code == 201, response.content
-
-    study = _wait_for(response.json()["id"])
     proc, log = worker
-    assert study.status == Study.Status.DONE, (study.failure_reason, log.read_text()[-3000:])
+    study = _upload_and_wait(api_client, staff, image_path, "E2E-2", log)
     prediction = study.predictions.get()
     assert prediction.model_version == version
     assert prediction.lung_mask.startswith("masks/")
