@@ -48,6 +48,9 @@ class SegmenterSpec:
             raise BundleError(f"segmenter metadata is incomplete: {exc}") from exc
         if spec.arch != "unet":
             raise BundleError(f"unknown segmenter architecture {spec.arch!r}")
+        levels = len(spec.unet_config().widths)
+        if levels < 2 or spec.input_size < 2 ** (levels - 1):
+            raise BundleError(f"a {levels}-level U-Net cannot take {spec.input_size} px")
         return spec
 
     def unet_config(self) -> UNetConfig:

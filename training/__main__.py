@@ -289,7 +289,7 @@ def _run(args) -> int:
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
     elif args.command == "evaluate":
-        from training.evaluate import bundle_test_split, evaluate_bundle
+        from training.evaluate import bundle_test_split, evaluate_bundle, refuse_seen
         from training.report import format_evaluation
 
         records = [r for m in args.manifest for r in read_manifest(m)]
@@ -297,9 +297,7 @@ def _run(args) -> int:
             seen, test = bundle_test_split(
                 args.bundle, [r for m in args.test_split_of for r in read_manifest(m)]
             )
-            leaked = {r.patient_id for r in seen} & {r.patient_id for r in records}
-            if leaked:
-                raise ValueError(f"{len(leaked)} patient(s) of --manifest trained the bundle")
+            refuse_seen(seen, records)
             records = test + records
         if not records:
             raise ValueError("give --manifest and/or --test-split-of")

@@ -78,3 +78,12 @@ class SegmentConfig:
     threshold: float = 0.5
     device: str = "auto"
     precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError("train the segmenter for at least one epoch")
+        step = 2 ** (len(self.widths) - 1)
+        if len(self.widths) < 2 or self.input_size % step:
+            raise ValueError(
+                f"a {len(self.widths)}-level U-Net needs an input size divisible by {step}"
+            )

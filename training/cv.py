@@ -13,9 +13,9 @@ import numpy as np
 
 from classifier.device import resolve_device, use_bf16
 from training.config import TrainConfig
-from training.data import Record
+from training.data import Record, refuse_external
 from training.evaluate import predict_outputs
-from training.fit import fit
+from training.fit import class_list, fit
 from training.metrics import COVID, _auc
 
 
@@ -97,6 +97,9 @@ def cross_validate(
     """Train one model per fold on the other folds (``fit``: its own validation split for
     early stopping and calibration), predict the held-out fold through the Predictor, pool."""
     started = time.perf_counter()
+    refuse_external(records)
+    # One class list for every fold, so that a fold without a rare label still has its column.
+    cfg = replace(cfg, classes=class_list(records, cfg.classes))
     parts = patient_folds(records, folds, seed=cfg.seed)
     classes, rows, per_fold = None, [], []
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:

@@ -8,6 +8,7 @@ COVID-19: adults of other collections, and hospitals it never trained on (rows m
 scored only where that makes sense: they are certainly not covid19.
 """
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,18 +66,37 @@ def predict_outputs(
 
 def bundle_test_split(bundle: Path, records: list[Record]) -> tuple[list[Record], list[Record]]:
     """The bundle's own (train + val, test) split of the data it was trained on, rebuilt from
-    its recorded seed and fractions; refuses data whose hash is not the bundle's."""
+    its recorded seed and fractions. Refuses data whose hash is not the bundle's, a bundle
+    whose test set was given rather than split off, and a rebuilt split whose counts differ
+    from the recorded ones."""
     training = read_metadata(bundle).training
     if records_sha256(records) != training.get("data_sha256"):
         raise ValueError(
             "these are not the data the bundle was trained on (hash differs); "
             "pass them with --manifest instead"
         )
+    if training.get("test_split") == "given":
+        raise ValueError("this bundle was tested on a given set, not on a split of its data")
     cfg = training["config"]
     splits = split_by_patient(
         records, val=cfg["val_fraction"], test=cfg["test_fraction"], seed=cfg["seed"]
     )
+    recorded = training.get("splits", {})
+    for name, rows in splits.items():
+        if recorded.get(name, {}).get("images") != len(rows):
+            raise ValueError(f"the rebuilt {name} split differs from the bundle's record")
     return splits["train"] + splits["val"], splits["test"]
+
+
+def refuse_seen(seen: list[Record], records: list[Record]) -> None:
+    """No patient id and no image (by content) of ``seen`` may be among ``records``."""
+    patients = {r.patient_id for r in seen} & {r.patient_id for r in records}
+    if patients:
+        raise ValueError(f"{len(patients)} patient(s) of these rows trained the bundle")
+    digest = lambda r: hashlib.sha256(r.path.read_bytes()).hexdigest()  # noqa: E731
+    images = {digest(r) for r in seen} & {digest(r) for r in records}
+    if images:
+        raise ValueError(f"{len(images)} image(s) of these rows trained the bundle")
 
 
 def _lung_tables(records: list[Record], out: Outputs) -> dict:

@@ -161,6 +161,17 @@ def recalibrate(bundle: Path, records: list[Record], out: Path, **changes) -> Bu
     return new
 
 
+def class_list(records: list[Record], classes: list[str] | None = None) -> list[str]:
+    """The classes a model of these records predicts: ``classes`` if given, else the four
+    default ones when the labels fit them, else the labels sorted."""
+    labels = {r.label for r in records}
+    chosen = classes or (DEFAULT_CLASSES if labels <= set(DEFAULT_CLASSES) else sorted(labels))
+    unknown = labels - set(chosen)
+    if unknown:
+        raise ValueError(f"labels not in the class list: {sorted(unknown)}")
+    return list(chosen)
+
+
 def fit(
     records: list[Record],
     out: Path,
@@ -181,11 +192,7 @@ def fit(
         if segmenter is None:
             raise BundleError(f"{cfg.segmenter} holds no lung segmenter")
     seed_everything(cfg.seed)
-    labels = {r.label for r in records}
-    classes = cfg.classes or (DEFAULT_CLASSES if labels <= set(DEFAULT_CLASSES) else sorted(labels))
-    unknown = labels - set(classes)
-    if unknown:
-        raise ValueError(f"labels not in the class list: {sorted(unknown)}")
+    classes = class_list(records, cfg.classes)
     if test_records is not None:
         leaked = {r.patient_id for r in records} & {r.patient_id for r in test_records}
         if leaked:
@@ -247,6 +254,8 @@ def fit(
         "data_sha256": records_sha256(records),
         "data_sources": data_sources or [],
         "splits": {name: _counts(rs) for name, rs in splits.items()},
+        # "random": the seeded split of these records; "given": test_records were passed.
+        "test_split": "given" if test_records is not None else "random",
         "history": histories,
     }
     meta = package(

@@ -76,7 +76,7 @@ def format_evaluation(report: dict) -> str:
     if report.get("unscored_labels"):
         lines += [
             "Rows with labels none of the bundle's classes, left out of the classification "
-            "report and scored only as not covid19: "
+            "report (adult ones are scored as not covid19 in the adult table): "
             + ", ".join(f"{k} {v}" for k, v in report["unscored_labels"].items()),
             "",
         ]

@@ -29,6 +29,13 @@ def test_unet_gives_one_logit_per_pixel_at_any_size(size):
     assert out.shape == (2, 1, *size)
 
 
+def test_segmenter_metadata_refuses_an_input_too_small_for_its_levels():
+    config = {"widths": [4, 8, 16, 32], "in_channels": 1}
+    with pytest.raises(BundleError, match="cannot take 4 px"):
+        SegmenterSpec.from_dict({"config": config, "input_size": 4})
+    assert SegmenterSpec.from_dict({"config": config, "input_size": 8}).input_size == 8
+
+
 def test_unet_default_is_the_four_level_16_to_128_channel_network():
     net = unet()
     assert [block[0].out_channels for block in net.down] == [16, 32, 64, 128]

@@ -17,6 +17,18 @@ def test_folds_hold_whole_patients_and_spread_every_label():
         assert abs(len(fold) - len(records) / 5) <= 4
 
 
+def test_cv_refuses_external_rows_before_training_anything(tmp_path):
+    import pytest
+
+    from tests.conftest import LUNGS_MANIFEST
+    from training.config import TrainConfig
+    from training.cv import cross_validate
+
+    records = read_manifest(SAMPLE_MANIFEST) + read_manifest(LUNGS_MANIFEST)
+    with pytest.raises(ValueError, match="never trains the classifier"):
+        cross_validate(records, TrainConfig(archs=["mobilenet_v3_small"], epochs=[1]), folds=2)
+
+
 def test_bootstrap_intervals_bracket_the_pooled_values():
     import numpy as np
 

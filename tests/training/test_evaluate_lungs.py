@@ -90,6 +90,32 @@ def test_evaluate_command_rebuilds_the_bundles_own_test_split(tmp_path, capsys):
     assert "trained the bundle" in capsys.readouterr().err
 
 
+def test_a_bundle_tested_on_a_given_set_has_no_split_to_rebuild(tmp_path):
+    from training.evaluate import bundle_test_split
+
+    records = read_manifest(SAMPLE_MANIFEST)
+    test = [r for r in records if r.patient_id.startswith("kermany")][:10]
+    train = [r for r in records if r not in test]
+    cfg = TrainConfig(archs=["mobilenet_v3_small"], epochs=[1], input_size=32, device="cpu")
+    fit(train, tmp_path / "b.safetensors", cfg, progress=False, test_records=test)
+    with pytest.raises(ValueError, match="tested on a given set"):
+        bundle_test_split(tmp_path / "b.safetensors", train)
+
+
+def test_rows_that_trained_the_bundle_are_refused_by_patient_or_by_image(tmp_path):
+    from dataclasses import replace
+
+    from training.evaluate import refuse_seen
+
+    seen = read_manifest(SAMPLE_MANIFEST)[:5]
+    with pytest.raises(ValueError, match="patient"):
+        refuse_seen(seen, [seen[0]])
+    renamed = replace(seen[1], patient_id="someone-else")  # the same film under a new id
+    with pytest.raises(ValueError, match="image"):
+        refuse_seen(seen, [renamed])
+    refuse_seen(seen, read_manifest(LUNGS_MANIFEST))
+
+
 def test_training_refuses_rows_marked_external(tmp_path, capsys):
     records = read_manifest(SAMPLE_MANIFEST) + read_manifest(LUNGS_MANIFEST)
     cfg = TrainConfig(archs=["mobilenet_v3_small"], epochs=[1], input_size=32, device="cpu")

@@ -20,6 +20,9 @@ def test_segmenter_trains_on_the_sample_splits_by_patient_and_reports_dice(tmp_p
     splits = spec.training["splits"]
     assert sum(s["images"] for s in splits.values()) == len(records)
     assert splits["train"]["images"] and splits["test"]["images"]
+    # One film per patient here, so whole patients: patients = images in every split.
+    assert all(s["patients"] == s["images"] for s in splits.values())
+    assert sum(s["patients"] for s in splits.values()) == len({r.patient_id for r in records})
     assert len(spec.training["history"]) == 2 and len(spec.training["data_sha256"]) == 64
     test = spec.metrics["test"]
     assert test["n"] == splits["test"]["images"]
@@ -54,6 +57,15 @@ def test_segment_and_attach_commands_make_a_bundle_with_lung_masks(tmp_path, tin
 
     result = predictor.predict([Image.open(image)])[0]
     assert result.lung_mask is not None and result.cam_lung_fraction is not None
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [({"epochs": 0}, "at least one epoch"), ({"input_size": 31}, "divisible by 2")],
+)
+def test_segment_config_refuses_what_cannot_train(changes, message):
+    with pytest.raises(ValueError, match=message):
+        SegmentConfig(**{**FAST, **changes})
 
 
 def test_segmenter_refuses_rows_without_masks(tmp_path):

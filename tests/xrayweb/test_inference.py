@@ -51,6 +51,22 @@ def test_activating_a_version_deactivates_the_others_and_keeps_them(db, tiny_bun
     assert ModelVersion.objects.count() == 2
 
 
+def test_ensure_default_activates_the_shipped_bundle_when_an_upgrade_replaced_it(
+    db, tiny_bundle, tiny_bundle_with_lungs, tmp_path
+):
+    import shutil
+
+    shipped = tmp_path / "default.safetensors"
+    shutil.copy(tiny_bundle, shipped)
+    old = model_version_ensure_default(bundle_path=shipped)
+    shutil.copy(tiny_bundle_with_lungs, shipped)  # the upgrade writes a new bundle in place
+    new = model_version_ensure_default(bundle_path=shipped)
+    old.refresh_from_db()
+    assert new != old and new.is_active and not old.is_active
+    assert new.sha256 != old.sha256
+    assert model_version_ensure_default(bundle_path=shipped) == new  # and only once
+
+
 def test_ensure_default_registers_only_when_nothing_is_active(db, tiny_bundle):
     version = model_version_ensure_default(bundle_path=tiny_bundle)
     assert version.is_active

@@ -60,7 +60,7 @@ def test_retrain_keeps_a_locked_set_records_provenance_and_gates_promotion(
     # Make the active version look perfect on the locked set, so the gate must refuse.
     monkeypatch.setattr(
         "xrayweb.inference.retraining.evaluate_bundle",
-        lambda path, records: {**PERFECT, "n": len(records)},
+        lambda path, records, **options: {**PERFECT, "n": len(records)},
     )
     call_command(
         "retrain",

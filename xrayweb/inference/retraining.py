@@ -9,7 +9,7 @@ from django.core.files.storage import default_storage
 from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
-from classifier import read_metadata
+from classifier import BundleError, read_metadata
 from training.config import TrainConfig
 from training.data import (
     ManifestError,
@@ -125,19 +125,22 @@ def model_retrain(
         config.classes = list(active.classes)
     if config.segmenter is None and active is not None:
         # The new version reads the lungs as the active one does: the same segmenter.
-        if read_metadata(Path(active.bundle_path)).segmenter:
-            config.segmenter = active.bundle_path
+        try:
+            if read_metadata(Path(active.bundle_path)).segmenter:
+                config.segmenter = active.bundle_path
+        except BundleError as exc:
+            raise ApplicationError(f"the active version's bundle: {exc}") from exc
     out = settings.MODEL_DIR / f"{run}.safetensors"
     try:
         meta = fit(
             train, out, config, progress=progress, data_sources=provenance, test_records=locked
         )
-    except ValueError as exc:
+    except (ValueError, BundleError) as exc:
         raise ApplicationError(str(exc)) from exc
     candidate = locked_summary(meta.metrics["ensemble"])
     incumbent = None
     if active is not None:
-        incumbent = locked_summary(evaluate_bundle(Path(active.bundle_path), locked))
+        incumbent = locked_summary(evaluate_bundle(Path(active.bundle_path), locked, cam=False))
     promoted, reason = promotion_gate(candidate=candidate, active=incumbent)
     version = model_version_register(bundle_path=out, name=name, user=user)
     version.locked_metrics = candidate

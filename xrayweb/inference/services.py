@@ -58,11 +58,18 @@ def model_version_register(
 
 
 def model_version_ensure_default(*, bundle_path: Path) -> ModelVersion:
-    """Make sure some version is active, registering the shipped bundle if none is."""
+    """Make sure some version is active, registering the shipped bundle if none is.
+
+    An active version whose file is this bundle but whose hash is not (the shipped bundle was
+    replaced by an upgrade) could serve no prediction: the new bundle is registered and
+    activated in its place; the old version stays in the registry."""
     active = model_version_active()
+    path = Path(bundle_path).resolve()
     if active is not None:
-        return active
-    return model_version_register(bundle_path=bundle_path, name="", activate=True)
+        replaced = Path(active.bundle_path).resolve() == path and path.is_file()
+        if not replaced or bundle_sha256(path) == active.sha256:
+            return active
+    return model_version_register(bundle_path=path, name="", activate=True)
 
 
 def studies_claim(*, study_id: int, limit: int, lease_seconds: int, token: str = "") -> list[Study]:
