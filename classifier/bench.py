@@ -83,16 +83,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_per_image(fn, images, device, repeats: int) -> float:
-    fn(images[: max(1, len(images) // 4)])  # warm-up: lazy init, oneDNN primitive caches
-    times = []
+def time_per_image(fns: dict, images, device, repeats: int) -> dict[str, float]:
+    """Median seconds per image of each function. The repeats go round the variants in turn,
+    so that a machine whose speed drifts (shared VMs do) slows every variant alike."""
+    for fn in fns.values():
+        fn(images[: max(1, len(images) // 4)])  # warm-up: lazy init, oneDNN primitive caches
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn(images)
-        _sync(device)
-        times.append((time.perf_counter() - start) / len(images))
-    return statistics.median(times)
+        for name, fn in fns.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn(images)
+            _sync(device)
+            times[name].append((time.perf_counter() - start) / len(images))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def gflop_per_image(meta, models, size: int) -> float:
@@ -162,22 +166,14 @@ def run(args) -> dict:
         ),
         "cam_no_lungs": make_predictor(meta, models, precision=args.precision, **common),
     }
-    seconds = {
-        "naive": time_per_image(variants["naive"].predict, images, device, args.repeats),
-        "naive_channels_last": time_per_image(
-            variants["naive_channels_last"].predict, images, device, args.repeats
-        ),
-        "cam": time_per_image(variants["cam"].predict, images, device, args.repeats),
-        "cam_no_lungs": time_per_image(
-            variants["cam_no_lungs"].predict, images, device, args.repeats
-        ),
-        "forward": time_per_image(
-            lambda batch: variants["cam_no_lungs"].predict(batch, cam=False),
-            images,
-            device,
-            args.repeats,
-        ),
+    fns = {
+        "naive": variants["naive"].predict,
+        "naive_channels_last": variants["naive_channels_last"].predict,
+        "cam": variants["cam"].predict,
+        "cam_no_lungs": variants["cam_no_lungs"].predict,
+        "forward": lambda batch: variants["cam_no_lungs"].predict(batch, cam=False),
     }
+    seconds = time_per_image(fns, images, device, args.repeats)
     gflop = gflop_per_image(meta, models, meta.input_size)
     return {
         "device": str(device),

@@ -141,17 +141,25 @@ BENCH_BATCH = 8
 
 def _bench_rate():
     """classifier.bench's variant (b), the rate it predicts for one worker: the shipped
-    bundle, Predictor.predict with Grad-CAM at batch 8 on the sample images, median of 3."""
+    bundle with its lung mask (as the worker runs it), Predictor.predict with Grad-CAM at batch
+    8 on the sample images, median of 3."""
     from classifier import DEFAULT_BUNDLE
     from classifier.bench import load_images, make_predictor, time_per_image
-    from classifier.bundle import load_bundle_members
+    from classifier.bundle import load_bundle_members, load_segmenter
     from classifier.device import resolve_device
 
     device = resolve_device("cpu")
     meta, models = load_bundle_members(DEFAULT_BUNDLE)
-    predictor = make_predictor(meta, models, device, batch_size=BENCH_BATCH, precision="auto")
+    predictor = make_predictor(
+        meta,
+        models,
+        device,
+        segmenter=load_segmenter(DEFAULT_BUNDLE),
+        batch_size=BENCH_BATCH,
+        precision="auto",
+    )
     images = load_images(32, meta.input_size)
-    return lambda: 1.0 / time_per_image(predictor.predict, images, device, repeats=3)
+    return lambda: 1.0 / time_per_image({"b": predictor.predict}, images, device, repeats=3)["b"]
 
 
 def main() -> int:
