@@ -5,8 +5,9 @@ from scipy.stats import rankdata
 from sklearn.metrics import confusion_matrix
 
 COVID = "covid19"
-# The keys of an evaluation report, in order (`python -m training evaluate --json` adds
-# "per_source").
+# The keys of a classification report, in order (`python -m training evaluate --json` adds
+# "per_source", "unscored_labels" and, where they apply, "lungs", "adult_non_covid" and
+# "external").
 REPORT_KEYS = (
     "n",
     "accuracy",

@@ -94,8 +94,9 @@ def test_a_bundle_tested_on_a_given_set_has_no_split_to_rebuild(tmp_path):
     from training.evaluate import bundle_test_split
 
     records = read_manifest(SAMPLE_MANIFEST)
-    test = [r for r in records if r.patient_id.startswith("kermany")][:10]
-    train = [r for r in records if r not in test]
+    held = sorted({r.patient_id for r in records if r.source == "kermany"})[:10]
+    test = [r for r in records if r.patient_id in held]
+    train = [r for r in records if r.patient_id not in held]
     cfg = TrainConfig(archs=["mobilenet_v3_small"], epochs=[1], input_size=32, device="cpu")
     fit(train, tmp_path / "b.safetensors", cfg, progress=False, test_records=test)
     with pytest.raises(ValueError, match="tested on a given set"):
