@@ -20,6 +20,15 @@ METADATA_KEY = "xrayweb"
 # A segmenter on its own (from ``python -m training segment``), before it joins a bundle.
 SEGMENTER_KEY = "xrayweb_segmenter"
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
+# How a film's grey levels reach the model (classifier.preprocess.canonical). "as_is": the
+# decoded levels scaled to [0, 1] (bundles before issue 14). "equalize": per-image histogram
+# equalisation after resizing, which maps any monotone rendering of a film (window, gamma,
+# contrast, a windowless 12-bit DICOM) onto the same levels.
+INTENSITIES = ("as_is", "equalize")
+# What part of the film the model sees. "none": all of it, squashed to a square. "content":
+# the film inside uniform border bands (black letterboxing, white collimator edges). "lungs":
+# the predicted lungs' bounding box plus ``crop_margin``, inside the content box.
+CROPS = ("none", "content", "lungs")
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,9 @@ class BundleMetadata:
     # The lung segmenter's SegmenterSpec as a dict ({} when the bundle has none); its weights
     # are stored under "segmenter." beside the members'.
     segmenter: dict[str, Any] = field(default_factory=dict)
+    intensity: str = "as_is"
+    crop: str = "none"
+    crop_margin: float = 0.1
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -68,6 +80,12 @@ class BundleMetadata:
             raise BundleError("bundle classes must be a non-empty list of unique names")
         if not meta.members:
             raise BundleError("bundle has no ensemble members")
+        if meta.intensity not in INTENSITIES:
+            raise BundleError(f"unknown intensity normalisation {meta.intensity!r}")
+        if meta.crop not in CROPS:
+            raise BundleError(f"unknown crop {meta.crop!r}")
+        if meta.crop == "lungs" and not meta.segmenter:
+            raise BundleError("a bundle that crops to the lungs needs a lung segmenter")
         unknown = set(meta.decision_thresholds) - set(meta.classes)
         if unknown:
             raise BundleError(f"decision thresholds for unknown classes {sorted(unknown)}")

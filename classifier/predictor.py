@@ -11,13 +11,28 @@ from classifier.bundle import load_bundle_members, load_segmenter
 from classifier.cam import fuse, gradcam_maps, library_gradcam, scale_to
 from classifier.device import resolve_device, use_bf16
 from classifier.ensemble import Member, decide, soft_vote, temper
+from classifier.errors import BundleError
 from classifier.metadata import BundleMetadata
-from classifier.preprocess import gray_batch, normalize, to_gray_array
-from classifier.segmentation import SegmenterSpec, cam_lung_fraction, masks_at, segmenter_input
+from classifier.preprocess import (
+    Box,
+    content_box,
+    crop,
+    full_box,
+    lung_box,
+    model_input,
+    paste,
+    scale_box,
+    to_gray_array,
+)
+from classifier.segmentation import SegmenterSpec, cam_lung_fraction, predict_masks
 
 # "fast": one forward pass serves prediction and CAM, backward through the head only.
 # "pytorch-grad-cam": the library's GradCAM, its own forward and a full backward pass (fp32).
 CAM_ENGINES = ("fast", "pytorch-grad-cam")
+
+
+def _box_shape(box: Box) -> tuple[int, int]:
+    return box[1] - box[0], box[3] - box[2]
 
 
 @dataclass
@@ -68,6 +83,8 @@ class Predictor:
             for param in member.model.parameters():
                 param.requires_grad_(False)
         self.segmenter = None
+        if segmenter is None and meta.crop == "lungs":
+            raise BundleError("this bundle crops to the lungs: it needs its lung segmenter")
         if segmenter is not None:
             spec, net = segmenter
             net.to(device=device, memory_format=self.memory_format).eval().requires_grad_(False)
@@ -110,10 +127,26 @@ class Predictor:
 
     def _predict_batch(self, images, cam: bool, extra: list[int]) -> list[Prediction]:
         arrays = [to_gray_array(img) for img in images]
-        shapes = [a.shape for a in arrays]
-        batch = normalize(gray_batch(arrays, self.meta.input_size), self.meta.mean, self.meta.std)
+        cam_shapes = [self._cam_shape(a.shape) for a in arrays]
+        contents = [
+            full_box(a.shape) if self.meta.crop == "none" else content_box(a) for a in arrays
+        ]
+        masks = self._lungs(arrays, contents, cam_shapes)
+        boxes = contents
+        if self.meta.crop == "lungs":
+            boxes = [
+                lung_box(m, c, margin=self.meta.crop_margin)
+                for m, c in zip(masks, contents, strict=True)
+            ]
+        batch = model_input(
+            arrays,
+            boxes,
+            size=self.meta.input_size,
+            intensity=self.meta.intensity,
+            mean=self.meta.mean,
+            std=self.meta.std,
+        )
         batch = batch.to(self.device).contiguous(memory_format=self.memory_format)
-        masks = self._lungs(arrays, [self._cam_shape(s) for s in shapes])
         member_probs, activations = [], []
         with torch.inference_mode(), self._autocast():
             for member in self.members:
@@ -129,28 +162,43 @@ class Predictor:
             class_sets = [predicted] + [torch.full_like(predicted, c) for c in extra]
             for member, acts in zip(self.members, activations, strict=True):
                 maps[member.name] = self._cams(member, acts, batch, class_sets)
-        results = [
-            self._result(i, probs, member_probs, predicted, maps, self._cam_shape(shapes[i]), extra)
-            for i in range(len(images))
-        ]
-        for result, mask in zip(results, masks, strict=True):
-            if mask is not None:
+        results = []
+        for i, array in enumerate(arrays):
+            seen = scale_box(boxes[i], array.shape, cam_shapes[i])
+            result = self._result(
+                i, probs, member_probs, predicted, maps, seen, cam_shapes[i], extra
+            )
+            if masks[i] is not None:
+                mask = paste(
+                    masks[i],
+                    scale_box(contents[i], array.shape, cam_shapes[i]),
+                    cam_shapes[i],
+                    False,
+                )
                 result.lung_mask = mask
                 result.lung_area_fraction = float(mask.mean())
                 if result.fused_heatmap is not None:
                     result.cam_lung_fraction = cam_lung_fraction(result.fused_heatmap, mask)
+            results.append(result)
         return results
 
-    def _lungs(self, arrays, shapes) -> list[np.ndarray | None]:
-        """One lung mask per image at the given shapes, or Nones without a segmenter."""
+    def _lungs(self, arrays, contents, cam_shapes) -> list[np.ndarray | None]:
+        """One lung mask per image, of its content box at the heatmap's scale; Nones without
+        a segmenter."""
         if self.segmenter is None:
             return [None] * len(arrays)
-        spec, net = self.segmenter
-        gray = gray_batch(arrays, spec.input_size).to(self.device)
-        gray = gray.contiguous(memory_format=self.memory_format)
-        with torch.inference_mode(), self._autocast():
-            probs = net(segmenter_input(gray, spec)).float().sigmoid()
-        return masks_at(probs, shapes, spec.threshold)
+        shapes = [
+            _box_shape(scale_box(c, a.shape, s))
+            for a, c, s in zip(arrays, contents, cam_shapes, strict=True)
+        ]
+        return predict_masks(
+            self.segmenter,
+            [crop(a, c) for a, c in zip(arrays, contents, strict=True)],
+            shapes,
+            device=self.device,
+            bf16=self.bf16,
+            memory_format=self.memory_format,
+        )
 
     def _cam_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
         if self.cam_max_side is None or max(shape) <= self.cam_max_side:
@@ -165,7 +213,8 @@ class Predictor:
         layer = member.body[-1]
         return [library_gradcam(member.model, layer, batch, c.tolist()) for c in class_sets]
 
-    def _result(self, i, probs, member_probs, predicted, maps, shape, extra) -> Prediction:
+    def _result(self, i, probs, member_probs, predicted, maps, seen, shape, extra) -> Prediction:
+        """``seen``: the box the model saw, at the heatmap's scale; the CAM is zero outside it."""
         classes = self.meta.classes
         weights = [m.weight for m in self.members]
         as_dict = lambda row: {c: float(row[j]) for j, c in enumerate(classes)}  # noqa: E731
@@ -178,7 +227,10 @@ class Predictor:
         )
         if maps:
             for k in range(1 + len(extra)):
-                per_member = {m.name: scale_to(maps[m.name][k][i], shape) for m in self.members}
+                per_member = {
+                    m.name: paste(scale_to(maps[m.name][k][i], _box_shape(seen)), seen, shape)
+                    for m in self.members
+                }
                 fused = fuse(list(per_member.values()), weights)
                 if k == 0:
                     pred.heatmaps, pred.fused_heatmap = per_member, fused
@@ -217,5 +269,5 @@ def load_bundle(
         cam_engine=cam_engine,
         channels_last=channels_last,
         cam_max_side=cam_max_side,
-        segmenter=load_segmenter(path, device=dev) if lungs else None,
+        segmenter=load_segmenter(path, device=dev) if lungs or meta.crop == "lungs" else None,
     )

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from classifier.errors import BundleError
+from classifier.preprocess import gray_batch
 
 SEGMENTER_PREFIX = "segmenter."
 
@@ -119,6 +120,23 @@ def unet(config: UNetConfig | None = None) -> UNet:
 def segmenter_input(gray: torch.Tensor, spec: SegmenterSpec) -> torch.Tensor:
     """Nx1xSxS grey levels in [0, 1] at the segmenter's size -> its normalized input."""
     return (gray - spec.mean) / spec.std
+
+
+def predict_masks(
+    segmenter: tuple["SegmenterSpec", nn.Module],
+    arrays: list[np.ndarray],
+    shapes: list[tuple[int, int]],
+    *,
+    device: torch.device,
+    bf16: bool = False,
+    memory_format=torch.contiguous_format,
+) -> list[np.ndarray]:
+    """One boolean lung mask per grey HxW array in [0, 1], at each given shape."""
+    spec, net = segmenter
+    gray = gray_batch(arrays, spec.input_size).to(device).contiguous(memory_format=memory_format)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        probs = net(segmenter_input(gray, spec)).float().sigmoid()
+    return masks_at(probs, shapes, spec.threshold)
 
 
 def masks_at(probs: torch.Tensor, shapes: list[tuple[int, int]], threshold: float):

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from classifier import DEFAULT_BUNDLE
+from classifier.metadata import CROPS, INTENSITIES
 from training.config import BALANCES, STRATEGIES, TrainConfig
 from training.data import ManifestError, read_manifest, write_manifest
 
@@ -62,6 +63,23 @@ def _train_parser(sub) -> None:
     cv.add_argument("--json", type=Path)
     cv.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     _train_options(cv)
+    lev = sub.add_parser("levers", help="recipe settings on and off, over seeds")
+    lev.add_argument("--manifest", type=Path, action="append", required=True)
+    lev.add_argument(
+        "--lungs", type=Path, required=True, help="the lungs/ manifest (Shenzhen, Montgomery)"
+    )
+    lev.add_argument(
+        "--setting",
+        action="append",
+        required=True,
+        help="name:key=value,...  (TrainConfig fields; shenzhen=none|normal|all)",
+    )
+    lev.add_argument("--seeds", type=lambda v: [int(x) for x in _csv(v)], default=[0, 1, 2])
+    lev.add_argument("--json", type=Path, help="written after every run")
+    lev.add_argument(
+        "--segmenter", type=Path, help="a lung segmenter (for crop=lungs and the CAM fraction)"
+    )
+    _train_options(lev)
 
 
 def _train_options(train) -> None:
@@ -97,6 +115,21 @@ def _train_options(train) -> None:
         help="with --balance source: 0 = class balance only, 1 = sources equal within a class",
     )
     train.add_argument("--hflip", action="store_true", help="add horizontal flips (off: anatomy)")
+    train.add_argument(
+        "--render",
+        action="store_true",
+        help="augment renderings: window, gamma, resolution, JPEG quality, black borders",
+    )
+    train.add_argument("--intensity", choices=INTENSITIES, default="as_is")
+    train.add_argument("--crop", choices=CROPS, default="none")
+    train.add_argument("--crop-margin", type=float, default=0.1)
+    train.add_argument(
+        "--not-covid-labels",
+        type=_csv,
+        default=[],
+        help="labels outside the classes that are certainly not covid19 (e.g. tuberculosis)",
+    )
+    train.add_argument("--ema", type=float, default=0.0, help="weight EMA decay; 0: off")
     train.add_argument("--no-augment", action="store_true")
     train.add_argument("--no-calibrate", action="store_true")
     train.add_argument(
@@ -258,6 +291,12 @@ def _config(args) -> TrainConfig:
         balance=args.balance,
         source_power=args.source_power,
         hflip=args.hflip,
+        render=args.render,
+        intensity=args.intensity,
+        crop=args.crop,
+        crop_margin=args.crop_margin,
+        not_covid_labels=args.not_covid_labels,
+        ema=args.ema,
         augment=not args.no_augment,
         calibrate=not args.no_calibrate,
         covid_sensitivity=args.covid_sensitivity or None,
@@ -288,6 +327,19 @@ def _run(args) -> int:
         print(format_cv(result))
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
+    elif args.command == "levers":
+        from training.levers import format_levers, lever_runs, parse_setting
+
+        settings = dict(parse_setting(text) for text in args.setting)
+        result = lever_runs(
+            [r for m in args.manifest for r in read_manifest(m)],
+            read_manifest(args.lungs),
+            _config(args),
+            settings,
+            seeds=args.seeds,
+            out=args.json,
+        )
+        print(format_levers(result))
     elif args.command == "evaluate":
         from training.evaluate import bundle_test_split, evaluate_bundle, refuse_seen
         from training.report import format_evaluation

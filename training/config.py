@@ -1,5 +1,7 @@
 from dataclasses import dataclass, field
 
+from classifier.metadata import CROPS, INTENSITIES
+
 STRATEGIES = ("finetune", "freeze", "features")
 BALANCES = ("loss", "sampler", "source")
 
@@ -36,6 +38,17 @@ class TrainConfig:
     brightness: float = 0.2
     contrast: float = 0.2
     hflip: bool = False  # anatomy is not mirror-symmetric
+    # Renderings a film may arrive in: window, gamma, black borders, JPEG quality, resolution
+    # (training.data.RenderAugment), applied before the intensity normalisation.
+    render: bool = False
+    intensity: str = "as_is"  # classifier.metadata.INTENSITIES
+    crop: str = "none"  # classifier.metadata.CROPS; "lungs" needs ``segmenter``
+    crop_margin: float = 0.1
+    # Labels outside the classes that are certainly not covid19 (e.g. tuberculosis): trained
+    # with -log(1 - p(covid19)), which says "not covid19" without choosing among the others.
+    not_covid_labels: list[str] = field(default_factory=list)
+    # Exponential moving average of the weights (and batch-norm statistics), e.g. 0.999; 0: off.
+    ema: float = 0.0
     calibrate: bool = True  # member and ensemble temperatures, member weights
     covid_sensitivity: float | None = 0.95  # fit a covid19 threshold for this; None: argmax
     covid_min_specificity: float = 0.95  # ...but never below this validation specificity
@@ -54,6 +67,19 @@ class TrainConfig:
             raise ValueError("give one epoch count, or one per architecture")
         if self.balance not in BALANCES:
             raise ValueError(f"balance must be one of {BALANCES}, not {self.balance!r}")
+        if self.intensity not in INTENSITIES:
+            raise ValueError(f"intensity must be one of {INTENSITIES}, not {self.intensity!r}")
+        if self.crop not in CROPS:
+            raise ValueError(f"crop must be one of {CROPS}, not {self.crop!r}")
+        if self.crop == "lungs" and not self.segmenter:
+            raise ValueError("crop 'lungs' needs a lung segmenter (--segmenter)")
+        if not 0.0 <= self.crop_margin <= 1.0:
+            raise ValueError("crop margin must be between 0 and 1")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError("ema must be in [0, 1): a decay such as 0.999, or 0 for off")
+        clash = set(self.not_covid_labels) & set(self.classes or [])
+        if clash:
+            raise ValueError(f"not-covid labels that are also classes: {sorted(clash)}")
 
 
 @dataclass

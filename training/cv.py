@@ -15,7 +15,7 @@ from classifier.device import resolve_device, use_bf16
 from training.config import TrainConfig
 from training.data import Record, refuse_external
 from training.evaluate import predict_outputs
-from training.fit import class_list, fit
+from training.fit import class_list, fit, scored
 from training.metrics import COVID, _auc
 
 
@@ -99,13 +99,15 @@ def cross_validate(
     started = time.perf_counter()
     refuse_external(records)
     # One class list for every fold, so that a fold without a rare label still has its column.
-    cfg = replace(cfg, classes=class_list(records, cfg.classes))
+    cfg = replace(cfg, classes=class_list(scored(records, cfg), cfg.classes))
     parts = patient_folds(records, folds, seed=cfg.seed)
     classes, rows, per_fold = None, [], []
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         for k, held_out in enumerate(parts):
             fold_start = time.perf_counter()
             train = [r for j, part in enumerate(parts) if j != k for r in part]
+            # Partial-label rows (not covid19, no class) train the other folds only.
+            held_out = scored(held_out, cfg)
             bundle = Path(tmp) / f"fold{k}.safetensors"
             fit(train, bundle, replace(cfg), progress=progress, test_records=held_out)
             out = predict_outputs(bundle, held_out, device=cfg.device, cam=False)

@@ -8,19 +8,33 @@ a hospital held out as an external test; training refuses such rows) and ``age_g
 
 import csv
 import hashlib
+import io
 import os
 import random
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from classifier.errors import ImageDecodeError
-from classifier.preprocess import normalize, resize_gray, to_gray_array
+from classifier.preprocess import (
+    Box,
+    canonical,
+    content_box,
+    full_box,
+    lung_box,
+    normalize,
+    resize_gray,
+    to_gray_array,
+)
+from classifier.preprocess import crop as crop_to
+from classifier.segmentation import predict_masks
 
 REQUIRED_COLUMNS = ("file", "label", "patient_id")
 OPTIONAL_COLUMNS = ("source", "view", "mask", "external", "age_group")
@@ -37,6 +51,7 @@ SOURCE_AGE_GROUPS = {
     "shenzhen": "adult",
     "montgomery": "adult",
 }
+PARTIAL = -1  # the target of a row whose label only says "not covid19"
 _TRUE = {"1", "true", "yes", "y"}
 _FALSE = {"", "0", "false", "no", "n"}
 
@@ -205,8 +220,96 @@ def make_augment(
     return v2.Compose(steps)
 
 
+class RenderAugment:
+    """The renderings a film may arrive in, applied to a 1xSxS grey image in [0, 1] before the
+    intensity normalisation: a narrower window, a gamma curve, a lower resolution, JPEG
+    recompression and black border bands, each with probability ``p``."""
+
+    def __init__(
+        self,
+        *,
+        p: float = 0.3,
+        window: float = 0.15,
+        gamma: tuple[float, float] = (0.7, 1.4),
+        resolution: float = 0.4,
+        jpeg: tuple[int, int] = (40, 95),
+        border: float = 0.08,
+    ) -> None:
+        self.p, self.window, self.gamma = p, window, gamma
+        self.resolution, self.jpeg, self.border = resolution, jpeg, border
+
+    def _draw(self) -> bool:
+        return bool(torch.rand(()) < self.p)
+
+    def _uniform(self, low: float, high: float) -> float:
+        return float(low + (high - low) * torch.rand(()))
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        size = image.shape[-1]
+        if self._draw():
+            low, high = self._uniform(0, self.window), 1 - self._uniform(0, self.window)
+            image = ((image - low) / (high - low)).clamp(0.0, 1.0)
+        if self._draw():
+            image = image.clamp_min(0.0) ** self._uniform(*self.gamma)
+        if self._draw():
+            small = max(8, round(size * self._uniform(self.resolution, 1.0)))
+            image = F.interpolate(image[None], size=(small, small), mode="bilinear", antialias=True)
+            image = F.interpolate(image, size=(size, size), mode="bilinear")[0]
+        if self._draw():
+            image = _jpeg(image, int(self._uniform(*self.jpeg)))
+        if self._draw():
+            image = image.clone()
+            widths = (torch.rand(4) * self.border * size).long().tolist()
+            sides = torch.rand(4) < 0.5
+            top, bottom, left, right = (w if on else 0 for w, on in zip(widths, sides, strict=True))
+            image[..., :top, :] = 0.0
+            image[..., size - bottom :, :] = 0.0
+            image[..., :, :left] = 0.0
+            image[..., :, size - right :] = 0.0
+        return image.clamp(0.0, 1.0)
+
+
+def _jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
+    pixels = (image[0] * 255).round().to(torch.uint8).numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buffer, "JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return torch.from_numpy(np.asarray(decoded.convert("L"), dtype=np.float32) / 255.0)[None]
+
+
+def target_index(label: str, classes: list[str], not_covid_labels=()) -> int:
+    """A label's class index; -1 for a label that only says "not covid19"."""
+    if label in classes:
+        return classes.index(label)
+    if label in not_covid_labels:
+        return PARTIAL
+    raise ValueError(f"label {label!r} is neither a class nor a not-covid label")
+
+
+def film_boxes(
+    arrays: list[np.ndarray], crop: str, *, segmenter=None, margin: float = 0.1, device=None
+) -> list[Box]:
+    """The box of each film the model sees under ``crop`` (as the Predictor finds it)."""
+    if crop == "none":
+        return [full_box(a.shape) for a in arrays]
+    contents = [content_box(a) for a in arrays]
+    if crop == "content":
+        return contents
+    spec = segmenter[0]
+    size = (spec.input_size, spec.input_size)
+    masks = predict_masks(
+        segmenter,
+        [crop_to(a, c) for a, c in zip(arrays, contents, strict=True)],
+        [size] * len(arrays),
+        device=device or torch.device("cpu"),
+    )
+    return [lung_box(m, c, margin=margin) for m, c in zip(masks, contents, strict=True)]
+
+
 class XrayDataset(Dataset):
-    """Images decoded and resized once, held as uint8; augmentation runs per item."""
+    """Images decoded, cropped and resized once, held as uint8; the rendering augmentation,
+    the intensity normalisation and the geometric augmentation run per item."""
 
     def __init__(
         self,
@@ -217,23 +320,34 @@ class XrayDataset(Dataset):
         mean: list[float],
         std: list[float],
         augment: v2.Transform | None = None,
+        render: RenderAugment | None = None,
+        intensity: str = "as_is",
+        crop: str = "none",
+        crop_margin: float = 0.1,
+        segmenter=None,
+        not_covid_labels=(),
     ) -> None:
         self.records = records
         self.mean, self.std = mean, std
-        self.targets = torch.tensor([classes.index(r.label) for r in records])
-        self.images = torch.stack(
-            [
-                (resize_gray(to_gray_array(load_gray(r.path)), size) * 255).round().to(torch.uint8)
-                for r in records
-            ]
+        self.targets = torch.tensor(
+            [target_index(r.label, classes, not_covid_labels) for r in records], dtype=torch.long
         )
-        self.augment = augment
+        images = []
+        for r in records:
+            array = to_gray_array(load_gray(r.path))
+            (box,) = film_boxes([array], crop, segmenter=segmenter, margin=crop_margin)
+            images.append((resize_gray(crop_to(array, box), size) * 255).round().to(torch.uint8))
+        self.images = torch.stack(images)
+        self.augment, self.render, self.intensity = augment, render, intensity
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = self.images[index].float() / 255.0
+        if self.render is not None:
+            image = self.render(image)
+        image = canonical(image[None], self.intensity)[0]
         if self.augment is not None:
             image = self.augment(image).clamp(0.0, 1.0)
         return normalize(image[None], self.mean, self.std)[0], self.targets[index]

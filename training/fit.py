@@ -18,6 +18,7 @@ from training.calibration import fit_member_weights, fit_temperature, fit_thresh
 from training.config import TrainConfig
 from training.data import (
     Record,
+    RenderAugment,
     XrayDataset,
     make_augment,
     records_sha256,
@@ -83,6 +84,25 @@ def calibrate(member_logits, y, specs, classes, cfg: TrainConfig):
     return specs, ensemble_temperature, thresholds
 
 
+def dataset_options(cfg: TrainConfig, segmenter=None) -> dict:
+    """How every dataset of a run sees its films: the bundle's normalization, intensity and
+    crop (the Predictor's), and the partial labels."""
+    return {
+        **NORMALIZATION,
+        "size": cfg.input_size,
+        "intensity": cfg.intensity,
+        "crop": cfg.crop,
+        "crop_margin": cfg.crop_margin,
+        "segmenter": segmenter,
+        "not_covid_labels": tuple(cfg.not_covid_labels),
+    }
+
+
+def scored(records: list[Record], cfg: TrainConfig) -> list[Record]:
+    """The rows with a class label (validation, test and calibration use only these)."""
+    return [r for r in records if r.label not in cfg.not_covid_labels]
+
+
 def package(*, specs, logits, y_val, eval_set, split, classes, cfg, training) -> BundleMetadata:
     """Calibrate on validation logits, evaluate on the evaluation set, build the metadata."""
     specs, ensemble_t, thresholds = calibrate(logits["val"], y_val, specs, classes, cfg)
@@ -111,6 +131,9 @@ def package(*, specs, logits, y_val, eval_set, split, classes, cfg, training) ->
         metrics=metrics,
         ensemble_temperature=ensemble_t,
         decision_thresholds=thresholds,
+        intensity=cfg.intensity,
+        crop=cfg.crop,
+        crop_margin=cfg.crop_margin,
         **NORMALIZATION,
     )
 
@@ -128,8 +151,11 @@ def recalibrate(bundle: Path, records: list[Record], out: Path, **changes) -> Bu
     splits = split_by_patient(records, val=cfg.val_fraction, test=cfg.test_fraction, seed=cfg.seed)
     device = resolve_device(cfg.device)
     bf16 = use_bf16(device, cfg.precision)
+    segmenter = load_segmenter(bundle)
     data = {
-        name: XrayDataset(splits[name], meta.classes, size=cfg.input_size, **NORMALIZATION)
+        name: XrayDataset(
+            scored(splits[name], cfg), meta.classes, **dataset_options(cfg, segmenter)
+        )
         for name in ("val", "test")
     }
     options = {"device": device, "bf16": bf16, "batch_size": cfg.batch_size}
@@ -157,7 +183,7 @@ def recalibrate(bundle: Path, records: list[Record], out: Path, **changes) -> Bu
         cfg=cfg,
         training=training,
     )
-    save_bundle(out, members, new, segmenter=load_segmenter(bundle))
+    save_bundle(out, members, new, segmenter=segmenter)
     return new
 
 
@@ -192,7 +218,7 @@ def fit(
         if segmenter is None:
             raise BundleError(f"{cfg.segmenter} holds no lung segmenter")
     seed_everything(cfg.seed)
-    classes = class_list(records, cfg.classes)
+    classes = class_list(scored(records, cfg), cfg.classes)
     if test_records is not None:
         leaked = {r.patient_id for r in records} & {r.patient_id for r in test_records}
         if leaked:
@@ -201,6 +227,8 @@ def fit(
     splits = split_by_patient(records, val=cfg.val_fraction, test=test_fraction, seed=cfg.seed)
     if test_records is not None:
         splits["test"] = test_records
+    # Partial-label rows train; validation and test score the classes.
+    splits["val"], splits["test"] = scored(splits["val"], cfg), scored(splits["test"], cfg)
     if not splits["train"] or not splits["val"]:
         raise ValueError("too few patients for a train/validation split")
     device = resolve_device(cfg.device)
@@ -213,13 +241,14 @@ def fit(
         contrast=cfg.contrast,
         hflip=cfg.hflip,
     )
+    training_split = cfg.augment and cfg.render
     data = {
         name: XrayDataset(
             rs,
             classes,
-            size=cfg.input_size,
             augment=augment if cfg.augment and name == "train" else None,
-            **NORMALIZATION,
+            render=RenderAugment() if training_split and name == "train" else None,
+            **dataset_options(cfg, segmenter),
         )
         for name, rs in splits.items()
         if rs

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 from tqdm import tqdm
 
@@ -34,8 +36,36 @@ def member_name(arch: str) -> str:
 
 
 def class_weights(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
-    counts = torch.bincount(targets, minlength=num_classes).float().clamp(min=1)
+    """Inverse-frequency weights of the classes (rows with a partial label do not count)."""
+    counts = torch.bincount(targets[targets >= 0], minlength=num_classes).float().clamp(min=1)
     return counts.sum() / (num_classes * counts)
+
+
+class PartialLoss(nn.Module):
+    """Cross-entropy for rows with a class; -log(1 - p(covid19)) for rows whose target is
+    ``PARTIAL`` (certainly not covid19, none of the classes). Class weights weigh the first
+    kind; a partial row weighs 1. The mean is over the total weight."""
+
+    def __init__(self, weight: torch.Tensor | None = None, covid: int | None = None) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.covid = covid
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        scored = targets >= 0
+        safe = targets.clamp_min(0)
+        ce = F.cross_entropy(logits, safe, reduction="none")
+        weights = self.weight[safe] if self.weight is not None else torch.ones_like(ce)
+        weights = torch.where(scored, weights, torch.ones_like(ce))
+        if self.covid is None:
+            per_row = torch.where(scored, ce, torch.zeros_like(ce))
+            weights = weights * scored
+        else:
+            log_p = logits.log_softmax(dim=1)
+            others = torch.cat([log_p[:, : self.covid], log_p[:, self.covid + 1 :]], dim=1)
+            not_covid = -torch.logsumexp(others, dim=1)
+            per_row = torch.where(scored, ce, not_covid)
+        return (per_row * weights).sum() / weights.sum().clamp_min(1e-6)
 
 
 def initial_model(arch: str, num_classes: int, init: str | None) -> nn.Module:
@@ -77,7 +107,9 @@ def _loader(dataset, cfg: TrainConfig, targets: torch.Tensor, sources: list[str]
     drop_last = len(dataset) > cfg.batch_size
     if cfg.balance in ("sampler", "source"):
         if cfg.balance == "sampler":
-            weights = class_weights(targets, int(targets.max()) + 1)[targets]
+            # A partial-label row is sampled like a row of the rarest class.
+            per_class = class_weights(targets, int(targets.max()) + 1)
+            weights = torch.where(targets >= 0, per_class[targets.clamp_min(0)], per_class.max())
         else:
             weights = group_weights(targets, sources, cfg.source_power)
         sampler = WeightedRandomSampler(weights.double(), len(dataset), replacement=True)
@@ -155,7 +187,10 @@ def train_member(
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = cosine_schedule(optimizer, cfg, len(loader), epochs)
     weight = class_weights(train.targets, len(classes)) if cfg.balance == "loss" else None
-    loss_fn = nn.CrossEntropyLoss(weight=None if weight is None else weight.to(device))
+    covid = classes.index("covid19") if "covid19" in classes else None
+    loss_fn = PartialLoss(weight, covid).to(device)
+    ema = _ema(trainable, cfg.ema) if cfg.ema and cfg.strategy != "features" else None
+    scored_val = val.targets >= 0
     best_auc, best_state, history, stale = -math.inf, None, [], 0
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
@@ -172,12 +207,14 @@ def train_member(
             bf16,
             desc=f"{arch} {epoch}/{epochs}",
             progress=progress,
+            ema=ema,
         )
+        scoring = trainable if ema is None else ema.module
         logits = predict_logits(
-            trainable, val_data, device=device, bf16=bf16, batch_size=cfg.batch_size
+            scoring, val_data, device=device, bf16=bf16, batch_size=cfg.batch_size
         )
-        probs = torch.from_numpy(logits).softmax(1).numpy()
-        report = classification_report(val.targets.numpy(), probs, classes, n_boot=0)
+        probs = torch.from_numpy(logits[scored_val.numpy()]).softmax(1).numpy()
+        report = classification_report(val.targets[scored_val].numpy(), probs, classes, n_boot=0)
         auc = report["macro_auc"] if report["macro_auc"] is not None else -loss
         history.append(
             {
@@ -194,7 +231,8 @@ def train_member(
                 f" accuracy {report['accuracy']:.3f}"
             )
         if auc > best_auc:
-            best_auc, best_state, stale = auc, copy.deepcopy(model.state_dict()), 0
+            source = model if ema is None else ema.module
+            best_auc, best_state, stale = auc, copy.deepcopy(source.state_dict()), 0
         else:
             stale += 1
             if stale >= cfg.patience and epoch > epochs // 2:
@@ -203,7 +241,14 @@ def train_member(
     return model.eval(), history
 
 
-def _epoch(model, loader, optimizer, scheduler, loss_fn, device, bf16, *, desc, progress) -> float:
+def _ema(model: nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of the weights and the batch-norm statistics."""
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def _epoch(
+    model, loader, optimizer, scheduler, loss_fn, device, bf16, *, desc, progress, ema=None
+) -> float:
     total, count = 0.0, 0
     with tqdm(
         total=len(loader.dataset), desc=desc, disable=not progress, unit="img", leave=False
@@ -218,6 +263,8 @@ def _epoch(model, loader, optimizer, scheduler, loss_fn, device, bf16, *, desc, 
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total += loss.item() * len(targets)
             count += len(targets)
             bar.set_postfix(loss=f"{total / count:.3f}")
