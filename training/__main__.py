@@ -267,6 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("layout", choices=["covid-chestxray", "kermany", "imagefolder", "lungs"])
     imp.add_argument("root", type=Path)
     imp.add_argument("--out", type=Path, required=True)
+    imp.add_argument(
+        "--source",
+        type=_csv,
+        default=[],
+        help="keep only rows of these sources (e.g. shenzhen, or montgomery)",
+    )
     _segment_parsers(sub)
     args = parser.parse_args(argv)
     try:
@@ -383,6 +389,10 @@ def _run(args) -> int:
         from training import importers
 
         records = importers.IMPORTERS[args.layout](args.root)
+        if args.source:
+            records = [r for r in records if r.source in args.source]
+            if not records:
+                raise ValueError(f"no rows of source(s) {', '.join(args.source)}")
         write_manifest(args.out, records, relative_to=args.out.parent)
         print(f"wrote {len(records)} rows to {args.out}")
     return 0

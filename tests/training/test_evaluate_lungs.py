@@ -136,3 +136,13 @@ def test_the_lungs_importer_marks_montgomery_external(tmp_path):
     assert {r.source for r in records if r.external} == {"montgomery"}
     assert all(r.mask is not None and r.mask.is_file() for r in records)
     assert all(r.adult for r in records)
+
+
+def test_the_importer_keeps_only_the_sources_asked_for(tmp_path, capsys):
+    root = str(LUNGS_MANIFEST.parent)
+    out = tmp_path / "shenzhen.csv"
+    assert main(["import", "lungs", root, "--out", str(out), "--source", "shenzhen"]) == 0
+    records = read_manifest(out)
+    assert {r.source for r in records} == {"shenzhen"} and not any(r.external for r in records)
+    assert main(["import", "lungs", root, "--out", str(out), "--source", "nowhere"]) == 2
+    assert "no rows of source(s) nowhere" in capsys.readouterr().err
