@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.transforms.v2.functional import affine
 
 from classifier.bundle import load_bundle_members, load_segmenter
 from classifier.cam import fuse, gradcam_maps, library_gradcam, scale_to
@@ -64,6 +65,7 @@ class Predictor:
         channels_last: bool = True,
         cam_max_side: int | None = None,
         segmenter: tuple[SegmenterSpec, torch.nn.Module] | None = None,
+        tta: tuple[float, ...] = (),
     ) -> None:
         if cam_engine not in CAM_ENGINES:
             raise ValueError(f"cam_engine must be one of {CAM_ENGINES}, not {cam_engine!r}")
@@ -72,6 +74,9 @@ class Predictor:
         # side (None: the input's own resolution). Upsampling 7×7 maps to a 5-megapixel film
         # costs more than the model; a viewer scales them anyway.
         self.cam_max_side = cam_max_side
+        # Test-time augmentation: each member's probabilities are averaged over the input and
+        # these zooms of it (e.g. (0.92, 1.08)); the CAM explains the input itself.
+        self.tta = tuple(float(z) for z in tta)
         self.meta = meta
         self.members = members
         self.device = device
@@ -152,7 +157,11 @@ class Predictor:
             for member in self.members:
                 acts = member.body(batch)
                 logits = member.head(acts).float() / member.temperature
-                member_probs.append(logits.softmax(dim=1))
+                probs = logits.softmax(dim=1)
+                for zoom in self.tta:
+                    view = affine(batch, angle=0.0, translate=[0, 0], scale=zoom, shear=[0.0])
+                    probs = probs + (member.model(view).float() / member.temperature).softmax(1)
+                member_probs.append(probs / (1 + len(self.tta)))
                 activations.append(acts)
         probs = soft_vote(member_probs, [m.weight for m in self.members])
         probs = temper(probs, self.meta.ensemble_temperature)
@@ -249,6 +258,7 @@ def load_bundle(
     channels_last: bool = True,
     cam_max_side: int | None = None,
     lungs: bool = True,
+    tta: tuple[float, ...] = (),
 ) -> Predictor:
     """Load a bundle from disk (never the network) into a ready Predictor.
 
@@ -270,4 +280,5 @@ def load_bundle(
         channels_last=channels_last,
         cam_max_side=cam_max_side,
         segmenter=load_segmenter(path, device=dev) if lungs or meta.crop == "lungs" else None,
+        tta=tta,
     )

@@ -19,6 +19,9 @@ KEYS = {
     "lungs",
     "cam_no_lungs_ips",
     "b_over_b_no_lungs",
+    "tta",
+    "cam_tta_ips",
+    "tta_over_b",
 }
 
 
@@ -51,8 +54,10 @@ def test_bench_runs_every_variant_and_writes_the_json_keys(tmp_path, capsys):
     assert result["b_over_b_no_lungs"] == pytest.approx(
         result["cam_no_lungs_ips"] / result["cam_ips"]
     )
+    assert result["tta_over_b"] == pytest.approx(result["cam_ips"] / result["cam_tta_ips"])
     printed = capsys.readouterr().out
     assert "(a) naive" in printed and "(b-)" in printed and "b/b- =" in printed
+    assert "(d) (b) with test-time zooms" in printed and "d/b =" in printed
 
 
 def test_bench_runs_on_the_shipped_bundle(tmp_path):

@@ -159,3 +159,16 @@ def test_old_bundles_see_the_whole_film_as_before(tiny_bundle, sample_images):
     framed = np.pad(film, 20)
     (result,) = predictor.predict([framed], cam=True)
     assert result.fused_heatmap[:20].max() > 0.0  # no crop: the frame is part of the input
+
+
+def test_test_time_zooms_average_each_members_probabilities(tiny_bundle, sample_images):
+    images = [Image.open(p) for p in sample_images[:3]]
+    plain = load_bundle(tiny_bundle).predict(images, cam=False)
+    zoomed = load_bundle(tiny_bundle, tta=(0.9, 1.1)).predict(images, cam=True)
+    for a, b in zip(plain, zoomed, strict=True):
+        assert sum(b.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+        assert a.probabilities != b.probabilities  # the zoomed views changed the vote
+        assert b.fused_heatmap is not None
+    assert load_bundle(tiny_bundle, tta=(1.0,)).predict(images[:1], cam=False)[
+        0
+    ].probabilities == pytest.approx(plain[0].probabilities, abs=5e-3)  # zoom 1: the input
