@@ -245,6 +245,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the manifest(s) the bundle was trained on: evaluate its own test split of them",
     )
     ev.add_argument("--no-cam", action="store_true", help="skip Grad-CAM (no CAM lung fraction)")
+    ev.add_argument(
+        "--tta",
+        type=lambda v: tuple(float(x) for x in _csv(v)),
+        default=(),
+        help="test-time zooms averaged with the input, e.g. 0.92,1.08",
+    )
     ev.add_argument("--json", type=Path)
     ev.add_argument("--plots", type=Path, help="folder for confusion/ROC/reliability PNGs")
     ev.add_argument("--device", default=None)
@@ -360,7 +366,12 @@ def _run(args) -> int:
         if not records:
             raise ValueError("give --manifest and/or --test-split-of")
         report = evaluate_bundle(
-            args.bundle, records, device=args.device, plots=args.plots, cam=not args.no_cam
+            args.bundle,
+            records,
+            device=args.device,
+            plots=args.plots,
+            cam=not args.no_cam,
+            tta=args.tta,
         )
         print(format_report(report))
         print(format_evaluation(report))

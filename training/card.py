@@ -82,6 +82,16 @@ def model_card(bundle: Path, command: str = "") -> str:
         + " Training time: "
         + ", ".join(f"{k} {minutes[k]:.0f} min" for k in minutes)
         + ".",
+        f"- **What the model sees:** intensity `{meta.intensity}`, crop `{meta.crop}`"
+        + (f" (margin {meta.crop_margin:g})" if meta.crop == "lungs" else "")
+        + f"; rendering augmentation {'on' if cfg.get('render') else 'off'}"
+        + (
+            f"; partial labels (not covid19) {', '.join(cfg['not_covid_labels'])}"
+            if cfg.get("not_covid_labels")
+            else ""
+        )
+        + (f"; weight EMA {cfg['ema']:g}" if cfg.get("ema") else "")
+        + ".",
         f"- **Calibration (validation split):** member temperatures, member weights (grid search "
         f"on macro AUC), ensemble temperature, and a covid19 threshold aiming at validation "
         f"sensitivity {cfg['covid_sensitivity']} without validation specificity below "

@@ -43,9 +43,17 @@ class Outputs:
 
 
 def predict_outputs(
-    bundle, records: list[Record], *, device=None, batch_size: int = 16, cam: bool = True
+    bundle,
+    records: list[Record],
+    *,
+    device=None,
+    batch_size: int = 16,
+    cam: bool = True,
+    tta: tuple[float, ...] = (),
 ) -> Outputs:
-    predictor = load_bundle(bundle, device=device, batch_size=batch_size, cam_max_side=CAM_MAX_SIDE)
+    predictor = load_bundle(
+        bundle, device=device, batch_size=batch_size, cam_max_side=CAM_MAX_SIDE, tta=tta
+    )
     probs, labels, cam_lung, lung_area = [], [], [], []
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
@@ -158,10 +166,11 @@ def evaluate_bundle(
     plots: Path | None = None,
     batch_size: int = 16,
     cam: bool = True,
+    tta: tuple[float, ...] = (),
 ) -> dict:
     """The evaluation report: the classification report on the rows that are not external and
     whose label is a bundle class, plus the lung, adult non-COVID and external tables."""
-    out = predict_outputs(bundle, records, device=device, batch_size=batch_size, cam=cam)
+    out = predict_outputs(bundle, records, device=device, batch_size=batch_size, cam=cam, tta=tta)
     classes = out.classes
     scored = [i for i, r in enumerate(records) if r.label in classes and not r.external]
     if not scored:

@@ -190,3 +190,23 @@ def test_evaluate_command_uses_the_active_version(active_version, tmp_path, caps
     import json
 
     assert json.loads(out.read_text())["n"] == 119
+
+
+def test_retrain_sees_films_as_the_active_version_does(db, tiny_bundle_with_lungs, tmp_path):
+    from dataclasses import replace
+
+    from classifier import read_metadata
+    from classifier.bundle import load_bundle_members, load_segmenter, save_bundle
+    from xrayweb.inference.services import model_version_register
+
+    meta, members = load_bundle_members(tiny_bundle_with_lungs)
+    recipe = {"intensity": "equalize", "crop": "content", "render": True, "ema": 0.9}
+    seeing = replace(meta, segmenter={}, training={"config": recipe}, intensity="equalize")
+    path = tmp_path / "seeing.safetensors"
+    save_bundle(path, members, seeing, segmenter=load_segmenter(tiny_bundle_with_lungs))
+    active = model_version_register(bundle_path=path, name="seeing", activate=True)
+    call_command("retrain", "--manifest", str(SAMPLE_MANIFEST), "--no-reviews", *FAST)
+    candidate = read_metadata(ModelVersion.objects.exclude(pk=active.pk).get().bundle_path)
+    assert (candidate.intensity, candidate.crop) == ("equalize", "content")
+    assert {k: candidate.training["config"][k] for k in recipe} == recipe
+    assert candidate.segmenter == read_metadata(path).segmenter

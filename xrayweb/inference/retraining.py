@@ -2,6 +2,7 @@
 training worker import this module, never the web process."""
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 from django.conf import settings
@@ -79,6 +80,25 @@ def reviewed_records() -> tuple[list[Record], dict]:
     return records, {"reviews": len(records), "reviews_sha256": digest}
 
 
+# How the active version sees a film: a new version keeps it (the command has no options for
+# these; change them with ``python -m training train`` and promote that bundle).
+SEEING = ("intensity", "crop", "crop_margin", "render", "not_covid_labels", "ema")
+
+
+def _as_active_sees(config: TrainConfig, active) -> TrainConfig:
+    """The config with the active version's segmenter (the same lungs) and its way of seeing
+    a film (intensity, crop, rendering augmentation, partial labels, EMA)."""
+    try:
+        meta = read_metadata(Path(active.bundle_path))
+    except BundleError as exc:
+        raise ApplicationError(f"the active version's bundle: {exc}") from exc
+    recipe = meta.training.get("config", {})
+    changes = {key: recipe[key] for key in SEEING if key in recipe}
+    if config.segmenter is None and meta.segmenter:
+        changes["segmenter"] = active.bundle_path
+    return replace(config, **changes)
+
+
 def model_retrain(
     *,
     manifests: list[Path],
@@ -123,13 +143,8 @@ def model_retrain(
     active = model_version_active()
     if config.classes is None and active is not None:
         config.classes = list(active.classes)
-    if config.segmenter is None and active is not None:
-        # The new version reads the lungs as the active one does: the same segmenter.
-        try:
-            if read_metadata(Path(active.bundle_path)).segmenter:
-                config.segmenter = active.bundle_path
-        except BundleError as exc:
-            raise ApplicationError(f"the active version's bundle: {exc}") from exc
+    if active is not None:
+        config = _as_active_sees(config, active)
     out = settings.MODEL_DIR / f"{run}.safetensors"
     try:
         meta = fit(
