@@ -9,8 +9,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
+from classifier import DEFAULT_BUNDLE
 from tests.conftest import SAMPLE_DIR
-from xrayweb.inference.renderings import RENDERINGS, decoded, render
+from xrayweb.inference.renderings import RENDERINGS, decoded, render, rendering_agreement
 
 FILM = np.linspace(0, 255, 64 * 48).reshape(64, 48).astype(np.uint8)
 
@@ -42,6 +43,14 @@ def test_the_narrow_window_dicom_clips_and_the_windowless_one_is_windowed_robust
 def test_unknown_renderings_are_refused():
     with pytest.raises(ValueError, match="unknown rendering"):
         render(FILM, "sepia")
+
+
+def test_shipped_model_gives_the_same_label_across_renderings_of_the_sample_films(tmp_path):
+    films = sorted((SAMPLE_DIR / "images").glob("*.jpg"))
+    report = rendering_agreement(bundle=DEFAULT_BUNDLE, films=films)
+    assert report["films"] == len(films) >= 100
+    assert set(report["per_rendering"]) == set(RENDERINGS)
+    assert report["agreement"] >= 0.98, json.dumps(report["changed"][:20], indent=1)
 
 
 def test_renderings_command_prints_and_writes_the_table(tmp_path, tiny_bundle):
