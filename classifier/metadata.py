@@ -31,6 +31,17 @@ INTENSITIES = ("as_is", "equalize")
 CROPS = ("none", "content", "lungs")
 
 
+def seeing_problem(intensity: str, crop: str, has_segmenter: bool) -> str | None:
+    """What is wrong with a way of seeing films (for bundles and training configs alike)."""
+    if intensity not in INTENSITIES:
+        return f"intensity must be one of {INTENSITIES}, not {intensity!r}"
+    if crop not in CROPS:
+        return f"crop must be one of {CROPS}, not {crop!r}"
+    if crop == "lungs" and not has_segmenter:
+        return "crop 'lungs' needs a lung segmenter"
+    return None
+
+
 @dataclass(frozen=True)
 class MemberSpec:
     name: str
@@ -80,12 +91,9 @@ class BundleMetadata:
             raise BundleError("bundle classes must be a non-empty list of unique names")
         if not meta.members:
             raise BundleError("bundle has no ensemble members")
-        if meta.intensity not in INTENSITIES:
-            raise BundleError(f"unknown intensity normalisation {meta.intensity!r}")
-        if meta.crop not in CROPS:
-            raise BundleError(f"unknown crop {meta.crop!r}")
-        if meta.crop == "lungs" and not meta.segmenter:
-            raise BundleError("a bundle that crops to the lungs needs a lung segmenter")
+        problem = seeing_problem(meta.intensity, meta.crop, bool(meta.segmenter))
+        if problem:
+            raise BundleError(f"bundle metadata: {problem}")
         unknown = set(meta.decision_thresholds) - set(meta.classes)
         if unknown:
             raise BundleError(f"decision thresholds for unknown classes {sorted(unknown)}")

@@ -1,6 +1,6 @@
 from dataclasses import dataclass, field
 
-from classifier.metadata import CROPS, INTENSITIES
+from classifier.metadata import seeing_problem
 
 STRATEGIES = ("finetune", "freeze", "features")
 BALANCES = ("loss", "sampler", "source")
@@ -67,12 +67,9 @@ class TrainConfig:
             raise ValueError("give one epoch count, or one per architecture")
         if self.balance not in BALANCES:
             raise ValueError(f"balance must be one of {BALANCES}, not {self.balance!r}")
-        if self.intensity not in INTENSITIES:
-            raise ValueError(f"intensity must be one of {INTENSITIES}, not {self.intensity!r}")
-        if self.crop not in CROPS:
-            raise ValueError(f"crop must be one of {CROPS}, not {self.crop!r}")
-        if self.crop == "lungs" and not self.segmenter:
-            raise ValueError("crop 'lungs' needs a lung segmenter (--segmenter)")
+        problem = seeing_problem(self.intensity, self.crop, bool(self.segmenter))
+        if problem:
+            raise ValueError(problem)
         if not 0.0 <= self.crop_margin <= 1.0:
             raise ValueError("crop margin must be between 0 and 1")
         if not 0.0 <= self.ema < 1.0:

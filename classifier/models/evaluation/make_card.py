@@ -56,27 +56,57 @@ cov = e["per_class"]["covid19"]
 ieee = e["per_source"].get("ieee8023", {})
 cam_all = r["lungs"]["cam_lung_fraction"]["all"]["median"]
 targets = [
-    ("Montgomery not called covid19", "≥ 0.95", rate(r["external"]["not_covid19"]["all"]), r["external"]["not_covid19"]["all"]["rate"] >= 0.95),
-    ("Montgomery normals called normal", "≥ 0.85", rate(ext["montgomery/normal"]["correct"]), ext["montgomery/normal"]["correct"]["rate"] >= 0.85),
-    ("held-out Shenzhen patients not called covid19", "≥ 0.95", rate(adult["shenzhen"]), adult["shenzhen"]["rate"] >= 0.95),
+    (
+        "Montgomery not called covid19",
+        "≥ 0.95",
+        rate(r["external"]["not_covid19"]["all"]),
+        r["external"]["not_covid19"]["all"]["rate"] >= 0.95,
+    ),
+    (
+        "Montgomery normals called normal",
+        "≥ 0.85",
+        rate(ext["montgomery/normal"]["correct"]),
+        ext["montgomery/normal"]["correct"]["rate"] >= 0.85,
+    ),
+    (
+        "held-out Shenzhen patients not called covid19",
+        "≥ 0.95",
+        rate(adult["shenzhen"]),
+        adult["shenzhen"]["rate"] >= 0.95,
+    ),
     ("median CAM mass in the lungs, all evaluated films", "≥ 0.70", q(cam_all), cam_all >= 0.70),
-    ("median CAM mass in the lungs, Montgomery", "≥ 0.70", q(cam["montgomery"]["median"]), cam["montgomery"]["median"] >= 0.70),
+    (
+        "median CAM mass in the lungs, Montgomery",
+        "≥ 0.70",
+        q(cam["montgomery"]["median"]),
+        cam["montgomery"]["median"] >= 0.70,
+    ),
     ("rendering agreement (sample films)", "≥ 0.98", q(ren["agreement"]), ren["agreement"] >= 0.98),
-    ("covid19 sensitivity / specificity", "≥ 0.95 / ≥ 0.95", f"{q(cov['sensitivity'])} / {q(cov['specificity'])}", cov["sensitivity"] >= 0.95 and cov["specificity"] >= 0.95),
+    (
+        "covid19 sensitivity / specificity",
+        "≥ 0.95 / ≥ 0.95",
+        f"{q(cov['sensitivity'])} / {q(cov['specificity'])}",
+        cov["sensitivity"] >= 0.95 and cov["specificity"] >= 0.95,
+    ),
     ("macro AUC", "≥ 0.946", q(e["macro_auc"]), e["macro_auc"] >= 0.946),
     ("ieee8023 accuracy", "≥ 0.80", q(ieee.get("accuracy")), (ieee.get("accuracy") or 0) >= 0.80),
 ]
-target_rows = "\n".join(f"| {n} | {t} | {m} | {'yes' if ok else '**no**'} |" for n, t, m, ok in targets)
+target_rows = "\n".join(
+    f"| {n} | {t} | {m} | {'yes' if ok else '**no**'} |" for n, t, m, ok in targets
+)
 ren_rows = "\n".join(
     f"| {k} | {q(ren0['per_rendering'][k])} | {q(v)} |" for k, v in ren["per_rendering"].items()
 )
 evaluation_tables = "\n".join(
     lung_tables(r)
-    + not_covid_table("Adult films that are not covid19 (test split and held-out Shenzhen)", r["adult_non_covid"])
+    + not_covid_table(
+        "Adult films that are not covid19 (test split and held-out Shenzhen)", r["adult_non_covid"]
+    )
     + external_table(r["external"])
 )
 per_source = "\n".join(
-    f"| {s} | {v['n']} | {q(v['accuracy'])} | {q(v['macro_auc'])} |" for s, v in e["per_source"].items()
+    f"| {s} | {v['n']} | {q(v['accuracy'])} | {q(v['macro_auc'])} |"
+    for s, v in e["per_source"].items()
 )
 text = f"""# Model card: `default.safetensors`
 
