@@ -24,6 +24,19 @@ def _login(page, live_server, username):
     page.click("button[type=submit]")
 
 
+# Both rectangles in one frame: two separate reads can straddle a scroll or a zoom step.
+SAME_BOX = """([a, b]) => {
+  const r = [a, b].map((s) => document.querySelector(s).getBoundingClientRect());
+  return ["x", "y", "width", "height"].every((k) => Math.round(r[0][k]) === Math.round(r[1][k]));
+}"""
+
+
+def _same_box(page, a: str, b: str) -> bool:
+    """Whether ``a`` lies exactly over ``b``, waiting (up to 5 s) for the frame that settles."""
+    page.wait_for_function(SAME_BOX, arg=[a, b], timeout=5_000)
+    return page.evaluate(SAME_BOX, [a, b])
+
+
 def _box(page, selector: str) -> tuple[int, ...]:
     box = page.locator(selector).bounding_box()
     return tuple(round(box[k]) for k in ("x", "y", "width", "height"))
@@ -95,11 +108,11 @@ def test_staff_uploads_and_sees_status_change_then_radiologist_corrects(
     )
     assert opaque[0] == int(contour.get_attribute("data-painted")) > 0
     assert opaque[0] < opaque[1] * opaque[2] / 2  # a line, not a filled area
-    assert _box(page, "#lung-contour") == _box(page, "#xray-canvas")
+    assert _same_box(page, "#lung-contour", "#xray-canvas")
     page.mouse.move(*(v + 100 for v in _box(page, "#xray-canvas")[:2]))
     page.mouse.wheel(0, -300)
     expect(page.locator("#stack")).not_to_have_attribute("data-scale", "1.00")
-    assert _box(page, "#lung-contour") == _box(page, "#xray-canvas")
+    assert _same_box(page, "#lung-contour", "#xray-canvas")
     page.click("#view-reset")
     page.focus("#contour-toggle")
     page.keyboard.press("Space")

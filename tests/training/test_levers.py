@@ -182,3 +182,19 @@ def test_levers_command_trains_each_setting_per_seed_and_judges_the_same_rows(
             assert value is None or 0.0 <= value <= 1.0
         assert run["shenzhen_tb_not_covid"] is not None
         assert np.isfinite(run["macro_auc"] or 0.0)
+
+
+def test_train_command_wires_the_issue_14_options_into_the_bundle(tmp_path, capsys):
+    out = tmp_path / "cli.safetensors"
+    argv = ["train", "--manifest", str(SAMPLE_MANIFEST), "--out", str(out)]
+    argv += ["--arch", "mobilenet_v3_small", "--epochs", "1", "--input-size", "32"]
+    argv += ["--intensity", "equalize", "--crop", "content", "--render", "--ema", "0.9"]
+    argv += ["--not-covid-labels", "tuberculosis", "--device", "cpu"]
+    assert main(argv) == 0
+    meta = read_metadata(out)
+    config = meta.training["config"]
+    assert (meta.intensity, meta.crop) == ("equalize", "content")
+    assert config["render"] is True and config["ema"] == 0.9
+    assert config["not_covid_labels"] == ["tuberculosis"]
+    assert main([*argv[:5], "--crop", "lungs"]) == 2  # no segmenter given
+    assert "needs a lung segmenter" in capsys.readouterr().err
