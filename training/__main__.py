@@ -62,6 +62,9 @@ def _train_parser(sub) -> None:
     cv.add_argument("--folds", type=int, default=5)
     cv.add_argument("--json", type=Path)
     cv.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    cv.add_argument(
+        "--segmenter", type=Path, help="a lung segmenter (for crop=lungs and --cam-lungs)"
+    )
     _train_options(cv)
     lev = sub.add_parser("levers", help="recipe settings on and off, over seeds")
     lev.add_argument("--manifest", type=Path, action="append", required=True)
@@ -130,6 +133,18 @@ def _train_options(train) -> None:
         help="labels outside the classes that are certainly not covid19 (e.g. tuberculosis)",
     )
     train.add_argument("--ema", type=float, default=0.0, help="weight EMA decay; 0: off")
+    train.add_argument(
+        "--cam-lungs",
+        type=float,
+        default=0.0,
+        help="weight of the penalty on class activation outside the lungs (needs --segmenter)",
+    )
+    train.add_argument(
+        "--adversary",
+        type=float,
+        default=0.0,
+        help="weight of a gradient-reversal head on the source, given the class; 0: off",
+    )
     train.add_argument("--no-augment", action="store_true")
     train.add_argument("--no-calibrate", action="store_true")
     train.add_argument(
@@ -309,6 +324,8 @@ def _config(args) -> TrainConfig:
         crop_margin=args.crop_margin,
         not_covid_labels=args.not_covid_labels,
         ema=args.ema,
+        cam_lungs=args.cam_lungs,
+        adversary=args.adversary,
         augment=not args.no_augment,
         calibrate=not args.no_calibrate,
         covid_sensitivity=args.covid_sensitivity or None,

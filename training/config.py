@@ -49,6 +49,13 @@ class TrainConfig:
     not_covid_labels: list[str] = field(default_factory=list)
     # Exponential moving average of the weights (and batch-norm statistics), e.g. 0.999; 0: off.
     ema: float = 0.0
+    # Weight of a penalty on the share of each training film's Grad-CAM map (for its class)
+    # outside the predicted lungs. Needs ``segmenter``; 0: off.
+    cam_lungs: float = 0.0
+    # Weight of a gradient-reversal adversary that predicts a film's ``source`` from the pooled
+    # features and the class: the backbone is pushed to carry no collection cue beyond what the
+    # class explains. 0: off.
+    adversary: float = 0.0
     calibrate: bool = True  # member and ensemble temperatures, member weights
     covid_sensitivity: float | None = 0.95  # fit a covid19 threshold for this; None: argmax
     covid_min_specificity: float = 0.95  # ...but never below this validation specificity
@@ -74,6 +81,12 @@ class TrainConfig:
             raise ValueError("crop margin must be between 0 and 1")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError("ema must be in [0, 1): a decay such as 0.999, or 0 for off")
+        if self.cam_lungs < 0 or self.adversary < 0:
+            raise ValueError("cam_lungs and adversary are weights: 0 (off) or more")
+        if self.cam_lungs and not self.segmenter:
+            raise ValueError("cam_lungs needs a lung segmenter (--segmenter)")
+        if (self.cam_lungs or self.adversary) and self.strategy == "features":
+            raise ValueError("cam_lungs and adversary train the backbone: not with features")
         clash = set(self.not_covid_labels) & set(self.classes or [])
         if clash:
             raise ValueError(f"not-covid labels that are also classes: {sorted(clash)}")

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from classifier.errors import ImageDecodeError
@@ -309,7 +310,12 @@ def film_boxes(
 
 class XrayDataset(Dataset):
     """Images decoded, cropped and resized once, held as uint8; the rendering augmentation,
-    the intensity normalisation and the geometric augmentation run per item."""
+    the intensity normalisation and the geometric augmentation run per item.
+
+    Items are (image, target). With ``lung_masks`` (needs ``segmenter``) or ``sources`` they
+    are (image, target, mask, source): the predicted lungs of the view the model sees, moved
+    by the same geometric augmentation (zeros without ``lung_masks``), and the index of the
+    record's source in ``sources`` (-1 without)."""
 
     def __init__(
         self,
@@ -326,28 +332,59 @@ class XrayDataset(Dataset):
         crop_margin: float = 0.1,
         segmenter=None,
         not_covid_labels=(),
+        lung_masks: bool = False,
+        sources: list[str] | None = None,
     ) -> None:
+        if lung_masks and segmenter is None:
+            raise ValueError("lung masks need a lung segmenter")
         self.records = records
         self.mean, self.std = mean, std
         self.targets = torch.tensor(
             [target_index(r.label, classes, not_covid_labels) for r in records], dtype=torch.long
         )
-        images = []
+        images, masks = [], []
         for r in records:
             array = to_gray_array(load_gray(r.path))
             (box,) = film_boxes([array], crop, segmenter=segmenter, margin=crop_margin)
-            images.append((resize_gray(crop_to(array, box), size) * 255).round().to(torch.uint8))
+            view = crop_to(array, box)
+            images.append((resize_gray(view, size) * 255).round().to(torch.uint8))
+            if lung_masks:
+                (mask,) = predict_masks(
+                    segmenter, [view], [(size, size)], device=torch.device("cpu")
+                )
+                masks.append(torch.from_numpy(mask)[None])
         self.images = torch.stack(images)
+        self.masks = torch.stack(masks) if lung_masks else None
+        self.sources = sources
+        self.source_ids = (
+            torch.tensor([sources.index(r.source) if r.source in sources else -1 for r in records])
+            if sources is not None
+            else None
+        )
         self.augment, self.render, self.intensity = augment, render, intensity
+
+    @property
+    def extras(self) -> bool:
+        return self.masks is not None or self.source_ids is not None
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int):
         image = self.images[index].float() / 255.0
         if self.render is not None:
             image = self.render(image)
         image = canonical(image[None], self.intensity)[0]
+        mask = self.masks[index] if self.masks is not None else None
         if self.augment is not None:
-            image = self.augment(image).clamp(0.0, 1.0)
-        return normalize(image[None], self.mean, self.std)[0], self.targets[index]
+            if mask is not None:
+                image, mask = self.augment(image, tv_tensors.Mask(mask))
+            else:
+                image = self.augment(image)
+            image = image.clamp(0.0, 1.0)
+        image = normalize(image[None], self.mean, self.std)[0]
+        if not self.extras:
+            return image, self.targets[index]
+        mask = mask.float() if mask is not None else torch.zeros_like(image[:1])
+        source = self.source_ids[index] if self.source_ids is not None else torch.tensor(-1)
+        return image, self.targets[index], mask.as_subclass(torch.Tensor), source

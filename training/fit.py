@@ -98,6 +98,17 @@ def dataset_options(cfg: TrainConfig, segmenter=None) -> dict:
     }
 
 
+def training_extras(cfg: TrainConfig, records: list[Record]) -> dict:
+    """What the training split's items carry for the extra loss terms: lung masks for
+    ``cam_lungs``, source indices for ``adversary``."""
+    extras: dict = {}
+    if cfg.cam_lungs:
+        extras["lung_masks"] = True
+    if cfg.adversary:
+        extras["sources"] = sorted({r.source for r in records})
+    return extras
+
+
 def scored(records: list[Record], cfg: TrainConfig) -> list[Record]:
     """The rows with a class label (validation, test and calibration use only these)."""
     return [r for r in records if r.label not in cfg.not_covid_labels]
@@ -249,6 +260,7 @@ def fit(
             augment=augment if cfg.augment and name == "train" else None,
             render=RenderAugment() if training_split and name == "train" else None,
             **dataset_options(cfg, segmenter),
+            **(training_extras(cfg, rs) if name == "train" else {}),
         )
         for name, rs in splits.items()
         if rs

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 from tqdm import tqdm
 
 from classifier.bundle import load_bundle_members
-from classifier.networks import build_member
+from classifier.networks import build_member, split_at_cam_layer
 from training.config import TrainConfig
 from training.data import XrayDataset
 from training.metrics import classification_report
@@ -66,6 +66,110 @@ class PartialLoss(nn.Module):
             not_covid = -torch.logsumexp(others, dim=1)
             per_row = torch.where(scored, ce, not_covid)
         return (per_row * weights).sum() / weights.sum().clamp_min(1e-6)
+
+
+class _Reverse(torch.autograd.Function):
+    """Identity forward; the gradient times -scale backward (Ganin & Lempitsky, 2015)."""
+
+    @staticmethod
+    def forward(ctx, x, scale: float):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.scale * grad, None
+
+
+def reverse_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    return _Reverse.apply(x, scale)
+
+
+def outside_share(cam: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Per image, the share of a ReLU'd activation map's mass outside its lung mask.
+
+    ``cam`` is Nxhxw, ``masks`` Nx1xSxS in [0, 1] at the input's size; the mask is averaged
+    down to the map's cells. A map with no positive mass counts 0."""
+    cam = F.relu(cam.float())
+    inside = F.adaptive_avg_pool2d(masks.float(), cam.shape[-2:])[:, 0]
+    total = cam.sum(dim=(1, 2))
+    outside = (cam * (1.0 - inside)).sum(dim=(1, 2))
+    return outside / total.clamp_min(1e-6)
+
+
+class Objective:
+    """A member's training loss: the task loss (``PartialLoss``), plus optionally
+
+    - ``cam_lungs`` x the share of the Grad-CAM map outside the predicted lungs: the map of
+      the image's class (its label; the predicted class for a partial-label row), computed as
+      the Predictor computes it and differentiated through;
+    - ``adversary``: a small head predicts the film's source from the pooled features and the
+      class; its gradient reaches the backbone reversed and scaled by ``adversary``, so the
+      features lose what tells the collections apart beyond the class.
+
+    The adversary is not part of the member: it is dropped after training."""
+
+    def __init__(self, model, arch, loss_fn, cfg: TrainConfig, num_classes, num_sources):
+        self.model, self.loss_fn, self.num_classes = model, loss_fn, num_classes
+        self.cam_lungs, self.adversary_scale = cfg.cam_lungs, cfg.adversary
+        self.body, head = split_at_cam_layer(model, arch)
+        self.pool, self.classifier = head[:-1], head[-1]
+        self.adversary = None
+        if cfg.adversary and num_sources > 1:
+            width = self._pooled_width()
+            self.adversary = nn.Sequential(
+                nn.Linear(width + num_classes + 1, 128), nn.ReLU(), nn.Linear(128, num_sources)
+            )
+
+    @torch.no_grad()
+    def _pooled_width(self) -> int:
+        was = self.model.training
+        probe = torch.zeros(1, 3, 64, 64, device=next(self.model.parameters()).device)
+        self.model.eval()
+        width = self.pool(self.body(probe)).shape[1]
+        self.model.train(was)
+        return width
+
+    @property
+    def plain(self) -> bool:
+        return not self.cam_lungs and self.adversary is None
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [] if self.adversary is None else list(self.adversary.parameters())
+
+    def to(self, device) -> "Objective":
+        if self.adversary is not None:
+            self.adversary.to(device)
+        return self
+
+    def train(self, mode: bool = True) -> None:
+        if self.adversary is not None:
+            self.adversary.train(mode)
+
+    def __call__(self, inputs, targets, masks=None, sources=None) -> torch.Tensor:
+        if self.plain:
+            return self.loss_fn(self.model(inputs).float(), targets)
+        acts = self.body(inputs)
+        pooled = self.pool(acts)
+        logits = self.classifier(pooled).float()
+        loss = self.loss_fn(logits, targets)
+        if self.cam_lungs and masks is not None:
+            cls = torch.where(targets >= 0, targets, logits.argmax(1).detach())
+            score = logits.gather(1, cls[:, None]).sum()
+            # Grad-CAM as the Predictor computes it (classifier.cam.gradcam_maps), kept in the
+            # graph: the extra backward runs through the head alone.
+            (grads,) = torch.autograd.grad(score, acts, create_graph=True)
+            weights = grads.float().mean(dim=(2, 3), keepdim=True)
+            cam = (weights * acts.float()).sum(dim=1)
+            loss = loss + self.cam_lungs * outside_share(cam, masks).mean()
+        if self.adversary is not None and sources is not None and (sources >= 0).any():
+            known = sources >= 0
+            cls = torch.where(targets >= 0, targets, torch.full_like(targets, self.num_classes))
+            given = F.one_hot(cls, self.num_classes + 1).float()
+            features = reverse_gradient(pooled.float(), self.adversary_scale)
+            guess = self.adversary(torch.cat([features, given], dim=1))
+            loss = loss + F.cross_entropy(guess[known], sources[known])
+        return loss
 
 
 def initial_model(arch: str, num_classes: int, init: str | None) -> nn.Module:
@@ -134,7 +238,7 @@ def cosine_schedule(optimizer, cfg, steps_per_epoch: int, epochs: int):
 def predict_logits(model: nn.Module, dataset, *, device, bf16: bool, batch_size: int) -> np.ndarray:
     model.eval()
     out = []
-    for inputs, _ in DataLoader(dataset, batch_size=batch_size):
+    for inputs, *_ in DataLoader(dataset, batch_size=batch_size):
         inputs = inputs.to(device)
         if inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
@@ -182,19 +286,26 @@ def train_member(
         train_data = cache_features(backbone, train, **options)
         val_data = cache_features(backbone, val, **options)
     frozen = _freeze(model, cfg)
-    params = [p for p in trainable.parameters() if p.requires_grad]
-    loader = _loader(train_data, cfg, train.targets, [r.source for r in train.records])
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = cosine_schedule(optimizer, cfg, len(loader), epochs)
     weight = class_weights(train.targets, len(classes)) if cfg.balance == "loss" else None
     covid = classes.index("covid19") if "covid19" in classes else None
     loss_fn = PartialLoss(weight, covid).to(device)
+    sources = getattr(train, "sources", None) or []
+    objective = None
+    if cfg.strategy != "features":
+        objective = Objective(model, arch, loss_fn, cfg, len(classes), len(sources)).to(device)
+    params = [p for p in trainable.parameters() if p.requires_grad]
+    params += objective.parameters() if objective is not None else []
+    loader = _loader(train_data, cfg, train.targets, [r.source for r in train.records])
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = cosine_schedule(optimizer, cfg, len(loader), epochs)
     ema = _ema(trainable, cfg.ema) if cfg.ema and cfg.strategy != "features" else None
     scored_val = val.targets >= 0
     best_auc, best_state, history, stale = -math.inf, None, [], 0
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         trainable.train()
+        if objective is not None:
+            objective.train()
         for module in frozen:
             module.eval()  # frozen blocks keep their batch-norm statistics too
         loss = _epoch(
@@ -202,7 +313,7 @@ def train_member(
             loader,
             optimizer,
             scheduler,
-            loss_fn,
+            objective or loss_fn,
             device,
             bf16,
             desc=f"{arch} {epoch}/{epochs}",
@@ -253,12 +364,16 @@ def _epoch(
     with tqdm(
         total=len(loader.dataset), desc=desc, disable=not progress, unit="img", leave=False
     ) as bar:
-        for inputs, targets in loader:
+        for inputs, targets, *extra in loader:
             inputs, targets = inputs.to(device), targets.to(device)
+            extra = [e.to(device) for e in extra]
             if inputs.dim() == 4:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = loss_fn(model(inputs).float(), targets)
+                if isinstance(loss_fn, Objective):
+                    loss = loss_fn(inputs, targets, *extra)
+                else:
+                    loss = loss_fn(model(inputs).float(), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
