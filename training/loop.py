@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 from tqdm import tqdm
 
@@ -320,6 +320,10 @@ def train_member(
             progress=progress,
             ema=ema,
         )
+        if ema is not None:
+            # Averaged weights need their own batch-norm statistics: an average of the
+            # running statistics does not match them (the first EMA runs scored AUC 0.5).
+            _refresh_bn(ema.module, train_data, cfg.batch_size, device)
         scoring = trainable if ema is None else ema.module
         logits = predict_logits(
             scoring, val_data, device=device, bf16=bf16, batch_size=cfg.batch_size
@@ -353,8 +357,18 @@ def train_member(
 
 
 def _ema(model: nn.Module, decay: float) -> AveragedModel:
-    """An exponential moving average of the weights and the batch-norm statistics."""
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    """An exponential moving average of the weights; its batch-norm statistics are recomputed
+    for the averaged weights before each scoring (``_refresh_bn``)."""
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
+
+
+@torch.no_grad()
+def _refresh_bn(model: nn.Module, dataset, batch_size: int, device) -> None:
+    """Batch-norm statistics of ``model`` from one pass over the training images, in fp32
+    (torch.optim.swa_utils.update_bn)."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True)
+    images = (batch[0] for batch in loader)
+    update_bn(images, model, device=device)
 
 
 def _epoch(

@@ -13,7 +13,14 @@ from training.__main__ import main
 from training.config import TrainConfig
 from training.data import XrayDataset, read_manifest
 from training.fit import fit, training_extras
-from training.loop import Objective, PartialLoss, outside_share, reverse_gradient
+from training.loop import (
+    Objective,
+    PartialLoss,
+    _ema,
+    _refresh_bn,
+    outside_share,
+    reverse_gradient,
+)
 
 CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
 OPTIONS = {"size": 48, "mean": [0.5] * 3, "std": [0.25] * 3}
@@ -178,3 +185,20 @@ def test_config_and_cli_refuse_the_levers_without_what_they_need(tmp_path, capsy
     assert "needs a lung segmenter" in capsys.readouterr().err
     assert main([*argv, "--adversary", "0.2", "--segmenter", str(DEFAULT_BUNDLE)]) == 0
     assert read_metadata(out).training["config"]["adversary"] == 0.2
+
+
+def test_ema_weights_get_batch_norm_statistics_of_their_own():
+    """The averaged model's running statistics are recomputed from the training images, not
+    averaged (averaging them left the first EMA runs at AUC 0.5)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    ema = _ema(model, 0.9)
+    images = torch.randn(40, 3, 8, 8) * 3 + 2
+    data = torch.utils.data.TensorDataset(images, torch.zeros(40, dtype=torch.long))
+    bn = ema.module[1]
+    assert torch.equal(bn.running_mean, torch.zeros(4))  # a fresh copy: nothing seen yet
+    _refresh_bn(ema.module, data, 20, torch.device("cpu"))  # two equal batches
+    with torch.no_grad():
+        conv = ema.module[0](images)
+    assert torch.allclose(bn.running_mean, conv.mean(dim=(0, 2, 3)), atol=1e-4)
+    assert torch.allclose(bn.running_var, conv.var(dim=(0, 2, 3)), rtol=0.1)
