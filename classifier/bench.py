@@ -16,7 +16,6 @@ against the slowest baseline. Ratios divide time per image of the first variant 
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -30,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from classifier import DEFAULT_BUNDLE
 from classifier.bundle import load_bundle_members, load_segmenter
-from classifier.device import resolve_device
+from classifier.device import cpu_name, resolve_device
 from classifier.ensemble import Member
 from classifier.metadata import BundleMetadata, MemberSpec
 from classifier.networks import build_member
@@ -134,16 +133,6 @@ def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, repea
         torch.matmul(a, b)
     _sync(device)
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run(args) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.device import resolve_device, use_bf16
+from classifier.device import machine, resolve_device, use_bf16
 from training.config import TrainConfig
 from training.data import Record, refuse_external
 from training.evaluate import predict_outputs
@@ -144,5 +144,6 @@ def cross_validate(
         "config": asdict(cfg),
         "device": str(device),
         "bf16": use_bf16(device, cfg.precision),
+        "machine": machine(),
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from classifier.device import machine
 from training.config import TrainConfig
 from training.data import Record, refuse_external, split_by_patient
 from training.evaluate import predict_outputs
@@ -117,6 +118,7 @@ def lever_runs(
     shenzhen = [r for r in lungs if not r.external]
     external = [r for r in lungs if r.external]
     result = {"settings": settings, "seeds": seeds, "base": base.__dict__, "runs": []}
+    result["machine"] = machine()
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
             split = split_by_patient(collections, val=0.0, test=base.test_fraction, seed=seed)

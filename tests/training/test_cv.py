@@ -65,5 +65,6 @@ def test_cv_command_pools_out_of_fold_predictions_with_intervals(tmp_path, capsy
     assert [f["fold"] for f in result["per_fold"]] == [1, 2]
     assert sum(f["n"] for f in result["per_fold"]) == len(records)
     assert result["seconds"] > 0 and result["config"]["archs"] == ["mobilenet_v3_small"]
+    assert set(result["machine"]) == {"cpu", "cores", "amx", "avx512_bf16"}
     low, high = result["pooled"]["macro_auc"]["ci"]
     assert low <= result["pooled"]["macro_auc"]["value"] <= high

@@ -173,6 +173,7 @@ def test_levers_command_trains_each_setting_per_seed_and_judges_the_same_rows(
     assert "| as-is | 1 |" in table and "| all | 1 |" in table
     result = json.loads(out.read_text())
     runs = {r["setting"]: r for r in result["runs"]}
+    assert result["machine"]["cpu"] and isinstance(result["machine"]["avx512_bf16"], bool)
     assert runs["all"]["train_images"] > runs["as-is"]["train_images"]
     for run in runs.values():
         assert 0.0 <= run["external_not_covid"] <= 1.0
