@@ -16,7 +16,7 @@ from training.config import TrainConfig
 from training.data import Record, refuse_external
 from training.evaluate import predict_outputs
 from training.fit import class_list, fit, scored
-from training.metrics import COVID, _auc
+from training.metrics import COVID, _auc, rate
 
 
 def patient_folds(records: list[Record], k: int, *, seed: int = 0) -> list[list[Record]]:
@@ -85,6 +85,24 @@ def pooled_with_intervals(
     return out
 
 
+def per_source(calls: list[tuple[Record, str]], partial=()) -> dict:
+    """Out-of-fold calls per source, with Wilson intervals: accuracy over the films of a class,
+    covid19 sensitivity, and the share of the films that are not covid19 (partial labels
+    such as tuberculosis included) that were not called covid19."""
+    table = {}
+    for source in sorted({r.source for r, _ in calls}):
+        mine = [(r, c) for r, c in calls if r.source == source]
+        classed = [(r, c) for r, c in mine if r.label not in partial]
+        entry = {"n": len(mine)}
+        entry["accuracy"] = rate(np.array([r.label == c for r, c in classed]))
+        covid = [c == COVID for r, c in mine if r.label == COVID]
+        entry["covid19_sensitivity"] = rate(np.array(covid)) if covid else None
+        other = [c != COVID for r, c in mine if r.label != COVID]
+        entry["not_covid19"] = rate(np.array(other)) if other else None
+        table[source] = entry
+    return table
+
+
 def cross_validate(
     records: list[Record],
     cfg: TrainConfig,
@@ -101,16 +119,21 @@ def cross_validate(
     # One class list for every fold, so that a fold without a rare label still has its column.
     cfg = replace(cfg, classes=class_list(scored(records, cfg), cfg.classes))
     parts = patient_folds(records, folds, seed=cfg.seed)
-    classes, rows, per_fold = None, [], []
+    classes, rows, per_fold, calls = None, [], [], []
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         for k, held_out in enumerate(parts):
             fold_start = time.perf_counter()
             train = [r for j, part in enumerate(parts) if j != k for r in part]
-            # Partial-label rows (not covid19, no class) train the other folds only.
+            # Partial-label rows (not covid19, no class) train the other folds; held out, they
+            # count only in the per-source "not called covid19" rates.
+            every = held_out
             held_out = scored(held_out, cfg)
             bundle = Path(tmp) / f"fold{k}.safetensors"
             fit(train, bundle, replace(cfg), progress=progress, test_records=held_out)
-            out = predict_outputs(bundle, held_out, device=cfg.device, cam=False)
+            out = predict_outputs(bundle, every, device=cfg.device, cam=False)
+            calls += list(zip(every, out.labels, strict=True))
+            keep = [i for i, r in enumerate(every) if r.label not in cfg.not_covid_labels]
+            out.probs, out.labels = out.probs[keep], [out.labels[i] for i in keep]
             classes = out.classes
             y = np.array([classes.index(r.label) for r in held_out])
             pred = np.array([classes.index(label) for label in out.labels])
@@ -141,6 +164,7 @@ def cross_validate(
             **pooled,
         },
         "per_fold": per_fold,
+        "per_source": per_source(calls, cfg.not_covid_labels),
         "config": asdict(cfg),
         "device": str(device),
         "bf16": use_bf16(device, cfg.precision),

@@ -90,6 +90,9 @@ def format_evaluation(report: dict) -> str:
     return "\n".join(lines).rstrip()
 
 
+CV_SOURCE_KEYS = ("accuracy", "covid19_sensitivity", "not_covid19")
+
+
 def format_cv(result: dict) -> str:
     p = result["pooled"]
 
@@ -120,6 +123,18 @@ def format_cv(result: dict) -> str:
             f"{_f(f['covid19_specificity'])} | {_f(f['covid19_auc'])} | {_f(f['macro_auc'])} | "
             f"{f['seconds'] / 60:.1f} |"
         )
+    if result.get("per_source"):
+        lines += [
+            "",
+            "Out-of-fold calls per source (95% Wilson intervals; not covid19: the films that are "
+            "not covid19, partial labels included):",
+            "",
+            "| source | films | accuracy | covid19 sensitivity | not called covid19 |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for source, e in result["per_source"].items():
+            cells = [_rate(e[k]) if e[k] else "–" for k in CV_SOURCE_KEYS]
+            lines.append(f"| {source} | {e['n']} | " + " | ".join(cells) + " |")
     cfg = result["config"]
     lines += [
         "",

@@ -66,5 +66,15 @@ def test_cv_command_pools_out_of_fold_predictions_with_intervals(tmp_path, capsy
     assert sum(f["n"] for f in result["per_fold"]) == len(records)
     assert result["seconds"] > 0 and result["config"]["archs"] == ["mobilenet_v3_small"]
     assert set(result["machine"]) == {"cpu", "cores", "amx", "avx512_bf16"}
+    per_source = result["per_source"]
+    assert set(per_source) == {r.source for r in records}
+    assert sum(e["n"] for e in per_source.values()) == len(records)
+    for source, e in per_source.items():
+        mine = [r for r in records if r.source == source]
+        assert e["accuracy"]["n"] == len(mine)
+        covid = sum(r.label == "covid19" for r in mine)
+        assert (e["covid19_sensitivity"] or {"n": 0})["n"] == covid
+        assert (e["not_covid19"] or {"n": 0})["n"] == len(mine) - covid
+    assert "| source | films | accuracy |" in printed
     low, high = result["pooled"]["macro_auc"]["ci"]
     assert low <= result["pooled"]["macro_auc"]["value"] <= high
