@@ -91,6 +91,12 @@ def model_card(bundle: Path, command: str = "") -> str:
             else ""
         )
         + (f"; weight EMA {cfg['ema']:g}" if cfg.get("ema") else "")
+        + (
+            f"; penalty on Grad-CAM outside the lungs {cfg['cam_lungs']:g}"
+            if cfg.get("cam_lungs")
+            else ""
+        )
+        + (f"; source adversary {cfg['adversary']:g}" if cfg.get("adversary") else "")
         + ".",
         f"- **Calibration (validation split):** member temperatures, member weights (grid search "
         f"on macro AUC), ensemble temperature, and a covid19 threshold aiming at validation "

@@ -169,6 +169,13 @@ def test_fit_with_both_levers_keeps_the_member_and_records_them(tmp_path):
     # The adversary is dropped: the member is a plain MobileNetV2 of the bundle's classes.
     fresh = build_member("mobilenet_v2", 4).state_dict()
     assert set(members["mobilenet"].state_dict()) == set(fresh)
+    # The card printed from the bundle's metadata names both.
+    from training.card import model_card
+
+    card = model_card(path, "make it")
+    sees = next(line for line in card.splitlines() if "What the model sees" in line)
+    assert "intensity `equalize`, crop `content`" in sees
+    assert "penalty on Grad-CAM outside the lungs 1" in sees and "source adversary 0.3" in sees
 
 
 def test_config_and_cli_refuse_the_levers_without_what_they_need(tmp_path, capsys):
