@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from classifier import DEFAULT_BUNDLE
 from classifier.bundle import load_bundle_members, load_segmenter
-from classifier.device import cpu_name, resolve_device
+from classifier.device import cpu_name, machine, resolve_device
 from classifier.ensemble import Member
 from classifier.metadata import BundleMetadata, MemberSpec
 from classifier.networks import build_member
@@ -173,6 +173,7 @@ def run(args) -> dict:
     return {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "machine": machine(),
         "batch": args.batch,
         "naive_ips": 1 / seconds["naive"],
         "cam_ips": 1 / seconds["cam"],

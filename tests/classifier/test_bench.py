@@ -22,6 +22,7 @@ KEYS = {
     "tta",
     "cam_tta_ips",
     "tta_over_b",
+    "machine",
 }
 
 

@@ -46,6 +46,8 @@ def cpu(m):
     return f"{m['cpu']} ({m['cores']} cores, {path})"
 
 
+# Bench files from before the machine was recorded were made on the AMX machine of session 5.
+ship_machine = cpu(b["machine"]) if "machine" in b else f"{b['device_name']} (2 cores, AMX)"
 lever_machines = "; ".join(
     f"{p.name}: {cpu(d['machine']) if 'machine' in d else 'Intel Xeon (2 cores, AMX)'}"
     for p, d in ((p, json.loads(p.read_text())) for p in lever_files)
@@ -149,9 +151,8 @@ text = f"""# Model card: `default.safetensors`
 **Research software. Not for clinical use.** Every figure below was printed by a command in
 this repository, on films the figure's model never trained on; the raw outputs are in
 [evaluation/](evaluation/), and `evaluation/make_card.py` rewrites this card from them.
-The bundle was trained, evaluated and timed on {b["date"][:10]} on {b["device_name"]}, 2 cores, with AMX and
-avx512_bf16, so training and prediction ran on the **bf16 autocast path** (bf16 {b["bf16"]}); torch
-{b["torch"]}. The cross-validation ran on {cpu(cv["machine"])}, bf16 {cv["bf16"]}. No GPU
+The bundle was trained, evaluated and timed on {b["date"][:10]} on {ship_machine}, so training
+and prediction ran on the **{"bf16 autocast" if b["bf16"] else "fp32"} path** (bf16 {b["bf16"]}); torch {b["torch"]}. The cross-validation ran on {cpu(cv["machine"])}, bf16 {cv["bf16"]}. No GPU
 was lent to either session. The card of the bundle before issue 14 is
 [evaluation/card-before-issue14.md](evaluation/card-before-issue14.md).
 
