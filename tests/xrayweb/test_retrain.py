@@ -201,6 +201,7 @@ def test_retrain_sees_films_as_the_active_version_does(db, tiny_bundle_with_lung
 
     meta, members = load_bundle_members(tiny_bundle_with_lungs)
     recipe = {"intensity": "equalize", "crop": "content", "render": True, "ema": 0.9}
+    recipe |= {"cam_lungs": 1.0, "adversary": 0.2}
     seeing = replace(meta, segmenter={}, training={"config": recipe}, intensity="equalize")
     path = tmp_path / "seeing.safetensors"
     save_bundle(path, members, seeing, segmenter=load_segmenter(tiny_bundle_with_lungs))

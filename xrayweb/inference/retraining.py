@@ -82,12 +82,22 @@ def reviewed_records() -> tuple[list[Record], dict]:
 
 # How the active version sees a film: a new version keeps it (the command has no options for
 # these; change them with ``python -m training train`` and promote that bundle).
-SEEING = ("intensity", "crop", "crop_margin", "render", "not_covid_labels", "ema")
+SEEING = (
+    "intensity",
+    "crop",
+    "crop_margin",
+    "render",
+    "not_covid_labels",
+    "ema",
+    "cam_lungs",
+    "adversary",
+)
 
 
 def _as_active_sees(config: TrainConfig, active) -> TrainConfig:
     """The config with the active version's segmenter (the same lungs) and its way of seeing
-    a film (intensity, crop, rendering augmentation, partial labels, EMA)."""
+    a film (intensity, crop, rendering augmentation, partial labels, EMA, the penalty on
+    Grad-CAM outside the lungs, the source adversary)."""
     try:
         meta = read_metadata(Path(active.bundle_path))
     except BundleError as exc:
