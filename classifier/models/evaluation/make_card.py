@@ -86,6 +86,12 @@ e = r  # pooled report: the test split of the collections plus Shenzhen's held-o
 cov = e["per_class"]["covid19"]
 ieee = e["per_source"].get("ieee8023", {})
 cam_all = r["lungs"]["cam_lung_fraction"]["all"]["median"]
+cam_n, cam_q1 = (
+    r["lungs"]["cam_lung_fraction"]["all"]["n"],
+    r["lungs"]["cam_lung_fraction"]["all"]["q1"],
+)
+n_films = r["lungs"]["lung_area_fraction"]["all"]["n"]
+n_empty = n_films - cam_n
 targets = [
     (
         "Montgomery not called covid19",
@@ -165,7 +171,7 @@ this repository, on films the figure's model never trained on; the raw outputs a
 [evaluation/](evaluation/), and `evaluation/make_card.py` rewrites this card from them.
 The bundle was trained, evaluated and timed on {b["date"][:10]} on {ship_machine}, so training
 and prediction ran on the **{"bf16 autocast" if b["bf16"] else "fp32"} path** (bf16 {b["bf16"]}); torch {b["torch"]}. The cross-validation ran on {cpu(cv["machine"])}, bf16 {cv["bf16"]}. No GPU
-was lent to either session. The card of the bundle before issue 14 is
+was lent to the sessions that measured them. The card of the bundle before issue 14 is
 [evaluation/card-before-issue14.md](evaluation/card-before-issue14.md).
 
 ## Targets of issue 14
@@ -180,6 +186,18 @@ Montgomery never trained anything. Before issue 14 the same figures were: Montgo
 called covid19 {rate(old["external"]["not_covid19"]["all"])}, Montgomery normals called normal
 {rate(old["external"]["per_source_label"]["montgomery/normal"]["correct"])}, median CAM mass in the lungs {q(old["lungs"]["cam_lung_fraction"]["all"]["median"])}, macro AUC
 0.946 (its own test split), rendering agreement {q(ren0["agreement"])}.
+
+### What the CAM figure does and does not say
+
+The bundle was trained with a penalty on Grad-CAM mass outside the predicted lungs
+(`--cam-lungs 1`): the heatmap shows where its *positive* evidence for the called class lies,
+and training constrained exactly that. It does not show that nothing outside the lungs moves
+the call: the collection shortcut is still measurable (ieee8023's films that are not covid19:
+{rate(adult["ieee8023"]) if "ieee8023" in adult else "–"} not called covid19 on the test split; {rate(cv["per_source"]["ieee8023"]["not_covid19"])} in the CV).
+{n_empty} of {n_films} evaluated films ({q(n_empty / n_films)}) have an empty heatmap: no
+positive Grad-CAM evidence for the called class in either member (the bundle before this
+one had none). The median above is over the other {cam_n}; counted as 0 they would not move it
+below the others' lower quartile ({q(cam_q1)}){"" if (n_films / 2 - n_empty) >= cam_n / 4 else " (NOT TRUE HERE: check)"}.
 
 ## The bundle
 
