@@ -199,6 +199,13 @@ positive Grad-CAM evidence for the called class in either member (the bundle bef
 one had none). The median above is over the other {cam_n}; counted as 0 they would not move it
 below the others' lower quartile ({q(cam_q1)}){"" if (n_films / 2 - n_empty) >= cam_n / 4 else " (NOT TRUE HERE: check)"}.
 
+**The penalty is partly gamed.** An empty map costs nothing under it, and the MobileNet member
+learned that: on the 119 sample films its map is empty for 73, the VGG member's for 6 (an ad
+hoc count with the shipped bundle in bf16, not yet printed by `evaluate`). The fused map is
+mostly VGG's (member weights below), so it stays informative, but the MobileNet map on the
+review page is mostly blank. The fix, for the next retrain: count an empty map as wholly
+outside the lungs, so hiding the evidence is not free.
+
 ## The bundle
 
 Printed by `python -m training card` from the bundle's own metadata; the training took
