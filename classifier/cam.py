@@ -30,9 +30,15 @@ def gradcam_maps(
         for k, classes in enumerate(class_sets):
             score = logits.gather(1, classes.view(-1, 1).to(logits.device)).sum()
             (grads,) = torch.autograd.grad(score, acts, retain_graph=k < len(class_sets) - 1)
-            weights = grads.float().mean(dim=(2, 3), keepdim=True)
-            maps.append(F.relu((weights * acts.detach().float()).sum(dim=1)))
+            maps.append(F.relu(grad_weighted(acts.detach(), grads)))
     return maps
+
+
+def grad_weighted(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM before its ReLU: the activations weighted by their spatially averaged
+    gradients, summed over channels (Nxhxw, float32). Training differentiates through it."""
+    weights = grads.float().mean(dim=(2, 3), keepdim=True)
+    return (weights * acts.float()).sum(dim=1)
 
 
 def scale_to(cam: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:

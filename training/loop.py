@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 from tqdm import tqdm
 
 from classifier.bundle import load_bundle_members
+from classifier.cam import grad_weighted
 from classifier.networks import build_member, split_at_cam_layer
 from training.config import TrainConfig
 from training.data import XrayDataset
@@ -159,8 +160,7 @@ class Objective:
             # Grad-CAM as the Predictor computes it (classifier.cam.gradcam_maps), kept in the
             # graph: the extra backward runs through the head alone.
             (grads,) = torch.autograd.grad(score, acts, create_graph=True)
-            weights = grads.float().mean(dim=(2, 3), keepdim=True)
-            cam = (weights * acts.float()).sum(dim=1)
+            cam = grad_weighted(acts, grads)
             loss = loss + self.cam_lungs * outside_share(cam, masks).mean()
         if self.adversary is not None and sources is not None and (sources >= 0).any():
             known = sources >= 0
