@@ -8,7 +8,7 @@ joins a classifier bundle with ``python -m training attach-segmenter`` or ``trai
 import json
 import os
 import tempfile
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -17,6 +17,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from classifier.errors import BundleError
+from classifier.gate import (
+    DISTANCE_KEYS,
+    GATE_PREFIX,
+    FeatureDistance,
+    GateNet,
+    GateSpec,
+    gate_net,
+)
 from classifier.metadata import (
     METADATA_KEY,
     SEGMENTER_KEY,
@@ -79,16 +87,18 @@ def save_bundle(
     *,
     dtype: torch.dtype = torch.float16,
     segmenter: tuple[SegmenterSpec, nn.Module] | None = None,
+    gate: "Gate | None" = None,
 ) -> str:
     """Write the bundle atomically and return its sha256. Float weights are stored as ``dtype``.
 
-    ``segmenter`` (spec, U-Net) is stored with the members and named in the metadata.
+    ``segmenter`` (spec, U-Net) and ``gate`` are stored with the members and named in the
+    metadata.
     """
     names = [m.name for m in meta.members]
     if sorted(names) != sorted(members):
         raise BundleError(f"metadata members {names} do not match weights {sorted(members)}")
-    if SEGMENTER_PREFIX[:-1] in members:
-        raise BundleError(f"{SEGMENTER_PREFIX[:-1]!r} is reserved for the lung segmenter")
+    if SEGMENTER_PREFIX[:-1] in members or GATE_PREFIX[:-1] in members:
+        raise BundleError(f"{SEGMENTER_PREFIX[:-1]!r} and 'gate' are reserved")
     tensors = _tensors(members, dtype)
     if segmenter is not None:
         spec, model = segmenter
@@ -97,6 +107,11 @@ def save_bundle(
         tensors |= _tensors({SEGMENTER_PREFIX[:-1]: model}, torch.float32)
     elif meta.segmenter:
         raise BundleError("metadata names a segmenter but no segmenter weights were given")
+    if gate is not None:
+        meta = replace(meta, gate=asdict(gate.spec))
+        tensors |= _tensors({"gate.net": gate.net, "gate.distance": gate.distance}, torch.float32)
+    elif meta.gate:
+        raise BundleError("metadata names a gate but no gate weights were given")
     return _write(path, tensors, {METADATA_KEY: meta.to_json()})
 
 
@@ -135,10 +150,44 @@ def load_segmenter(
     return spec, model.to(device).eval()
 
 
+@dataclass
+class Gate:
+    """A bundle's "not assessable" gate: its spec, network and feature-distance statistics."""
+
+    spec: GateSpec
+    net: GateNet
+    distance: FeatureDistance | None = None
+
+
+def load_gate(path: Path, device: torch.device | str = "cpu") -> Gate | None:
+    """The gate of a bundle (None if it has none), float32, eval mode."""
+    meta = read_metadata(path)
+    if not meta.gate:
+        return None
+    spec = GateSpec.from_dict(meta.gate)
+    tensors = _read(path)
+    net = gate_net(spec)
+    _fill(net, tensors, f"{GATE_PREFIX}net.", "gate network")
+    distance = None
+    prefix = f"{GATE_PREFIX}distance."
+    if any(k.startswith(prefix) for k in tensors):
+        basis = tensors.get(f"{prefix}basis")
+        if basis is None or basis.ndim != 2:
+            raise BundleError("gate distance statistics are incomplete")
+        distance = FeatureDistance(*basis.shape)
+        _fill(distance, tensors, prefix, "gate distance")
+        if set(distance.state_dict()) != set(DISTANCE_KEYS):
+            raise BundleError("gate distance statistics are incomplete")
+        distance = distance.to(device).eval()
+    return Gate(spec, net.to(device).eval(), distance)
+
+
 def attach_segmenter(bundle: Path, segmenter: Path, out: Path) -> str:
     """Copy a bundle with the segmenter of ``segmenter`` (a segmenter file or a bundle)."""
     meta, members = load_bundle_members(bundle)
     loaded = load_segmenter(segmenter)
     if loaded is None:
         raise BundleError(f"{segmenter} holds no segmenter")
-    return save_bundle(out, members, replace(meta, segmenter={}), segmenter=loaded)
+    return save_bundle(
+        out, members, replace(meta, segmenter={}, gate={}), segmenter=loaded, gate=load_gate(bundle)
+    )

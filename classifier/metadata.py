@@ -70,6 +70,9 @@ class BundleMetadata:
     # The lung segmenter's SegmenterSpec as a dict ({} when the bundle has none); its weights
     # are stored under "segmenter." beside the members'.
     segmenter: dict[str, Any] = field(default_factory=dict)
+    # The "not assessable" gate's GateSpec as a dict ({} when the bundle has none); its
+    # network and distance statistics are stored under "gate." (classifier.gate).
+    gate: dict[str, Any] = field(default_factory=dict)
     intensity: str = "as_is"
     crop: str = "none"
     crop_margin: float = 0.1

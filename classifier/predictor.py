@@ -8,17 +8,28 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2.functional import affine
 
-from classifier.bundle import load_bundle_members, load_segmenter
+from classifier.bundle import Gate, load_bundle_members, load_gate, load_segmenter
 from classifier.cam import fuse, gradcam_maps, library_gradcam, scale_to
 from classifier.device import resolve_device, use_bf16
 from classifier.ensemble import Member, decide, soft_vote, temper
 from classifier.errors import BundleError
+from classifier.gate import (
+    Assessment,
+    GateSpec,
+    Limits,
+    assess,
+    gate_input,
+    image_checks,
+    lung_stats,
+    pooled_features,
+)
 from classifier.metadata import BundleMetadata
 from classifier.preprocess import (
     Box,
     content_box,
     crop,
     full_box,
+    gray_batch,
     lung_box,
     model_input,
     paste,
@@ -50,6 +61,10 @@ class Prediction:
     lung_mask: np.ndarray | None = None
     lung_area_fraction: float | None = None
     cam_lung_fraction: float | None = None
+    # Whether the model can read this image at all (classifier.gate), with reasons and scores.
+    assessment: Assessment | None = None
+    # The ensemble's pooled features (the gate's distance is measured on them), on request.
+    features: np.ndarray | None = None
 
 
 class Predictor:
@@ -66,6 +81,7 @@ class Predictor:
         cam_max_side: int | None = None,
         segmenter: tuple[SegmenterSpec, torch.nn.Module] | None = None,
         tta: tuple[float, ...] = (),
+        gate: Gate | None = None,
     ) -> None:
         if cam_engine not in CAM_ENGINES:
             raise ValueError(f"cam_engine must be one of {CAM_ENGINES}, not {cam_engine!r}")
@@ -94,6 +110,14 @@ class Predictor:
             spec, net = segmenter
             net.to(device=device, memory_format=self.memory_format).eval().requires_grad_(False)
             self.segmenter = (spec, net)
+        # Without a gate of its own a bundle still gets the deterministic checks.
+        self.gate = gate
+        self.gate_spec = gate.spec if gate is not None else GateSpec()
+        self.limits = Limits(**self.gate_spec.limits)
+        if gate is not None:
+            gate.net.to(device).eval().requires_grad_(False)
+            if gate.distance is not None:
+                gate.distance.to(device)
 
     @property
     def classes(self) -> list[str]:
@@ -111,17 +135,19 @@ class Predictor:
         images: list[Image.Image | np.ndarray],
         cam: bool = True,
         cam_classes: list[str] | None = None,
+        features: bool = False,
     ) -> list[Prediction]:
         """Classify images (PIL or 2-D/3-D arrays, any size); batching happens here.
 
         With ``cam`` the predicted class is explained per member and fused, at each input's
         resolution; ``cam_classes`` adds CAMs for further classes at one head backward each.
+        Every result carries the gate's assessment; ``features`` adds the pooled features.
         """
         extra = [self.meta.classes.index(c) for c in (cam_classes or [])]
         results: list[Prediction] = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
-            results.extend(self._predict_batch(chunk, cam, extra))
+            results.extend(self._predict_batch(chunk, cam, extra, features))
         return results
 
     def warm_up(self) -> None:
@@ -130,8 +156,9 @@ class Predictor:
         blank = np.zeros((self.meta.input_size, self.meta.input_size), dtype=np.float32)
         self.predict([blank] * self.batch_size, cam=True)
 
-    def _predict_batch(self, images, cam: bool, extra: list[int]) -> list[Prediction]:
+    def _predict_batch(self, images, cam: bool, extra: list[int], features: bool):
         arrays = [to_gray_array(img) for img in images]
+        checks = [image_checks(img, self.limits) for img in images]
         cam_shapes = [self._cam_shape(a.shape) for a in arrays]
         contents = [
             full_box(a.shape) if self.meta.crop == "none" else content_box(a) for a in arrays
@@ -171,6 +198,7 @@ class Predictor:
             class_sets = [predicted] + [torch.full_like(predicted, c) for c in extra]
             for member, acts in zip(self.members, activations, strict=True):
                 maps[member.name] = self._cams(member, acts, batch, class_sets)
+        kinds, distances, pooled = self._gate_scores(arrays, activations)
         results = []
         for i, array in enumerate(arrays):
             seen = scale_box(boxes[i], array.shape, cam_shapes[i])
@@ -188,8 +216,32 @@ class Predictor:
                 result.lung_area_fraction = float(mask.mean())
                 if result.fused_heatmap is not None:
                     result.cam_lung_fraction = cam_lung_fraction(result.fused_heatmap, mask)
+            result.assessment = assess(
+                self.gate_spec,
+                checks=checks[i][0],
+                scores=checks[i][1],
+                kind_probs=None if kinds is None else kinds[i],
+                distance=None if distances is None else float(distances[i]),
+                lungs=None if masks[i] is None or self.gate is None else lung_stats(masks[i]),
+            )
+            if features:
+                result.features = pooled[i].numpy()
             results.append(result)
         return results
+
+    def _gate_scores(self, arrays, activations):
+        """The gate network's kind probabilities and the feature distance, per image (Nones
+        without a gate), and the pooled features they were measured on."""
+        pooled = pooled_features(activations).cpu()
+        if self.gate is None:
+            return None, None, pooled
+        gray = gray_batch(arrays, self.gate_spec.input_size).to(self.device)
+        with torch.inference_mode():
+            kinds = self.gate.net(gate_input(gray)).float().softmax(1).cpu().numpy()
+            distances = None
+            if self.gate.distance is not None:
+                distances = self.gate.distance(pooled.to(self.device)).cpu().numpy()
+        return kinds, distances, pooled
 
     def _lungs(self, arrays, contents, cam_shapes) -> list[np.ndarray | None]:
         """One lung mask per image, of its content box at the heatmap's scale; Nones without
@@ -259,10 +311,12 @@ def load_bundle(
     cam_max_side: int | None = None,
     lungs: bool = True,
     tta: tuple[float, ...] = (),
+    gate: bool = True,
 ) -> Predictor:
     """Load a bundle from disk (never the network) into a ready Predictor.
 
-    With ``lungs`` (and a bundle that has a segmenter) each prediction carries a lung mask.
+    With ``lungs`` (and a bundle that has a segmenter) each prediction carries a lung mask;
+    with ``gate`` (and a bundle that has one) the learned layers of the gate judge it too.
     """
     dev = resolve_device(device)
     meta, models = load_bundle_members(path, device=dev)
@@ -281,4 +335,5 @@ def load_bundle(
         cam_max_side=cam_max_side,
         segmenter=load_segmenter(path, device=dev) if lungs or meta.crop == "lungs" else None,
         tta=tta,
+        gate=load_gate(path, device=dev) if gate else None,
     )

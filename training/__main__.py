@@ -7,6 +7,7 @@ from pathlib import Path
 
 from classifier import DEFAULT_BUNDLE
 from classifier.metadata import CROPS, INTENSITIES
+from training import gate_cli
 from training.config import BALANCES, STRATEGIES, TrainConfig
 from training.data import ManifestError, read_manifest, write_manifest
 
@@ -295,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         help="keep only rows of these sources (e.g. shenzhen, or montgomery)",
     )
     _segment_parsers(sub)
+    gate_cli.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -336,6 +338,8 @@ def _config(args) -> TrainConfig:
 
 
 def _run(args) -> int:
+    if args.command == "gate":
+        return gate_cli.run(args)
     if args.command in {"segment", "attach-segmenter", "contact-sheet"}:
         return _segment(args)
     if args.command == "train":

@@ -1,0 +1,248 @@
+"""Train and fit the "not assessable" gate (classifier.gate) for a trained bundle.
+
+The corpus: the bundle's own frontal films (split as the bundle split them, so the gate's
+validation and test films are the ensemble's) and non-frontal images (training.negatives),
+split by patient or source group. Every image goes once through the bundle's Predictor,
+which gives the deterministic checks, the ensemble's pooled features and the lung masks;
+the gate network then trains on small grey copies. The feature distance is fitted on the
+training split's frontal films, every threshold on the validation split's.
+"""
+
+import hashlib
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from sklearn.covariance import ledoit_wolf_shrinkage
+from torchvision.transforms import v2
+
+from classifier.bundle import Gate
+from classifier.gate import (
+    KINDS,
+    FeatureDistance,
+    GateSpec,
+    gate_input,
+    gate_net,
+    lung_stats,
+)
+from classifier.preprocess import gray_batch, to_gray_array
+from training.data import Record, load_gray, split_by_patient
+from training.loop import seed_everything
+from training.negatives import Negative
+
+FRONTAL = "frontal_cxr"
+STORE_SIZE = 80  # grey copies are kept at this size; training crops them to the input size
+
+
+@dataclass
+class Corpus:
+    """Images with their evaluation kind, gate label, split and source, and what the
+    bundle's Predictor measured on each."""
+
+    images: list[Image.Image]
+    kinds: list[str]  # "frontal_cxr" or a training.negatives kind
+    labels: list[str]  # classifier.gate.KINDS
+    splits: list[str]  # train, val, test, external
+    sources: list[str]
+    checks: list[list[str]] = field(default_factory=list)
+    features: np.ndarray | None = None
+    lungs: list[dict | None] = field(default_factory=list)
+    small: torch.Tensor | None = None  # Nx1xSxS grey copies
+
+    def where(self, *, split: str | None = None, kind: str | None = None) -> np.ndarray:
+        keep = np.ones(len(self.kinds), dtype=bool)
+        if split is not None:
+            keep &= np.array(self.splits) == split
+        if kind is not None:
+            keep &= np.array(self.kinds) == kind
+        return np.flatnonzero(keep)
+
+
+def _hashed_split(group: str, val: float, test: float) -> str:
+    unit = int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "test" if unit < test else "val" if unit < test + val else "train"
+
+
+def build_corpus(
+    films: list[Record],
+    negatives: list[Negative],
+    *,
+    config: dict,
+    external: list[Record] = (),
+) -> Corpus:
+    """``films``: the frontal films the bundle was trained on, split with its own ``config``
+    (seed, fractions); ``external``: frontal films of hospitals nobody trained on."""
+    val, test = config["val_fraction"], config["test_fraction"]
+    splits = split_by_patient(films, val=val, test=test, seed=config["seed"])
+    by_patient = {r.patient_id: name for name, rows in splits.items() for r in rows}
+    rows = [(r, name) for name, rs in splits.items() for r in rs]
+    rows += [(r, "external") for r in external]
+    corpus = Corpus([], [], [], [], [])
+    for record, split in rows:
+        corpus.images.append(load_gray(record.path))
+        corpus.kinds.append(FRONTAL)
+        corpus.labels.append(FRONTAL)
+        corpus.splits.append(split)
+        corpus.sources.append(record.source or "unknown")
+    for item in negatives:
+        corpus.images.append(item.image)
+        corpus.kinds.append(item.kind)
+        corpus.labels.append(item.label)
+        corpus.splits.append(by_patient.get(item.group) or _hashed_split(item.group, val, test))
+        corpus.sources.append(item.group)
+    return corpus
+
+
+def measure(corpus: Corpus, predictor, *, batch: int = 32) -> Corpus:
+    """What the bundle's Predictor (loaded without its gate) sees in every image."""
+    checks, features, lungs = [], [], []
+    for start in range(0, len(corpus.images), batch):
+        chunk = corpus.images[start : start + batch]
+        for result in predictor.predict(chunk, cam=False, features=True):
+            checks.append(result.assessment.reasons)
+            features.append(result.features)
+            lungs.append(None if result.lung_mask is None else lung_stats(result.lung_mask))
+    corpus.checks, corpus.lungs = checks, lungs
+    corpus.features = np.stack(features).astype(np.float32)
+    corpus.small = gray_batch([to_gray_array(img) for img in corpus.images], STORE_SIZE)
+    return corpus
+
+
+def fit_distance(features: np.ndarray, rank: int = 128) -> FeatureDistance:
+    """Mahalanobis under the Ledoit-Wolf shrunk covariance of ``features`` (frontal films
+    only), kept exactly along its top ``rank`` principal directions."""
+    x = torch.as_tensor(features, dtype=torch.float64)
+    mean = x.mean(0)
+    centred = x - mean
+    n, dim = centred.shape
+    alpha = float(ledoit_wolf_shrinkage(centred.numpy(), assume_centered=True))
+    _, sing, vt = torch.linalg.svd(centred, full_matrices=False)
+    eig = sing.square() / n
+    mu = float(eig.sum()) / dim  # trace / dim
+    rank = min(rank, len(eig) - 1)
+    tail_eig = float(eig[rank:].sum()) / (dim - rank)
+    distance = FeatureDistance(dim, rank)
+    distance.mean.copy_(mean.float())
+    distance.basis.copy_(vt[:rank].T.float())
+    distance.scale.copy_(((1 - alpha) * eig[:rank] + alpha * mu).float())
+    distance.tail.fill_((1 - alpha) * tail_eig + alpha * mu)
+    return distance.eval()
+
+
+def _augment(batch: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    crop = v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.85, 1.18), antialias=True)
+    out = []
+    for image in batch:
+        image = crop(v2.functional.rotate(image, float(torch.empty(1).uniform_(-8, 8))))
+        if torch.rand(1, generator=generator) < 0.5:
+            image = image.flip(-1)
+        gamma = float(torch.empty(1).uniform_(0.7, 1.4))
+        out.append(image.clamp(0, 1) ** gamma)
+    return torch.stack(out)
+
+
+def train_net(
+    corpus: Corpus,
+    rows: np.ndarray,
+    spec: GateSpec,
+    *,
+    epochs: int = 12,
+    seed: int = 0,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+):
+    """The gate network on ``rows`` of the corpus, class-weighted cross-entropy, AdamW with a
+    cosine schedule, on the CPU threads torch has."""
+    seed_everything(seed)
+    generator = torch.Generator().manual_seed(seed)
+    net = gate_net(spec)
+    targets = torch.tensor([spec.kinds.index(corpus.labels[i]) for i in rows])
+    counts = torch.bincount(targets, minlength=len(spec.kinds)).float()
+    weights = torch.where(counts > 0, counts.sum() / (counts.clamp_min(1) * (counts > 0).sum()), 0)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    steps = epochs * -(-len(rows) // batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
+    images = corpus.small[torch.as_tensor(rows)]
+    net.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(rows), generator=generator)
+        for start in range(0, len(rows), batch_size):
+            pick = order[start : start + batch_size]
+            x = gate_input(_augment(images[pick], spec.input_size, generator))
+            loss = F.cross_entropy(net(x), targets[pick], weight=weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    return net.eval()
+
+
+@torch.inference_mode()
+def kind_probs(net, corpus: Corpus, spec: GateSpec) -> np.ndarray:
+    """p(kind) for every image of the corpus, from its grey copy at the input size (as the
+    Predictor makes it: the whole image squashed to a square)."""
+    small = F.interpolate(corpus.small, size=spec.input_size, mode="bilinear", antialias=True)
+    return net(gate_input(small.clamp(0, 1))).softmax(1).numpy()
+
+
+def choose_thresholds(
+    spec: GateSpec,
+    p_frontal: np.ndarray,
+    distance: np.ndarray,
+    lungs: list[dict | None],
+    *,
+    keep: float = 0.98,
+    per_layer: float = 0.995,
+) -> GateSpec:
+    """Thresholds on the validation frontal films: each learned layer keeps ``per_layer`` of
+    them (the network at most asks for p >= 0.5), loosened until all layers together keep at
+    least ``keep``."""
+    stats = [s for s in lungs if s is not None]
+    side = np.array([min(s["lung_left"], s["lung_right"]) for s in stats])
+    area = np.array([s["lung_area"] for s in stats])
+    tail = 1 - per_layer
+    while True:
+        chosen = replace(
+            spec,
+            min_frontal=float(min(0.5, np.quantile(p_frontal, tail))),
+            max_distance=float(np.quantile(distance, 1 - tail)),
+            min_lung_side=float(np.quantile(side, tail)) if len(side) else None,
+            min_lung_area=float(np.quantile(area, tail)) if len(area) else None,
+            max_lung_area=float(np.quantile(area, 1 - tail)) if len(area) else None,
+        )
+        kept = learned_keep(chosen, p_frontal, distance, lungs)
+        if kept.mean() >= keep or tail < 1e-4:
+            return chosen
+        tail /= 2
+
+
+def learned_keep(spec: GateSpec, p_frontal, distance, lungs) -> np.ndarray:
+    """Which images the learned layers (network, distance, lungs) keep."""
+    from classifier.gate import _lung_reasons
+
+    kept = (p_frontal >= spec.min_frontal) & (distance <= spec.max_distance)
+    lung_ok = np.array([s is None or not _lung_reasons(spec, s) for s in lungs])
+    return kept & lung_ok
+
+
+def fit_gate(
+    corpus: Corpus, *, exclude: str | None = None, epochs: int = 12, seed: int = 0
+) -> tuple[Gate, dict]:
+    """Train the network (without the kind ``exclude``), fit the distance and thresholds;
+    returns the gate and every image's scores under it."""
+    spec = GateSpec(kinds=list(KINDS))
+    train = corpus.where(split="train")
+    if exclude is not None:
+        train = train[np.array(corpus.kinds)[train] != exclude]
+    net = train_net(corpus, train, spec, epochs=epochs, seed=seed)
+    frontal_train = corpus.where(split="train", kind=FRONTAL)
+    distance_model = fit_distance(corpus.features[frontal_train])
+    with torch.inference_mode():
+        distance = distance_model(torch.as_tensor(corpus.features)).numpy()
+    probs = kind_probs(net, corpus, spec)
+    val = corpus.where(split="val", kind=FRONTAL)
+    spec = choose_thresholds(spec, probs[val, 0], distance[val], [corpus.lungs[i] for i in val])
+    scores = {"probs": probs, "distance": distance}
+    return Gate(spec, net, distance_model), scores
