@@ -203,6 +203,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 REVIEW_SECOND_READ = env.bool("REVIEW_SECOND_READ", default=False)
 REVIEW_LOW_CONFIDENCE = env.float("REVIEW_LOW_CONFIDENCE", default=0.6)
 WORKLIST_PAGE_SIZE = env.int("WORKLIST_PAGE_SIZE", default=50)
+# The saliency audit: a prediction whose fused Grad-CAM has less than this share of its mass
+# inside the predicted lungs "looked outside the lungs" (dashboard, worklist, study page).
+AUDIT_CAM_OUTSIDE_LUNGS = env.float("AUDIT_CAM_OUTSIDE_LUNGS", default=0.5)
 
 # Models: where retrained bundles go, and how the inference worker runs them.
 MODEL_DIR = Path(env.str("MODEL_DIR", default=str(DATA_DIR / "models")))

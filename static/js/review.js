@@ -139,6 +139,27 @@
     form.addEventListener("submit", () => {
       form.querySelector("button[type=submit]").disabled = true; // one reading per press
     });
+    // A not-diagnostic reading carries no label: the classes are then not needed (and the
+    // server sets aside one that is ticked).
+    const labels = form.querySelectorAll("input[name=label]");
+    const notDiagnostic = form.querySelector("input[name=assessability][value=not_diagnostic]");
+    const syncLabels = () => {
+      for (const input of labels) {
+        input.required = !notDiagnostic.checked;
+      }
+    };
+    form.querySelectorAll("input[name=assessability]").forEach((input) => {
+      input.addEventListener("change", syncLabels);
+    });
+    // Choosing a class is choosing to read the image: leave "not diagnostic".
+    labels.forEach((input) => input.addEventListener("change", () => {
+      if (notDiagnostic.checked) {
+        notDiagnostic.checked = false;
+        const other = form.querySelector("input[name=assessability]:not([value=not_diagnostic])");
+        if (other) other.checked = true;
+        syncLabels();
+      }
+    }));
   }
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;

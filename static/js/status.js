@@ -34,7 +34,18 @@
             }
             reason.textContent = study.failure_reason;
           }
-          if (study.prediction) row.querySelector(".label").textContent = study.prediction.label;
+          // Not assessable: the reasons, never the model's label.
+          const assessment = study.assessment;
+          const cell = row.querySelector(".label");
+          if (assessment && assessment.state === "not_assessable") {
+            cell.textContent = `not assessable: ${assessment.reasons.join("; ")}`;
+            cell.classList.add("not-assessable");
+          } else if (assessment && assessment.state === "not_diagnostic") {
+            cell.textContent = "not diagnostic";
+            cell.classList.add("not-assessable");
+          } else if (study.prediction) {
+            cell.textContent = study.prediction.label;
+          }
         }
       }
     } finally {

@@ -75,9 +75,10 @@ def api_client():
 
 @pytest.fixture
 def predicted(active_version, staff, png):
-    """make(probabilities, members=None, lung_mask="", cam_lung_fraction=None, **study fields)
-    -> a done study with that prediction, recorded through the real services (upload, then the
-    worker's predictions_record)."""
+    """make(probabilities, members=None, lung_mask="", cam_lung_fraction=None, gate=None,
+    **study fields) -> a done study with that prediction, recorded through the real services
+    (upload, then the worker's predictions_record). ``gate``: the gate's verdict as
+    Assessment.to_dict() gives it (default: assessable, no reasons)."""
     from xrayweb.inference.services import PredictionResult, predictions_record
     from xrayweb.studies.services import study_create
 
@@ -88,6 +89,7 @@ def predicted(active_version, staff, png):
         members: dict | None = None,
         lung_mask: str = "",
         cam_lung_fraction: float | None = None,
+        gate: dict | None = None,
         **fields,
     ):
         i = next(counter)
@@ -105,7 +107,16 @@ def predicted(active_version, staff, png):
         predictions_record(
             version=active_version,
             results=[
-                PredictionResult(study, label, full, members, {}, lung_mask, cam_lung_fraction)
+                PredictionResult(
+                    study,
+                    label,
+                    full,
+                    members,
+                    {},
+                    lung_mask,
+                    cam_lung_fraction,
+                    gate or {"assessable": True, "reasons": [], "scores": {}},
+                )
             ],
             cam_layers={},
             duration_ms=5,

@@ -13,6 +13,8 @@ CAN_REVIEW = {RADIOLOGIST}
 CAN_MANAGE_MODELS = {ADMIN}
 # The audit dashboard and export; the audit log of who looked at what is for admins.
 CAN_AUDIT = {RADIOLOGIST, ADMIN}
+# Showing the model's output on a study that is not assessable (the audit needs it).
+CAN_REVEAL = {RADIOLOGIST, ADMIN}
 CAN_READ_AUDIT_LOG = {ADMIN}
 # DICOM out of the system: the de-identified original, and the identified overlay for a PACS.
 CAN_EXPORT_DICOM = {RADIOLOGIST, ADMIN}

@@ -3,9 +3,10 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from xrayweb.inference.models import ModelVersion, Prediction
+from xrayweb.inference.selectors import study_assessment
 from xrayweb.review.models import Review
 from xrayweb.review.services import reviews_visible
-from xrayweb.studies.models import ReviewState, Study
+from xrayweb.studies.models import Assessability, Overrule, ReviewState, Study
 
 
 class StudyCreateSerializer(serializers.Serializer):
@@ -18,7 +19,22 @@ class StudyCreateSerializer(serializers.Serializer):
 
 
 class ReviewCreateSerializer(serializers.Serializer):
-    label = serializers.CharField(max_length=64)
+    label = serializers.CharField(
+        max_length=64,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="One of the model's classes; empty for a not-diagnostic reading.",
+    )
+    assessability = serializers.ChoiceField(
+        choices=Overrule.choices,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="The reader's answer about the image: empty (as the gate says), "
+        "`assessable` (after all: required to label a study the gate refused) or "
+        "`not_diagnostic` (no label; counts neither as agreement nor disagreement).",
+    )
     comment = serializers.CharField(allow_blank=True, required=False, default="", max_length=4000)
     # The reading state the client saw; a 409 if the study has moved on since.
     expected_state = serializers.ChoiceField(
@@ -35,6 +51,7 @@ class ReviewSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "label",
+            "assessability",
             "kind",
             "comment",
             "reviewer",
@@ -76,6 +93,7 @@ class PredictionSerializer(serializers.ModelSerializer):
             "heatmaps",
             "lung_mask",
             "cam_lung_fraction",
+            "assessable",
             "cam_layers",
             "duration_ms",
             "batch_size",
@@ -92,8 +110,44 @@ class PredictionSerializer(serializers.ModelSerializer):
         return _media_url(self.context.get("request"), obj.lung_mask) if obj.lung_mask else None
 
 
+class AssessmentSerializer(serializers.Serializer):
+    """Whether the model may be believed on this study (documented in xrayweb/README.md)."""
+
+    assessable = serializers.BooleanField(
+        allow_null=True,
+        help_text="The current prediction's verdict: the DICOM header's scope and the gate; "
+        "null for a prediction made before the gate.",
+    )
+    reasons = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Why not, in words: the DICOM header's scope first, then the gate's.",
+    )
+    scores = serializers.DictField(
+        child=serializers.FloatField(allow_null=True), help_text="The gate's scores."
+    )
+    checked_by = serializers.CharField(
+        allow_null=True, help_text="The model version whose gate checked it."
+    )
+    flags = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Warnings that do not refuse, e.g. 'read with care: low confidence'.",
+    )
+    overruled = serializers.ChoiceField(
+        choices=[c for c in Overrule.values if c],
+        allow_null=True,
+        help_text="The latest final reading's answer: `assessable` (after all), "
+        "`not_diagnostic`, or null when no reading overruled the gate.",
+    )
+    state = serializers.ChoiceField(
+        choices=Assessability.values,
+        help_text="The effective state after any overrule; the model's output is a diagnosis "
+        "only when `assessable` (or `unchecked`, for predictions made before the gate).",
+    )
+
+
 class StudySerializer(serializers.ModelSerializer):
     prediction = serializers.SerializerMethodField()
+    assessment = serializers.SerializerMethodField()
     reviews = serializers.SerializerMethodField()
     current_label = serializers.SerializerMethodField()
     uploaded_by = serializers.CharField(source="uploaded_by.username")
@@ -113,6 +167,7 @@ class StudySerializer(serializers.ModelSerializer):
             "image_width",
             "image_height",
             "prediction",
+            "assessment",
             "current_label",
             "review_state",
             "final_label",
@@ -123,6 +178,11 @@ class StudySerializer(serializers.ModelSerializer):
     def get_prediction(self, obj: Study) -> dict | None:
         prediction = obj.current_prediction
         return PredictionSerializer(prediction, context=self.context).data if prediction else None
+
+    @extend_schema_field(AssessmentSerializer(allow_null=True))
+    def get_assessment(self, obj: Study) -> dict | None:
+        assessment = study_assessment(study=obj)
+        return AssessmentSerializer(assessment).data if assessment else None
 
     def get_reviews(self, obj: Study) -> list[dict]:
         # While a study awaits its second read, the first read is hidden from other readers.

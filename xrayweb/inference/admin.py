@@ -27,7 +27,16 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 @admin.register(Prediction)
 class PredictionAdmin(admin.ModelAdmin):
-    list_display = ["study", "label", "model_version", "duration_ms", "created_at"]
+    list_display = [
+        "study",
+        "label",
+        "assessable",
+        "cam_lung_fraction",
+        "model_version",
+        "duration_ms",
+        "created_at",
+    ]
+    list_filter = ["assessable", "model_version"]
     readonly_fields = [f.name for f in Prediction._meta.fields]
 
     def has_add_permission(self, request):

@@ -72,6 +72,12 @@ class Prediction(models.Model):
     # (older rows, a bundle that has none).
     lung_mask = models.CharField(max_length=255, blank=True, default="")
     cam_lung_fraction = models.FloatField(null=True, blank=True)
+    # Whether the model may be believed on this image: {"assessable", "reasons" (the DICOM
+    # header's scope first, then the gate's), "scores", "checked_by" (model version name),
+    # "flags" (e.g. low confidence: a flag, never a refusal)}. The column copies "assessable"
+    # for filtering; both are empty for predictions made before the gate.
+    assessment = models.JSONField(default=dict, blank=True)
+    assessable = models.BooleanField(null=True, db_index=True)
     # Compute time of the predict() call that served this study, and how many studies it served.
     duration_ms = models.PositiveIntegerField()
     batch_size = models.PositiveSmallIntegerField(default=1)

@@ -137,6 +137,7 @@ def prediction_batch_run(*, study_id: int, max_studies: int, token: str = "") ->
                     maps,
                     lung_mask=mask,
                     cam_lung_fraction=r.cam_lung_fraction,
+                    assessment=r.assessment.to_dict(),
                 )
                 for study, r, maps, mask in zip(ready, results, heatmaps, masks, strict=True)
             ],

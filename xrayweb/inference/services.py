@@ -1,9 +1,11 @@
 """Model registry and prediction bookkeeping. Torch-free: imported by the web process."""
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Case, F, Q, When
@@ -12,7 +14,10 @@ from django.utils import timezone
 from classifier import BundleError, bundle_sha256, read_metadata
 from xrayweb.errors import ApplicationError
 from xrayweb.inference.models import ModelVersion, Prediction
-from xrayweb.studies.models import Study
+from xrayweb.studies.dicom import scope_warnings
+from xrayweb.studies.models import Study, assessability_effective
+
+LOW_CONFIDENCE_FLAG = "read with care: low confidence"
 
 
 def model_version_active() -> ModelVersion | None:
@@ -174,6 +179,38 @@ class PredictionResult:
     heatmaps: dict[str, str]
     lung_mask: str = ""  # media path; "" without a segmenter
     cam_lung_fraction: float | None = None
+    # The gate's verdict, classifier.gate.Assessment.to_dict(): {"assessable", "reasons",
+    # "scores"}. Empty when the caller ran no gate: the DICOM header alone then decides.
+    assessment: dict = field(default_factory=dict)
+
+
+def _score(value) -> float | None:
+    # numpy scalars are not JSON; NaN and infinity are not valid JSON either.
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def assessment_build(*, study: Study, gate: dict, confidence: float, checked_by: str) -> dict:
+    """The assessment stored with a prediction. The DICOM header's scope (a modality other
+    than a projection radiograph, a lateral view, a body part other than the chest) blocks the
+    diagnosis like the gate does, and its reasons come first. Low ensemble confidence is a
+    flag ("read with care"), never a refusal."""
+    scope = scope_warnings(
+        {"modality": study.modality, "view": study.view, "body_part": study.body_part}
+    )
+    gate_assessable = bool(gate.get("assessable", True))
+    reasons = [str(r) for r in gate.get("reasons") or []]
+    if not gate_assessable and not reasons:
+        reasons = ["refused by the gate (no reason given)"]
+    return {
+        "assessable": gate_assessable and not scope,
+        "reasons": scope + reasons,
+        "scores": {str(k): _score(v) for k, v in (gate.get("scores") or {}).items()},
+        "checked_by": checked_by,
+        "flags": [LOW_CONFIDENCE_FLAG] if confidence < settings.REVIEW_LOW_CONFIDENCE else [],
+    }
 
 
 @transaction.atomic
@@ -184,8 +221,9 @@ def predictions_record(
     cam_layers: dict[str, str],
     duration_ms: int,
 ) -> list[Prediction]:
-    """Store a batch's predictions, make each its study's current one and mark the studies
-    done: one upsert and one update for the whole batch, all or nothing. A redelivered task
+    """Store a batch's predictions with their assessments, make each its study's current one
+    and mark the studies done (a study that is not assessable too: its output is kept for the
+    audit): one upsert and one update for the whole batch, all or nothing. A redelivered task
     overwrites its own row (one per study and model version), never adds a second; the
     heatmap and mask files of an overwritten row are deleted once the new row is committed."""
     now = timezone.now()
@@ -200,6 +238,10 @@ def predictions_record(
     predictions = []
     for r in results:
         member_labels = {n: max(p, key=p.get) for n, p in r.member_probabilities.items() if p}
+        confidence = float(r.probabilities.get(r.label, 0.0))
+        assessment = assessment_build(
+            study=r.study, gate=r.assessment, confidence=confidence, checked_by=version.name
+        )
         predictions.append(
             Prediction(
                 study=r.study,
@@ -208,11 +250,13 @@ def predictions_record(
                 label=r.label,
                 probabilities=r.probabilities,
                 member_probabilities=r.member_probabilities,
-                confidence=float(r.probabilities.get(r.label, 0.0)),
+                confidence=confidence,
                 members_agree=set(member_labels.values()) == {r.label} if member_labels else None,
                 heatmaps=r.heatmaps,
                 lung_mask=r.lung_mask,
                 cam_lung_fraction=r.cam_lung_fraction,
+                assessment=assessment,
+                assessable=assessment["assessable"],
                 cam_layers=cam_layers,
                 duration_ms=duration_ms,
                 batch_size=len(results),
@@ -229,6 +273,7 @@ def predictions_record(
             if f.name not in {"id", "study", "model_version", "created_at"}
         ],
     )
+    # A radiologist's overrule is about the film, not the model: it outlives a new prediction.
     done = [
         Study(
             pk=p.study_id,
@@ -236,11 +281,15 @@ def predictions_record(
             failure_reason="",
             status_changed_at=now,
             current_prediction=p,
+            assessability=assessability_effective(
+                gate=p.assessable, overrule=r.study.assessability_overrule
+            ),
         )
-        for p in predictions
+        for p, r in zip(predictions, results, strict=True)
     ]
     Study.objects.bulk_update(
-        done, ["status", "failure_reason", "status_changed_at", "current_prediction"]
+        done,
+        ["status", "failure_reason", "status_changed_at", "current_prediction", "assessability"],
     )
     return predictions
 

@@ -21,7 +21,16 @@ class AppendOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Review)
 class ReviewAdmin(AppendOnlyAdmin):
-    list_display = ["study", "label", "kind", "reviewer", "created_at", "agrees_with_model"]
+    list_display = [
+        "study",
+        "label",
+        "assessability",
+        "kind",
+        "reviewer",
+        "created_at",
+        "agrees_with_model",
+    ]
+    list_filter = ["kind", "assessability"]
 
 
 @admin.register(AuditEvent)

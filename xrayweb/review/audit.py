@@ -1,16 +1,19 @@
 """The audit dashboard's numbers: the model's prediction against the radiologists' final
-label, sliced by model version, period, site and view, in a fixed number of queries."""
+label, sliced by model version, period, site and view, in a fixed number of queries. Studies
+that are not assessable (the gate refused them and no radiologist overruled it) or that a
+radiologist called not diagnostic are counted on their own and left out of the comparison."""
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 
-from django.db.models import Avg, Case, Count, F, IntegerField, QuerySet, Sum, Value, When
+from django.db.models import Avg, Case, Count, F, IntegerField, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Cast, Floor, Least, TruncWeek
 
 from xrayweb.inference.models import ModelVersion, Prediction
 from xrayweb.inference.services import model_version_active
 from xrayweb.review.stats import agreement_summary
-from xrayweb.studies.models import ReviewState, Study
+from xrayweb.studies.models import Overrule, ReviewState, Study
 
 CALIBRATION_BINS = 10
 
@@ -24,10 +27,18 @@ class AuditSlice:
     view: str = ""
 
 
-def audit_predictions(*, where: AuditSlice) -> QuerySet[Prediction]:
-    """Predictions of studies with a final label. One per study: the chosen version's, or
-    without a version the study's current prediction."""
-    qs = Prediction.objects.filter(study__review_state=ReviewState.FINAL)
+# Predictions whose label is not to be compared: the gate refused the film and no radiologist
+# found it assessable after all, or a radiologist found it not diagnostic. Per prediction, so
+# that a slice by model version judges each version's own gate.
+NOT_READABLE = Q(study__assessability_overrule=Overrule.NOT_DIAGNOSTIC) | (
+    Q(assessable=False) & ~Q(study__assessability_overrule=Overrule.ASSESSABLE)
+)
+
+
+def audit_slice(*, where: AuditSlice) -> QuerySet[Prediction]:
+    """One prediction per study: the chosen version's, or without a version the study's
+    current prediction; within the period, site and view."""
+    qs = Prediction.objects.all()
     if where.version is not None:
         qs = qs.filter(model_version=where.version)
     else:
@@ -41,6 +52,36 @@ def audit_predictions(*, where: AuditSlice) -> QuerySet[Prediction]:
     if where.view:
         qs = qs.filter(study__view=where.view)
     return qs
+
+
+def audit_predictions(*, where: AuditSlice) -> QuerySet[Prediction]:
+    """The slice's predictions of studies with a final reading, readable ones only."""
+    return (
+        audit_slice(where=where).filter(study__review_state=ReviewState.FINAL).exclude(NOT_READABLE)
+    )
+
+
+def assessability_counts(*, where: AuditSlice, top: int = 10) -> dict:
+    """Not-assessable studies on their own: how many the gate refused, how many of those a
+    radiologist found assessable after all, how many a radiologist called not diagnostic (and
+    of those, how many the gate had passed), and the gate's most frequent reasons."""
+    qs = audit_slice(where=where)
+    overrule = "study__assessability_overrule"
+    counts = qs.aggregate(
+        n=Count("id"),
+        unchecked=Count("id", filter=Q(assessable__isnull=True)),
+        refused=Count("id", filter=Q(assessable=False)),
+        overruled=Count("id", filter=Q(assessable=False, **{overrule: Overrule.ASSESSABLE})),
+        not_diagnostic=Count("id", filter=Q(**{overrule: Overrule.NOT_DIAGNOSTIC})),
+        missed=Count("id", filter=Q(assessable=True, **{overrule: Overrule.NOT_DIAGNOSTIC})),
+        excluded=Count("id", filter=NOT_READABLE),
+    )
+    reasons = Counter(
+        reason
+        for assessment in qs.filter(assessable=False).values_list("assessment", flat=True)
+        for reason in assessment.get("reasons", [])
+    )
+    return {**counts, "reasons": reasons.most_common(top)}
 
 
 def _agrees():

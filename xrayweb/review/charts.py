@@ -81,3 +81,40 @@ def trend_svg(points: list[dict]) -> str:
                 f'font-size="11">{escape(points[i]["period"])}</text>'
             )
     return _frame("Agreement over time", body, "week", "agreement")
+
+
+def saliency_svg(groups: list[dict], threshold: float, title: str) -> str:
+    """Box plots of the Grad-CAM mass inside the lungs, one per group ({group, n, min, q1,
+    median, q3, max}): whiskers at the range, the box at the quartiles, the threshold under
+    which a prediction "looked outside the lungs" as a dashed line."""
+    x0, y0, x1, y1 = PAD, HEIGHT - PAD, WIDTH - 10, 10
+    sy = y0 - y1
+
+    def at(value: float) -> float:
+        return y0 - value * sy
+
+    t = at(threshold)
+    body = [
+        f'<line class="threshold" x1="{x0}" y1="{t:.1f}" x2="{x1}" y2="{t:.1f}" '
+        f'stroke="#c0392b" stroke-dasharray="4 3"/>'
+    ]
+    measured = [g for g in groups if g["n"]]
+    step = (x1 - x0) / max(1, len(measured))
+    for i, g in enumerate(measured):
+        cx, half = x0 + (i + 0.5) * step, min(18.0, step / 3)
+        tip = (
+            f"<title>{escape(g['group'])}: median {g['median']:.2f}, quartiles "
+            f"{g['q1']:.2f}–{g['q3']:.2f}, n={g['n']}, {g['below']} below {threshold:g}</title>"
+        )
+        body += [
+            f'<line x1="{cx:.1f}" y1="{at(g["min"]):.1f}" x2="{cx:.1f}" y2="{at(g["max"]):.1f}" '
+            f'stroke="#555"/>',
+            f'<rect class="box" x="{cx - half:.1f}" y="{at(g["q3"]):.1f}" width="{2 * half:.1f}" '
+            f'height="{max(1.0, at(g["q1"]) - at(g["q3"])):.1f}" fill="#3b7dd8" '
+            f'data-n="{g["n"]}">{tip}</rect>',
+            f'<line x1="{cx - half:.1f}" y1="{at(g["median"]):.1f}" x2="{cx + half:.1f}" '
+            f'y2="{at(g["median"]):.1f}" stroke="#fff" stroke-width="2"/>',
+            f'<text x="{cx:.1f}" y="{y0 + 14}" text-anchor="middle" font-size="11">'
+            f"{escape(g['group'][:14])}</text>",
+        ]
+    return _frame(title, body, "", "Grad-CAM mass inside the lungs")

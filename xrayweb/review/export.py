@@ -27,11 +27,17 @@ COLUMNS = [
     "probabilities",
     "member_labels",
     "members_agree",
+    "cam_lung_fraction",
+    "assessable",
+    "reasons",
+    "checked_by",
     "predicted_at",
     "is_current_prediction",
     "review_state",
     "final_label",
     "finalized_at",
+    "overrule",
+    "assessability",
     "reviews",
 ]
 # Spreadsheet programs run cells that start with these as formulas (CSV injection).
@@ -64,6 +70,7 @@ def _row(p: Prediction, blind_for: int | None) -> list[str]:
             "reader": r.reviewer.username,
             "kind": r.kind,
             "label": r.label,
+            "assessability": r.assessability,
             "agrees_with_model": r.agrees_with_model,
             "comment": r.comment,
         }
@@ -84,11 +91,17 @@ def _row(p: Prediction, blind_for: int | None) -> list[str]:
         p.probabilities,
         p.member_labels,
         p.members_agree,
+        p.cam_lung_fraction,
+        p.assessable,
+        p.assessment.get("reasons", []) if p.assessable is not None else None,
+        p.assessment.get("checked_by"),
         p.created_at,
         study.current_prediction_id == p.pk,
         study.review_state,
         study.final_label,
         study.finalized_at,
+        study.assessability_overrule,
+        study.assessability,
         history,
     ]
     return [_cell(v) for v in values]

@@ -6,7 +6,7 @@ from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Value, 
 
 from xrayweb.inference.models import ModelVersion
 from xrayweb.review.models import Review
-from xrayweb.studies.models import ReviewState, Study
+from xrayweb.studies.models import HIDDEN_ASSESSABILITY, Assessability, ReviewState, Study
 
 YES_NO = [("yes", "yes"), ("no", "no")]
 SORTS = {
@@ -69,6 +69,10 @@ class WorklistFilter(django_filters.FilterSet):
     members_disagree = django_filters.ChoiceFilter(
         choices=YES_NO, method="filter_members_disagree", label="Members disagree"
     )
+    assessability = django_filters.ChoiceFilter(choices=Assessability.choices, label="Assessable")
+    outside_lungs = django_filters.ChoiceFilter(
+        choices=YES_NO, method="filter_outside_lungs", label="Looked outside the lungs"
+    )
     date_from = django_filters.DateFilter(field_name="created_at", lookup_expr="date__gte")
     date_to = django_filters.DateFilter(field_name="created_at", lookup_expr="date__lte")
     model_version = django_filters.ModelChoiceFilter(
@@ -107,6 +111,8 @@ class WorklistFilter(django_filters.FilterSet):
         return _yes_no(qs, Q(review_state=ReviewState.FINAL), value)
 
     def filter_disagree(self, qs, name, value):
+        # Not assessable or not diagnostic: the model's label is not compared.
+        qs = qs.exclude(assessability__in=HIDDEN_ASSESSABILITY) if value else qs
         differs = Q(review_state=ReviewState.FINAL, current_prediction__isnull=False) & ~Q(
             current_prediction__label=F("final_label")
         )
@@ -129,6 +135,15 @@ class WorklistFilter(django_filters.FilterSet):
             return qs.filter(current_prediction__members_agree=False)
         if value == "no":
             return qs.filter(current_prediction__members_agree=True)
+        return qs
+
+    def filter_outside_lungs(self, qs, name, value):
+        # Only measured predictions: no lung mask, or an empty heatmap, is neither.
+        threshold = settings.AUDIT_CAM_OUTSIDE_LUNGS
+        if value == "yes":
+            return qs.filter(current_prediction__cam_lung_fraction__lt=threshold)
+        if value == "no":
+            return qs.filter(current_prediction__cam_lung_fraction__gte=threshold)
         return qs
 
     def sort_by(self, qs, name, value):

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import models
 
 from xrayweb.inference.models import Prediction
-from xrayweb.studies.models import Study
+from xrayweb.studies.models import Overrule, Study
 
 
 class AppendOnlyError(Exception):
@@ -45,7 +45,12 @@ class Review(AppendOnlyModel):
 
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="reviews")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
-    label = models.CharField(max_length=64)
+    label = models.CharField(max_length=64, blank=True)  # blank: a not-diagnostic reading
+    # The reader's answer about the image: as the gate says, assessable after all (the gate
+    # refused it wrongly), or not diagnostic (no label; counts neither way against the model).
+    assessability = models.CharField(
+        max_length=16, choices=Overrule.choices, blank=True, default=""
+    )
     comment = models.TextField(blank=True)
     kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.READ)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -69,6 +74,7 @@ class AuditEvent(AppendOnlyModel):
     class Action(models.TextChoices):
         STUDY_UPLOAD = "study.upload"
         STUDY_VIEW = "study.view"
+        STUDY_REVEAL = "study.reveal"  # the model's output shown on a not-assessable study
         REVIEW_CREATE = "review.create"
         EXPORT_CSV = "export.csv"
         EXPORT_DICOM = "export.dicom"

@@ -3,7 +3,7 @@ from django.db.models import F, Prefetch, QuerySet
 from xrayweb.inference.models import Prediction
 from xrayweb.review.filters import WorklistFilter, readable_by, unreviewed_first
 from xrayweb.review.models import AuditEvent, Review
-from xrayweb.studies.models import ReviewState, Study
+from xrayweb.studies.models import Overrule, ReviewState, Study
 
 
 def study_with_details(*, qs: QuerySet[Study] | None = None) -> QuerySet[Study]:
@@ -21,6 +21,7 @@ WORKLIST_DEFERRED = [
     "current_prediction__member_probabilities",
     "current_prediction__heatmaps",
     "current_prediction__cam_layers",
+    "current_prediction__assessment",
     "current_prediction__model_version__classes",
     "current_prediction__model_version__members",
     "current_prediction__model_version__metrics",
@@ -73,3 +74,24 @@ def audit_events(*, action: str = "", actor: str = "", study_id: int | None = No
     if study_id is not None:
         qs = qs.filter(study_id=study_id)
     return qs
+
+
+def studies_gate_overrules() -> dict[str, list[Study]]:
+    """Where radiologists overruled the gate, by the latest final reading of each study, for
+    retrain (oldest first, each with its current prediction loaded):
+
+    - "assessable": the current prediction's gate refused the study and a radiologist read it
+      after all (the gate was wrong);
+    - "not_diagnostic": a radiologist found the film not diagnostic, whatever the gate said
+      (keep them out of training; those the gate passed are its misses)."""
+    qs = Study.objects.select_related("current_prediction__model_version").order_by(
+        "created_at", "id"
+    )
+    return {
+        "assessable": list(
+            qs.filter(
+                assessability_overrule=Overrule.ASSESSABLE, current_prediction__assessable=False
+            )
+        ),
+        "not_diagnostic": list(qs.filter(assessability_overrule=Overrule.NOT_DIAGNOSTIC)),
+    }

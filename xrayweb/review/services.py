@@ -6,7 +6,7 @@ from xrayweb.errors import ApplicationError
 from xrayweb.inference.selectors import prediction_current
 from xrayweb.inference.services import model_version_active
 from xrayweb.review.models import AuditEvent, Review
-from xrayweb.studies.models import ReviewState, Study
+from xrayweb.studies.models import Overrule, ReviewState, Study, assessability_effective
 
 MAX_COMMENT = 4000
 
@@ -18,21 +18,28 @@ def review_classes(*, study: Study) -> list[str]:
     return list(version.classes) if version else []
 
 
-def _next_state(*, study: Study, reviewer, label: str, second_read: bool):
-    """(kind, new state, final label or "") for a new reading; 409 if this reader may not.
+def _reading(label: str, assessability: str) -> tuple[str, str]:
+    """What two independent reads must share to agree: the label, or "not diagnostic"."""
+    if assessability == Overrule.NOT_DIAGNOSTIC:
+        return (Overrule.NOT_DIAGNOSTIC, "")
+    return ("", label)
+
+
+def _next_state(*, study: Study, reviewer, reading: tuple[str, str], second_read: bool):
+    """(kind, new state) for a new reading; 409 if this reader may not.
 
     Single read: the first read is final; later readings amend it. Second read: two reads by
-    different radiologists; if they agree the label is final, if not the study waits for an
-    arbiter (a third radiologist) whose reading is final. Final labels can still be amended.
+    different radiologists; if they agree the reading is final, if not the study waits for an
+    arbiter (a third radiologist) whose reading is final. Final readings can still be amended.
     """
     state = study.review_state
     readers = {r.reviewer_id for r in study.reviews.all() if r.kind == Review.Kind.READ}
     if state == ReviewState.FINAL:
-        return Review.Kind.AMENDMENT, ReviewState.FINAL, label
+        return Review.Kind.AMENDMENT, ReviewState.FINAL
     if state == ReviewState.UNREAD:
         if second_read:
-            return Review.Kind.READ, ReviewState.SECOND_READ, ""
-        return Review.Kind.READ, ReviewState.FINAL, label
+            return Review.Kind.READ, ReviewState.SECOND_READ
+        return Review.Kind.READ, ReviewState.FINAL
     if reviewer.pk in readers:
         who = (
             "a second radiologist must read it independently."
@@ -42,10 +49,10 @@ def _next_state(*, study: Study, reviewer, label: str, second_read: bool):
         raise ApplicationError(f"You have already read this study; {who}", status=409)
     if state == ReviewState.SECOND_READ:
         first = next(r for r in study.reviews.all() if r.kind == Review.Kind.READ)
-        if first.label == label:
-            return Review.Kind.READ, ReviewState.FINAL, label
-        return Review.Kind.READ, ReviewState.ARBITRATION, ""
-    return Review.Kind.ARBITRATION, ReviewState.FINAL, label
+        if _reading(first.label, first.assessability) == reading:
+            return Review.Kind.READ, ReviewState.FINAL
+        return Review.Kind.READ, ReviewState.ARBITRATION
+    return Review.Kind.ARBITRATION, ReviewState.FINAL
 
 
 def reviews_visible(*, study: Study, user) -> list[Review]:
@@ -57,16 +64,49 @@ def reviews_visible(*, study: Study, user) -> list[Review]:
     return [r for r in reviews if r.reviewer_id == user.pk]
 
 
-def review_submit(
-    *, study: Study, reviewer, label: str, comment: str = "", expected_state: str = ""
-) -> Review:
-    """Append a reading and move the study's review state on. Never edits older reviews.
-
-    ``expected_state`` is the reading state the reader saw; if the study has moved on since
-    (someone else read it meanwhile), nothing is saved and the reader gets a 409."""
+def _check_reading(*, study: Study, label: str, assessability: str) -> None:
+    """400 unless the reading says something coherent about this study."""
+    if assessability not in Overrule.values:
+        choices = ", ".join(repr(v) for v in Overrule.values)
+        raise ApplicationError(
+            f"Unknown assessability {assessability!r}; choose one of: {choices}."
+        )
+    if assessability == Overrule.NOT_DIAGNOSTIC:
+        if label:
+            raise ApplicationError("A not-diagnostic reading carries no label; leave it empty.")
+        return
     classes = review_classes(study=study)
     if label not in classes:
         raise ApplicationError(f"Unknown label {label!r}; choose one of: {', '.join(classes)}.")
+    prediction = prediction_current(study=study)
+    if prediction is not None and prediction.assessable is False and not assessability:
+        reasons = "; ".join(prediction.assessment.get("reasons", []))
+        raise ApplicationError(
+            f"The model found this study not assessable ({reasons}). To give a label, say it is "
+            "assessable after all (assessability 'assessable'); or call it 'not_diagnostic'."
+        )
+
+
+def review_submit(
+    *,
+    study: Study,
+    reviewer,
+    label: str = "",
+    assessability: str = "",
+    comment: str = "",
+    expected_state: str = "",
+) -> Review:
+    """Append a reading and move the study's review state on. Never edits older reviews.
+
+    ``assessability`` answers for the image: "" (as the gate says), "assessable" (after all:
+    required to label a study the gate refused) or "not_diagnostic" (no label; it counts
+    neither as agreement nor as disagreement with the model). The study's effective state
+    follows the latest final reading. ``expected_state`` is the reading state the reader saw;
+    if the study has moved on since (someone else read it meanwhile), nothing is saved and
+    the reader gets a 409."""
+    label = (label or "").strip()
+    assessability = assessability or ""
+    _check_reading(study=study, label=label, assessability=assessability)
     comment = (comment or "").strip()
     if len(comment) > MAX_COMMENT:
         raise ApplicationError(f"The comment is longer than {MAX_COMMENT} characters.")
@@ -78,26 +118,39 @@ def review_submit(
                 f"{locked.get_review_state_display()}). Reload it to see the current reading.",
                 status=409,
             )
-        kind, state, final_label = _next_state(
-            study=locked, reviewer=reviewer, label=label, second_read=settings.REVIEW_SECOND_READ
+        kind, state = _next_state(
+            study=locked,
+            reviewer=reviewer,
+            reading=_reading(label, assessability),
+            second_read=settings.REVIEW_SECOND_READ,
         )
         prediction = prediction_current(study=locked)
         previous_final = None
         if kind == Review.Kind.AMENDMENT:
             previous_final = locked.reviews.exclude(replaced_by__isnull=False).first()
+        agrees = None
+        if prediction is not None and assessability != Overrule.NOT_DIAGNOSTIC:
+            agrees = prediction.label == label
         review = Review.objects.create(
             study=locked,
             reviewer=reviewer,
             label=label,
+            assessability=assessability,
             comment=comment,
             kind=kind,
             prediction=prediction,
-            agrees_with_model=(prediction.label == label) if prediction else None,
+            agrees_with_model=agrees,
             replaces=previous_final,
         )
         changes = {"review_state": state}
-        if final_label:
-            changes.update(final_label=final_label, finalized_at=timezone.now())
+        if state == ReviewState.FINAL:
+            gate = prediction.assessable if prediction is not None else None
+            changes.update(
+                final_label=label,
+                finalized_at=timezone.now(),
+                assessability_overrule=assessability,
+                assessability=assessability_effective(gate=gate, overrule=assessability),
+            )
         Study.objects.filter(pk=locked.pk).update(**changes)
         AuditEvent.objects.create(
             actor=reviewer,

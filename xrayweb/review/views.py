@@ -1,4 +1,5 @@
 from datetime import date
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -12,14 +13,24 @@ from xrayweb.accounts.decorators import role_required
 from xrayweb.accounts.roles import (
     CAN_AUDIT,
     CAN_READ_AUDIT_LOG,
+    CAN_REVEAL,
     CAN_REVIEW,
+    user_has_any_role,
 )
 from xrayweb.errors import ApplicationError
 from xrayweb.inference.models import ModelVersion
+from xrayweb.inference.selectors import study_assessment
 from xrayweb.review import charts
-from xrayweb.review.audit import AuditSlice, audit_dashboard, audit_slice_choices, matrix_rows
+from xrayweb.review.audit import (
+    AuditSlice,
+    assessability_counts,
+    audit_dashboard,
+    audit_slice_choices,
+    matrix_rows,
+)
 from xrayweb.review.export import export_response
 from xrayweb.review.models import AuditEvent
+from xrayweb.review.saliency import saliency_audit
 from xrayweb.review.selectors import (
     audit_events,
     next_case,
@@ -28,6 +39,7 @@ from xrayweb.review.selectors import (
     worklist_neighbours,
 )
 from xrayweb.review.services import audit_record, review_classes, review_submit, reviews_visible
+from xrayweb.studies.models import HIDDEN_ASSESSABILITY, Overrule
 
 MAX_PAGE_SIZE = 100
 
@@ -61,6 +73,7 @@ def worklist_page(request):
         "filters": filters,
         "query": _query_without(request, "page"),
         "low_confidence": settings.REVIEW_LOW_CONFIDENCE,
+        "outside_threshold": settings.AUDIT_CAM_OUTSIDE_LUNGS,
     }
     return render(request, "review/worklist.html", context, status=status)
 
@@ -82,7 +95,20 @@ def study_detail(request, pk: int):
     audit_record(
         actor=request.user, action=AuditEvent.Action.STUDY_VIEW, study=study, ip=client_ip(request)
     )
-    prediction = study.current_prediction
+    # A study that is not assessable (or not diagnostic) shows no diagnosis unless a
+    # radiologist asks to see the model's output anyway (?reveal=1), which is audited.
+    hidden = study.assessability in HIDDEN_ASSESSABILITY and study.current_prediction
+    can_reveal = user_has_any_role(request.user, CAN_REVEAL)
+    revealed = bool(hidden and can_reveal and request.GET.get("reveal") == "1")
+    if revealed:
+        audit_record(
+            actor=request.user,
+            action=AuditEvent.Action.STUDY_REVEAL,
+            study=study,
+            detail={"state": study.assessability},
+            ip=client_ip(request),
+        )
+    prediction = None if hidden and not revealed else study.current_prediction
     rows = []
     if prediction:
         members = sorted(prediction.member_probabilities)
@@ -98,10 +124,17 @@ def study_detail(request, pk: int):
     previous_id, next_id = worklist_neighbours(
         qs=filters.qs if filters.is_valid() else worklist(params={}).qs, study_id=study.pk
     )
-    query = _query_without(request, "page")
+    query = _query_without(request, "page", "reveal")
+    fraction = prediction.cam_lung_fraction if prediction else None
     context = {
         "study": study,
         "prediction": prediction,
+        "assessment": study_assessment(study=study),
+        "withheld": bool(hidden and not revealed),
+        "revealed": revealed,
+        "can_reveal": can_reveal,
+        "outside_lungs": fraction is not None and fraction < settings.AUDIT_CAM_OUTSIDE_LUNGS,
+        "outside_threshold": settings.AUDIT_CAM_OUTSIDE_LUNGS,
         "member_names": sorted(prediction.member_probabilities) if prediction else [],
         "rows": rows,
         "reviews": reviews_visible(study=study, user=request.user),
@@ -120,11 +153,15 @@ def review_create(request, pk: int):
     study = get_object_or_404(study_with_details(), pk=pk)
     query = request.POST.get("query", "")
     target = reverse("study-detail", args=[pk]) + (f"?{query}" if query else "")
+    assessability = request.POST.get("assessability", "")
+    # On the page, choosing "not diagnostic" sets aside a class that was also ticked.
+    label = "" if assessability == Overrule.NOT_DIAGNOSTIC else request.POST.get("label", "")
     try:
         review = review_submit(
             study=study,
             reviewer=request.user,
-            label=request.POST.get("label", ""),
+            label=label,
+            assessability=assessability,
             comment=request.POST.get("comment", ""),
             expected_state=request.POST.get("state", ""),
         )
@@ -158,6 +195,8 @@ def audit_page(request):
         return HttpResponseBadRequest("Dates must be YYYY-MM-DD.")
     stats = audit_dashboard(where=where)
     labels = stats["labels"]
+    saliency = saliency_audit(where=where, threshold=settings.AUDIT_CAM_OUTSIDE_LUNGS)
+    outside = {"outside_lungs": "yes"} | ({"model_version": version.name} if version else {})
     context = {
         "stats": stats,
         "where": where,
@@ -165,6 +204,15 @@ def audit_page(request):
         "rows": matrix_rows(labels, stats["matrix"]),
         "reliability_svg": charts.reliability_svg(stats["calibration"]),
         "trend_svg": charts.trend_svg(stats["trend"]),
+        "gate": assessability_counts(where=where),
+        "saliency": saliency,
+        "saliency_class_svg": charts.saliency_svg(
+            saliency["by_class"], saliency["threshold"], "Grad-CAM mass inside the lungs by class"
+        ),
+        "saliency_version_svg": charts.saliency_svg(
+            saliency["by_version"], saliency["threshold"], "… by model version"
+        ),
+        "outside_query": urlencode(outside),
         "query": request.GET.urlencode(),
     }
     return render(request, "review/audit.html", context)

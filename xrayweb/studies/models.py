@@ -25,8 +25,41 @@ class ReviewState(models.TextChoices):
     FINAL = "final"
 
 
+class Assessability(models.TextChoices):
+    """Whether the model's output may be shown as a diagnosis: the gate's verdict on the
+    current prediction (with the DICOM header's scope), unless the latest final reading
+    overruled it."""
+
+    UNCHECKED = "unchecked", "not checked"  # no prediction yet, or one made before the gate
+    ASSESSABLE = "assessable"
+    NOT_ASSESSABLE = "not_assessable", "not assessable"
+    NOT_DIAGNOSTIC = "not_diagnostic", "not diagnostic"
+
+
+class Overrule(models.TextChoices):
+    """A reading's answer about the image itself; blank: as the gate says."""
+
+    NONE = "", "as the gate says"
+    ASSESSABLE = "assessable", "assessable after all"
+    NOT_DIAGNOSTIC = "not_diagnostic", "not diagnostic"
+
+
+HIDDEN_ASSESSABILITY = (Assessability.NOT_ASSESSABLE, Assessability.NOT_DIAGNOSTIC)
+
+
+def assessability_effective(*, gate: bool | None, overrule: str) -> str:
+    """The study's state from the gate's verdict (None: not checked) and the latest final
+    reading's overrule ("" when it had none)."""
+    if overrule:
+        return Overrule(overrule).value
+    if gate is None:
+        return Assessability.UNCHECKED
+    return Assessability.ASSESSABLE if gate else Assessability.NOT_ASSESSABLE
+
+
 class Study(models.Model):
     ReviewState = ReviewState
+    Assessability = Assessability
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -71,7 +104,8 @@ class Study(models.Model):
     modality = models.CharField(max_length=16, blank=True)
     body_part = models.CharField(max_length=64, blank=True)
     manufacturer = models.CharField(max_length=64, blank=True)
-    # The model was trained on frontal chest X-rays: anything else is flagged, not refused.
+    # The model was trained on frontal chest X-rays: anything else is not assessable (the
+    # reasons become part of the prediction's assessment, first).
     out_of_scope = models.BooleanField(default=False, db_index=True)
     scope_warning = models.TextField(blank=True)
     # Where and how the image was taken: the audit dashboard slices by both.
@@ -88,6 +122,16 @@ class Study(models.Model):
     )
     final_label = models.CharField(max_length=64, blank=True, db_index=True)
     finalized_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # The latest final reading's answer about the image, and the resulting effective state.
+    assessability_overrule = models.CharField(
+        max_length=16, choices=Overrule.choices, blank=True, default=""
+    )
+    assessability = models.CharField(
+        max_length=16,
+        choices=Assessability.choices,
+        default=Assessability.UNCHECKED,
+        db_index=True,
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

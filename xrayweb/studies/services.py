@@ -48,7 +48,10 @@ def _study_from_dicom(data: bytes, filename: str, patient_id: str, accession: st
     header_patient, header_accession = fields.pop("patient_id"), fields.pop("accession")
     warning = "; ".join(decoded.scope_warnings)
     if warning:
-        warning = f"Out of scope: {warning}. The model was trained on frontal chest X-rays."
+        warning = (
+            f"Out of scope: {warning}. The model was trained on frontal chest X-rays: this "
+            "study will be marked not assessable, with no diagnosis."
+        )
     return {
         "patient_id": patient_id or header_patient,
         "accession": accession or header_accession,

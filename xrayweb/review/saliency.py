@@ -1,0 +1,73 @@
+"""The saliency audit: where the model looked. ``Prediction.cam_lung_fraction`` is the share
+of the fused Grad-CAM's mass inside the predicted lungs; a prediction below the threshold
+(``AUDIT_CAM_OUTSIDE_LUNGS``) "looked outside the lungs", the mark of a shortcut. Not-assessable
+and not-diagnostic films are left out: where the model looks on a CT slice says nothing."""
+
+from collections import defaultdict
+
+from xrayweb.review.audit import NOT_READABLE, AuditSlice, audit_slice
+
+
+def quantile(values: list[float], q: float) -> float:
+    """Linear interpolation between the closest ranks of sorted ``values`` (numpy's default)."""
+    position = (len(values) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (position - low)
+
+
+def fraction_summary(*, values: list[float], empty: int, threshold: float) -> dict:
+    """n, quartiles, range and the share below ``threshold`` of measured fractions; ``empty``
+    counts the predictions with a lung mask but an empty heatmap (nothing to measure)."""
+    values = sorted(values)
+    if not values:
+        return {"n": 0, "empty": empty, "below": 0, "share_below": None}
+    below = sum(v < threshold for v in values)
+    return {
+        "n": len(values),
+        "empty": empty,
+        "below": below,
+        "share_below": below / len(values),
+        "min": values[0],
+        "q1": quantile(values, 0.25),
+        "median": quantile(values, 0.5),
+        "q3": quantile(values, 0.75),
+        "max": values[-1],
+    }
+
+
+def saliency_audit(*, where: AuditSlice, threshold: float) -> dict:
+    """The distribution of cam_lung_fraction over the slice's readable predictions, overall,
+    per predicted class and per model version, in one query."""
+    rows = (
+        audit_slice(where=where)
+        .exclude(NOT_READABLE)
+        .exclude(lung_mask="")  # predicted without a segmenter: nothing was measured
+        .values_list("label", "model_version__name", "cam_lung_fraction")
+    )
+    groups = {"all": defaultdict(list), "class": defaultdict(list), "version": defaultdict(list)}
+    empty = {name: defaultdict(int) for name in groups}
+    for label, version, fraction in rows:
+        for name, key in (("all", "all"), ("class", label), ("version", version)):
+            if fraction is None:
+                empty[name][key] += 1
+                groups[name].setdefault(key, [])  # a group even if all its maps were empty
+            else:
+                groups[name][key].append(fraction)
+
+    def summaries(name: str) -> list[dict]:
+        return [
+            {
+                "group": key,
+                **fraction_summary(values=v, empty=empty[name][key], threshold=threshold),
+            }
+            for key, v in sorted(groups[name].items())
+        ]
+
+    overall = summaries("all")
+    return {
+        "threshold": threshold,
+        "overall": overall[0] if overall else fraction_summary(values=[], empty=0, threshold=0),
+        "by_class": summaries("class"),
+        "by_version": summaries("version"),
+    }
