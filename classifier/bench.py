@@ -7,9 +7,12 @@
     (its own forward pass and a full backward pass);
 (b) ``Predictor.predict`` with CAM (one forward pass, backward through the head only);
 (c) ``Predictor.predict(cam=False)``.
-(b) includes the lung mask and the CAM lung fraction when the bundle has a segmenter (random
-members get a random U-Net); (b-) is (b) without it, so b/b- is what the mask costs; (c) is the
-members' forward pass alone, no mask.
+(b) is the product's path: it includes the lung mask and the CAM lung fraction when the bundle
+has a segmenter (random members get a random U-Net) and the "not assessable" gate (the
+deterministic checks, and the gate network and feature distance when the bundle has a gate;
+random members get a random one). (b°) is (b) without the gate, so b/b° is what the gate
+costs; (b-) is (b°) without the mask, so b°/b- is what the mask costs; (c) is the members'
+forward pass alone, no mask, no gate.
 A second naive run with channels_last layout (a') is reported too, so the ratio is not only
 against the slowest baseline. Ratios divide time per image of the first variant by the second.
 """
@@ -28,9 +31,10 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from classifier import DEFAULT_BUNDLE
-from classifier.bundle import load_bundle_members, load_segmenter
+from classifier.bundle import Gate, load_bundle_members, load_gate, load_segmenter
 from classifier.device import cpu_name, machine, resolve_device
 from classifier.ensemble import Member
+from classifier.gate import FeatureDistance, GateSpec, gate_net
 from classifier.metadata import BundleMetadata, MemberSpec
 from classifier.networks import build_member
 from classifier.predictor import Predictor
@@ -42,18 +46,30 @@ CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
 TTA = (0.92, 1.08)
 
 
-def _members(args) -> tuple[BundleMetadata, dict[str, torch.nn.Module], tuple | None]:
+def _members(args) -> tuple[BundleMetadata, dict[str, torch.nn.Module], tuple | None, Gate]:
     if args.arch:
         torch.manual_seed(0)
         specs = [MemberSpec(name=arch, arch=arch) for arch in args.arch]
         meta = BundleMetadata(classes=CLASSES, members=specs, input_size=args.input_size)
         models = {s.name: build_member(s.arch, len(CLASSES)).eval() for s in specs}
-        return meta, models, (SegmenterSpec(), unet().eval())
+        return meta, models, (SegmenterSpec(), unet().eval()), _random_gate(meta, models)
     meta, models = load_bundle_members(args.bundle)
-    return meta, models, load_segmenter(args.bundle)
+    gate = load_gate(args.bundle) or _random_gate(meta, models)
+    return meta, models, load_segmenter(args.bundle), gate
 
 
-def make_predictor(meta, models, device, segmenter=None, **options) -> Predictor:
+def _random_gate(meta, models) -> Gate:
+    """A gate of the shipped shape with random weights, for members that have none."""
+    probe = torch.zeros(1, 3, meta.input_size, meta.input_size)
+    with torch.no_grad():
+        dim = sum(
+            Member.wrap(s.name, s.arch, models[s.name]).body(probe).shape[1] for s in meta.members
+        )
+    spec = GateSpec()
+    return Gate(spec, gate_net(spec).eval(), FeatureDistance(dim, min(128, dim - 1)).eval())
+
+
+def make_predictor(meta, models, device, segmenter=None, gate=None, **options) -> Predictor:
     # Each variant gets its own copy of the weights so layout changes do not leak between them.
     members = [
         Member.wrap(s.name, s.arch, _copy(models[s.name]), s.weight, s.temperature)
@@ -61,7 +77,17 @@ def make_predictor(meta, models, device, segmenter=None, **options) -> Predictor
     ]
     if segmenter is not None:
         segmenter = (segmenter[0], _copy(segmenter[1]))
-    return Predictor(meta, members, device=device, segmenter=segmenter, **options)
+    if gate is not None:
+        gate = Gate(gate.spec, _copy(gate.net), gate.distance and _copy(gate.distance))
+    return Predictor(
+        meta,
+        members,
+        device=device,
+        segmenter=segmenter,
+        gate=gate,
+        checks=gate is not None,
+        **options,
+    )
 
 
 def _copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -137,7 +163,7 @@ def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, repea
 
 def run(args) -> dict:
     device = resolve_device(args.device)
-    meta, models, segmenter = _members(args)
+    meta, models, segmenter, gate = _members(args)
     images = load_images(args.images, meta.input_size)
     common = {"device": device, "batch_size": args.batch}
     variants = {
@@ -153,17 +179,27 @@ def run(args) -> dict:
             meta, models, precision="fp32", cam_engine="pytorch-grad-cam", **common
         ),
         "cam": make_predictor(
+            meta, models, precision=args.precision, segmenter=segmenter, gate=gate, **common
+        ),
+        "cam_no_gate": make_predictor(
             meta, models, precision=args.precision, segmenter=segmenter, **common
         ),
         "cam_no_lungs": make_predictor(meta, models, precision=args.precision, **common),
         "cam_tta": make_predictor(
-            meta, models, precision=args.precision, segmenter=segmenter, tta=TTA, **common
+            meta,
+            models,
+            precision=args.precision,
+            segmenter=segmenter,
+            gate=gate,
+            tta=TTA,
+            **common,
         ),
     }
     fns = {
         "naive": variants["naive"].predict,
         "naive_channels_last": variants["naive_channels_last"].predict,
         "cam": variants["cam"].predict,
+        "cam_no_gate": variants["cam_no_gate"].predict,
         "cam_no_lungs": variants["cam_no_lungs"].predict,
         "forward": lambda batch: variants["cam_no_lungs"].predict(batch, cam=False),
         "cam_tta": variants["cam_tta"].predict,
@@ -184,6 +220,10 @@ def run(args) -> dict:
         "segmenter_gflop_per_image": segmenter_gflop_per_image(segmenter),
         "cam_no_lungs_ips": 1 / seconds["cam_no_lungs"],
         "b_over_b_no_lungs": seconds["cam"] / seconds["cam_no_lungs"],
+        "gate": "bundle" if not args.arch and load_gate(args.bundle) else "random",
+        "cam_no_gate_ips": 1 / seconds["cam_no_gate"],
+        "b_over_b_no_gate": seconds["cam"] / seconds["cam_no_gate"],
+        "b_no_gate_over_b_no_lungs": seconds["cam_no_gate"] / seconds["cam_no_lungs"],
         "tta": list(TTA),
         "cam_tta_ips": 1 / seconds["cam_tta"],
         "tta_over_b": seconds["cam_tta"] / seconds["cam"],
@@ -212,8 +252,12 @@ def format_table(r: dict) -> str:
     rows = [
         ("(a) naive: fp32 predict + pytorch-grad-cam", r["naive_ips"]),
         ("(a') naive, channels_last", r["naive_channels_last_ips"]),
-        (f"(b) Predictor.predict, CAM{' + lung mask' if r.get('lungs') else ''}", r["cam_ips"]),
-        ("(b-) Predictor.predict, CAM, no lung mask", r["cam_no_lungs_ips"]),
+        (
+            f"(b) Predictor.predict, CAM{' + lung mask' if r.get('lungs') else ''} + gate",
+            r["cam_ips"],
+        ),
+        ("(b°) (b) without the gate", r["cam_no_gate_ips"]),
+        ("(b-) (b°) without the lung mask", r["cam_no_lungs_ips"]),
         ("(c) Predictor.predict(cam=False)", r["forward_ips"]),
         (f"(d) (b) with test-time zooms {r['tta']}", r["cam_tta_ips"]),
     ]
@@ -228,6 +272,8 @@ def format_table(r: dict) -> str:
         f"a/b = {r['a_over_b']:.2f}   a'/b = {r['a_channels_last_over_b']:.2f}   "
         f"b/c = {r['b_over_c']:.3f}   b/b- = {r['b_over_b_no_lungs']:.3f}   "
         f"d/b = {r['tta_over_b']:.2f}",
+        f"gate ({r['gate']} weights): b/b° = {r['b_over_b_no_gate']:.3f}   "
+        f"mask: b°/b- = {r['b_no_gate_over_b_no_lungs']:.3f}",
         f"ensemble {r['gflop_per_image']:.2f} GFLOP/image (+ lung U-Net "
         f"{r['segmenter_gflop_per_image']:.2f}); achieved {r['achieved_gflops']:.0f} "
         f"GFLOP/s with CAM, {r['achieved_gflops_forward']:.0f} forward only; {r['matmul_dtype']} "

@@ -82,6 +82,7 @@ class Predictor:
         segmenter: tuple[SegmenterSpec, torch.nn.Module] | None = None,
         tta: tuple[float, ...] = (),
         gate: Gate | None = None,
+        checks: bool = True,
     ) -> None:
         if cam_engine not in CAM_ENGINES:
             raise ValueError(f"cam_engine must be one of {CAM_ENGINES}, not {cam_engine!r}")
@@ -110,8 +111,10 @@ class Predictor:
             spec, net = segmenter
             net.to(device=device, memory_format=self.memory_format).eval().requires_grad_(False)
             self.segmenter = (spec, net)
-        # Without a gate of its own a bundle still gets the deterministic checks.
+        # Without a gate of its own a bundle still gets the deterministic checks (``checks``
+        # False only to measure what they cost: classifier.bench).
         self.gate = gate
+        self.checks = checks
         self.gate_spec = gate.spec if gate is not None else GateSpec()
         self.limits = Limits(**self.gate_spec.limits)
         if gate is not None:
@@ -158,7 +161,7 @@ class Predictor:
 
     def _predict_batch(self, images, cam: bool, extra: list[int], features: bool):
         arrays = [to_gray_array(img) for img in images]
-        checks = [image_checks(img, self.limits) for img in images]
+        checks = [image_checks(img, self.limits) if self.checks else ([], {}) for img in images]
         cam_shapes = [self._cam_shape(a.shape) for a in arrays]
         contents = [
             full_box(a.shape) if self.meta.crop == "none" else content_box(a) for a in arrays

@@ -23,6 +23,9 @@ KEYS = {
     "cam_tta_ips",
     "tta_over_b",
     "machine",
+    "gate",
+    "cam_no_gate_ips",
+    "b_over_b_no_gate",
 }
 
 
@@ -56,8 +59,14 @@ def test_bench_runs_every_variant_and_writes_the_json_keys(tmp_path, capsys):
         result["cam_no_lungs_ips"] / result["cam_ips"]
     )
     assert result["tta_over_b"] == pytest.approx(result["cam_ips"] / result["cam_tta_ips"])
+    # (b) is the product's path with the gate; (b°) the same without it.
+    assert result["gate"] == "random"
+    assert result["b_over_b_no_gate"] == pytest.approx(
+        result["cam_no_gate_ips"] / result["cam_ips"]
+    )
     printed = capsys.readouterr().out
     assert "(a) naive" in printed and "(b-)" in printed and "b/b- =" in printed
+    assert "(b°)" in printed and "b/b° =" in printed
     assert "(d) (b) with test-time zooms" in printed and "d/b =" in printed
 
 
