@@ -151,14 +151,14 @@
     form.querySelectorAll("input[name=assessability]").forEach((input) => {
       input.addEventListener("change", syncLabels);
     });
-    // Choosing a class is choosing to read the image: leave "not diagnostic".
+    // Choosing a class is choosing to read the image: leave "not diagnostic" (for "readable";
+    // on a study the gate refused, "assessable after all" stays the reader's own choice).
     labels.forEach((input) => input.addEventListener("change", () => {
-      if (notDiagnostic.checked) {
-        notDiagnostic.checked = false;
-        const other = form.querySelector("input[name=assessability]:not([value=not_diagnostic])");
-        if (other) other.checked = true;
-        syncLabels();
-      }
+      if (!notDiagnostic.checked) return;
+      notDiagnostic.checked = false;
+      const readable = form.querySelector("input[name=assessability][value='']");
+      if (readable) readable.checked = true;
+      syncLabels();
     }));
   }
   document.addEventListener("keydown", (event) => {

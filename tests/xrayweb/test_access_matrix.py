@@ -163,3 +163,25 @@ def test_access_matrix(client, make_user, tiny_dicom_study, active_version, patt
                 if "/login/" not in response["Location"]:
                     mismatches.append(f"{method} {path} as {role}: not sent to the login")
     assert not mismatches, "\n".join(mismatches)
+
+
+def test_only_radiologists_and_admins_reveal_and_only_radiologists_overrule(
+    client, api_client, make_user, predicted
+):
+    """The gate's refusal, per role: who sees the model's output on a not-assessable study
+    (?reveal=1), and who may overrule it (a reading with an assessability answer)."""
+    study = predicted({"covid19": 0.9}, gate={"assessable": False, "reasons": ["blank"]})
+    reveals, overrules = {}, {}
+    for role in ROLES[1:]:
+        user = make_user(role)
+        client.force_login(user)
+        page = client.get(f"/studies/{study.pk}/?reveal=1").content.decode()
+        reveals[role] = 'class="prediction"' in page
+        api_client.force_authenticate(user)
+        answer = {"assessability": "not_diagnostic"}
+        overrules[role] = (
+            client.post(f"/studies/{study.pk}/review/", answer).status_code,
+            api_client.post(f"/api/studies/{study.pk}/reviews/", answer).status_code,
+        )
+    assert reveals == {"staff": False, "radiologist": True, "admin": True}
+    assert overrules == {"staff": (403, 403), "radiologist": (302, 201), "admin": (403, 403)}

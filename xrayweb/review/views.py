@@ -196,7 +196,11 @@ def audit_page(request):
     stats = audit_dashboard(where=where)
     labels = stats["labels"]
     saliency = saliency_audit(where=where, threshold=settings.AUDIT_CAM_OUTSIDE_LUNGS)
-    outside = {"outside_lungs": "yes"} | ({"model_version": version.name} if version else {})
+    # The worklist takes the same slice parameters (on each study's current prediction).
+    sliced = {
+        k: request.GET.get(k, "") for k in ("model_version", "date_from", "date_to", "site", "view")
+    }
+    outside = {"outside_lungs": "yes"} | {k: v for k, v in sliced.items() if v}
     context = {
         "stats": stats,
         "where": where,
