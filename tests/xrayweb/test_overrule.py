@@ -123,3 +123,14 @@ def test_the_api_takes_the_answer_and_refuses_a_label_on_not_diagnostic(
     made = api_client.post(url, {"assessability": "not_diagnostic"})
     assert made.status_code == 201
     assert (made.json()["label"], made.json()["assessability"]) == ("", "not_diagnostic")
+
+
+def test_a_not_diagnostic_film_is_left_out_of_the_retraining_records(predicted, radiologist):
+    from xrayweb.inference.retraining import reviewed_records
+
+    read = predicted({"normal": 0.9})
+    review_submit(study=read, reviewer=radiologist, label="covid19")
+    unreadable = predicted({"normal": 0.9})
+    review_submit(study=unreadable, reviewer=radiologist, assessability="not_diagnostic")
+    records, fingerprint = reviewed_records()
+    assert [r.label for r in records] == ["covid19"] and fingerprint["reviews"] == 1

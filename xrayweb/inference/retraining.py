@@ -33,7 +33,7 @@ from xrayweb.inference.services import (
     promotion_gate,
 )
 from xrayweb.review.models import Review
-from xrayweb.studies.models import ReviewState, Study
+from xrayweb.studies.models import Overrule, ReviewState, Study
 
 
 def patient_key(patient_id: str) -> str:
@@ -59,9 +59,10 @@ def reviewed_records() -> tuple[list[Record], dict]:
     """Every study with a final radiologist label (a single read, two agreeing reads, an
     arbitration, or a later amendment), and a fingerprint of that set: the newest review
     id, image hash and label of each. Studies still awaiting a second read or arbitration
-    are left out."""
+    are left out, and so are films a radiologist found not diagnostic (they have no label)."""
     newest = Review.objects.filter(study=OuterRef("pk")).order_by("-created_at", "-id")
-    studies = Study.objects.filter(review_state=ReviewState.FINAL).annotate(
+    final = Study.objects.filter(review_state=ReviewState.FINAL)
+    studies = final.exclude(assessability_overrule=Overrule.NOT_DIAGNOSTIC).annotate(
         current_label=F("final_label"),
         current_review=Subquery(newest.values("pk")[:1]),
     )
