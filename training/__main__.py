@@ -57,6 +57,11 @@ def _train_parser(sub) -> None:
         type=Path,
         help="a lung segmenter file or a bundle with one: the new bundle carries it",
     )
+    train.add_argument(
+        "--gate",
+        type=Path,
+        help="a bundle with a not-assessable gate: the new bundle carries it, refitted",
+    )
     _train_options(train)
     cv = sub.add_parser("cv", help="patient-grouped k-fold cross-validation of a recipe")
     cv.add_argument("--manifest", type=Path, action="append", required=True)
@@ -334,6 +339,7 @@ def _config(args) -> TrainConfig:
         device=args.device,
         precision=args.precision,
         segmenter=str(args.segmenter) if getattr(args, "segmenter", None) else None,
+        gate=str(args.gate) if getattr(args, "gate", None) else None,
     )
 
 

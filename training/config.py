@@ -63,6 +63,9 @@ class TrainConfig:
     precision: str = "auto"
     init: str | None = None  # torchvision weights name, a local .pth, or a bundle
     segmenter: str | None = None  # a lung segmenter file or bundle: the new bundle carries it
+    # A bundle with a "not assessable" gate: the new bundle carries its network, with the
+    # feature distance and thresholds refitted for the new ensemble (training.gate.refit_gate).
+    gate: str | None = None
     classes: list[str] | None = None
 
     def __post_init__(self) -> None:

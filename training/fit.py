@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from classifier.bundle import load_bundle_members, load_segmenter, save_bundle
+from classifier.bundle import load_bundle_members, load_gate, load_segmenter, save_bundle
 from classifier.device import resolve_device, use_bf16
 from classifier.ensemble import decide
 from classifier.errors import BundleError
@@ -195,7 +195,19 @@ def recalibrate(bundle: Path, records: list[Record], out: Path, **changes) -> Bu
         training=training,
     )
     save_bundle(out, members, new, segmenter=segmenter)
+    gate = load_gate(bundle)
+    if gate is not None:
+        _with_gate(out, gate, train=splits["train"], val=splits["val"])
     return new
+
+
+def _with_gate(out: Path, gate, *, train, val, frontal=(), refused=()) -> None:
+    """Rewrite the bundle at ``out`` with ``gate`` refitted for its ensemble."""
+    from training.gate import refit_gate
+
+    gate = refit_gate(out, gate, train=train, val=val, frontal=frontal, refused=refused)
+    meta, members = load_bundle_members(out)
+    save_bundle(out, members, meta, segmenter=load_segmenter(out), gate=gate)
 
 
 def class_list(records: list[Record], classes: list[str] | None = None) -> list[str]:
@@ -217,10 +229,14 @@ def fit(
     progress: bool = True,
     data_sources: list[dict] | None = None,
     test_records: list[Record] | None = None,
+    gate_frontal: list[Record] = (),
+    gate_refused: list[Record] = (),
 ) -> BundleMetadata:
     """Train, calibrate and evaluate an ensemble; write the bundle to ``out``.
 
-    ``test_records`` (e.g. a locked evaluation set) replace the random test split.
+    ``test_records`` (e.g. a locked evaluation set) replace the random test split. With
+    ``cfg.gate`` the bundle carries that bundle's gate, refitted; ``gate_frontal`` and
+    ``gate_refused`` are films radiologists found assessable after all, or not diagnostic.
     """
     refuse_external(records)
     segmenter = None
@@ -310,4 +326,16 @@ def fit(
         training=training,
     )
     save_bundle(out, members, meta, segmenter=segmenter)
+    if cfg.gate:
+        gate = load_gate(Path(cfg.gate))
+        if gate is None:
+            raise BundleError(f"{cfg.gate} holds no gate")
+        _with_gate(
+            out,
+            gate,
+            train=splits["train"],
+            val=splits["val"],
+            frontal=gate_frontal,
+            refused=gate_refused,
+        )
     return meta

@@ -10,6 +10,7 @@ training split's frontal films, every threshold on the validation split's.
 
 import hashlib
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -246,3 +247,55 @@ def fit_gate(
     spec = choose_thresholds(spec, probs[val, 0], distance[val], [corpus.lungs[i] for i in val])
     scores = {"probs": probs, "distance": distance}
     return Gate(spec, net, distance_model), scores
+
+
+def refit_gate(
+    bundle: Path,
+    gate: Gate,
+    *,
+    train: list[Record],
+    val: list[Record],
+    frontal: list[Record] = (),
+    refused: list[Record] = (),
+) -> Gate:
+    """The gate of another version, refitted for the ensemble in ``bundle``: its network
+    kept, the feature distance refitted on the training split's films and the thresholds
+    on the validation split's. Radiologists' answers join in: films they found assessable
+    after all (``frontal``) join both fits, and the share of films they called not
+    diagnostic (``refused``) that the refitted gate refuses is recorded."""
+    from datetime import UTC, datetime
+
+    from classifier import load_bundle
+
+    predictor = load_bundle(bundle, device="cpu", gate=False)
+    fit_rows = [r for r in train if r.label] + list(frontal)
+    keep_rows = list(val) + list(frontal)
+    fit_set = _measured(predictor, fit_rows, gate)
+    keep_set = _measured(predictor, keep_rows, gate)
+    distance_model = fit_distance(fit_set["features"])
+    with torch.inference_mode():
+        distance = distance_model(torch.as_tensor(keep_set["features"])).numpy()
+    spec = choose_thresholds(gate.spec, keep_set["probs"][:, 0], distance, keep_set["lungs"])
+    refit = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "films": len(fit_rows),
+        "validation_films": len(keep_rows),
+        "assessable_after_all": len(frontal),
+    }
+    refit_gate_ = Gate(spec, gate.net, distance_model)
+    if refused:
+        out = _measured(predictor, list(refused), gate)
+        with torch.inference_mode():
+            d = distance_model(torch.as_tensor(out["features"])).numpy()
+        kept = learned_keep(spec, out["probs"][:, 0], d, out["lungs"]) & ~out["checked"]
+        refit["not_diagnostic"] = {"n": len(refused), "refused": int((~kept).sum())}
+    refit_gate_.spec = replace(spec, training={**spec.training, "refit": refit})
+    return refit_gate_
+
+
+def _measured(predictor, records: list[Record], gate: Gate) -> dict:
+    corpus = Corpus([load_gray(r.path) for r in records], [], [], [], [])
+    measure(corpus, predictor)
+    probs = kind_probs(gate.net, corpus, gate.spec)
+    checked = np.array([bool(c) for c in corpus.checks])
+    return {"features": corpus.features, "probs": probs, "lungs": corpus.lungs, "checked": checked}

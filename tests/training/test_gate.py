@@ -1,10 +1,13 @@
 """The gate's training and its leave-one-kind-out evaluation, on the small samples."""
 
+import contextlib
+import io
 import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from classifier import load_bundle, read_metadata
@@ -12,7 +15,9 @@ from classifier.bundle import load_bundle_members, load_gate, load_segmenter, sa
 from tests.conftest import SAMPLE_MANIFEST
 from training import gate as gate_module
 from training.__main__ import main
+from training.config import TrainConfig
 from training.data import load_gray, read_manifest, records_sha256, split_by_patient
+from training.fit import fit
 from training.gate import FRONTAL, build_corpus, measure
 from training.gate_eval import evaluate_gate, negative_kinds
 from training.negatives import (
@@ -111,12 +116,12 @@ def test_thresholds_keep_at_least_98_percent_of_the_validation_films():
     assert chosen.min_frontal <= 0.5 and chosen.max_distance < distance.max()
 
 
-@pytest.fixture
-def sample_bundle(tiny_bundle_with_lungs, tmp_path, films):
+@pytest.fixture(scope="module")
+def sample_bundle(tiny_bundle_with_lungs, tmp_path_factory, films):
     """The tiny bundle, recorded as trained on the sample films with CONFIG's split."""
     meta, members = load_bundle_members(tiny_bundle_with_lungs)
     training = {"data_sha256": records_sha256(films), "config": CONFIG}
-    path = tmp_path / "sample.safetensors"
+    path = tmp_path_factory.mktemp("gate") / "sample.safetensors"
     save_bundle(
         path,
         members,
@@ -126,36 +131,25 @@ def sample_bundle(tiny_bundle_with_lungs, tmp_path, films):
     return path
 
 
-def test_training_gate_command_writes_a_bundle_whose_predictions_are_assessed(
-    sample_bundle, tmp_path, capsys
-):
-    out, report = tmp_path / "gated.safetensors", tmp_path / "gate.json"
-    code = main(
-        [
-            "gate",
-            "--bundle",
-            str(sample_bundle),
-            "--manifest",
-            str(SAMPLE_MANIFEST),
-            "--not-cxr",
-            str(NOT_CXR),
-            "--out",
-            str(out),
-            "--json",
-            str(report),
-            "--epochs",
-            "1",
-            "--per-kind",
-            "4",
-            "--synthetic",
-            "6",
-            "--variants",
-            "1",
-            "--no-loko",
-        ]
-    )
+@pytest.fixture(scope="module")
+def gated(sample_bundle, tmp_path_factory):
+    """``python -m training gate`` on the sample bundle: its exit code, the bundle it wrote,
+    its JSON report and what it printed."""
+    folder = tmp_path_factory.mktemp("gated")
+    out, report = folder / "gated.safetensors", folder / "gate.json"
+    options = "--epochs 1 --per-kind 4 --synthetic 6 --variants 1 --no-loko".split()
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(
+            ["gate", "--bundle", str(sample_bundle), "--manifest", str(SAMPLE_MANIFEST)]
+            + ["--not-cxr", str(NOT_CXR), "--out", str(out), "--json", str(report), *options]
+        )
+    return code, out, report, printed.getvalue()
+
+
+def test_training_gate_command_writes_a_bundle_whose_predictions_are_assessed(sample_bundle, gated):
+    code, out, report, printed = gated
     assert code == 0
-    printed = capsys.readouterr().out
     assert "Frontal films kept" in printed and f"wrote {out}" in printed
     gate = load_gate(out)
     assert gate is not None and gate.distance is not None
@@ -164,6 +158,32 @@ def test_training_gate_command_writes_a_bundle_whose_predictions_are_assessed(
     assert read_metadata(out).training == read_metadata(sample_bundle).training
     (result,) = load_bundle(out, device="cpu").predict([Image.new("L", (90, 90), 7)], cam=False)
     assert not result.assessment.assessable and "p_frontal_cxr" in result.assessment.scores
+
+
+def test_a_retrained_bundle_carries_the_gate_network_refitted_with_the_radiologists_answers(
+    gated, films, tmp_path
+):
+    _, source, _, _ = gated
+    config = TrainConfig(
+        archs=["mobilenet_v2", "vgg11_bn"],
+        epochs=[1],
+        strategy="features",
+        init=str(source),
+        input_size=64,
+        batch_size=16,
+        device="cpu",
+        gate=str(source),
+    )
+    out = tmp_path / "retrained.safetensors"
+    fit(films, out, config, progress=False, gate_frontal=films[:3], gate_refused=films[3:5])
+    before, after = load_gate(source), load_gate(out)
+    for key, value in before.net.state_dict().items():
+        assert torch.equal(after.net.state_dict()[key], value), key
+    assert not torch.equal(before.distance.mean, after.distance.mean)
+    refit = after.spec.training["refit"]
+    assert refit["assessable_after_all"] == 3
+    assert refit["not_diagnostic"]["n"] == 2 and 0 <= refit["not_diagnostic"]["refused"] <= 2
+    assert after.spec.max_distance is not None
 
 
 def test_the_gate_command_refuses_films_the_bundle_was_not_trained_on(sample_bundle, tmp_path):
