@@ -167,3 +167,30 @@ def tiny_bundle_with_lungs(tiny_bundle, tmp_path_factory) -> Path:
 @pytest.fixture
 def sample_images() -> list[Path]:
     return sorted((SAMPLE_DIR / "images").glob("*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_with_gate(tiny_bundle_with_lungs, tmp_path_factory) -> Path:
+    """``tiny_bundle_with_lungs`` with a random gate network and a feature distance fitted on
+    the tiny ensemble's features of a few sample X-rays, thresholds that keep everything."""
+    from dataclasses import replace
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from classifier import load_bundle
+    from classifier.bundle import Gate, load_bundle_members, load_segmenter, save_bundle
+    from classifier.gate import GateSpec, gate_net
+    from training.gate import fit_distance
+
+    torch.manual_seed(0)
+    films = [Image.open(f) for f in sorted((SAMPLE_DIR / "images").glob("*.jpg"))[:12]]
+    predictor = load_bundle(tiny_bundle_with_lungs, device="cpu", gate=False)
+    features = np.stack([r.features for r in predictor.predict(films, cam=False, features=True)])
+    spec = replace(GateSpec(), min_frontal=0.0, max_distance=1e12)
+    gate = Gate(spec, gate_net(spec).eval(), fit_distance(features, rank=8))
+    meta, members = load_bundle_members(tiny_bundle_with_lungs)
+    path = tmp_path_factory.mktemp("bundles") / "tiny-gate.safetensors"
+    save_bundle(path, members, meta, segmenter=load_segmenter(tiny_bundle_with_lungs), gate=gate)
+    return path

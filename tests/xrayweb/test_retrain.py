@@ -211,3 +211,27 @@ def test_retrain_sees_films_as_the_active_version_does(db, tiny_bundle_with_lung
     assert (candidate.intensity, candidate.crop) == ("equalize", "content")
     assert {k: candidate.training["config"][k] for k in recipe} == recipe
     assert candidate.segmenter == read_metadata(path).segmenter
+
+
+def test_retrain_carries_the_active_versions_gate_refitted_with_the_radiologists_overrules(
+    predicted, radiologist, tiny_bundle_with_gate
+):
+    import torch
+
+    from classifier.bundle import load_gate
+    from xrayweb.inference.services import model_version_register
+
+    refused = {"assessable": False, "reasons": ["a near-constant image"], "scores": {}}
+    after_all = predicted({"normal": 0.9}, gate=refused)
+    review_submit(study=after_all, reviewer=radiologist, label="normal", assessability="assessable")
+    blurred = predicted({"normal": 0.9})
+    review_submit(study=blurred, reviewer=radiologist, assessability="not_diagnostic")
+    active = model_version_register(bundle_path=tiny_bundle_with_gate, name="gated", activate=True)
+    call_command("retrain", "--manifest", str(SAMPLE_MANIFEST), *FAST)
+    candidate = ModelVersion.objects.exclude(pk=active.pk).exclude(name="tiny").get()
+    before, after = load_gate(tiny_bundle_with_gate), load_gate(candidate.bundle_path)
+    for key, value in before.net.state_dict().items():
+        assert torch.equal(after.net.state_dict()[key], value), key
+    refit = after.spec.training["refit"]
+    assert refit["assessable_after_all"] == 1 and refit["not_diagnostic"]["n"] == 1
+    assert candidate.training["config"]["gate"] == str(tiny_bundle_with_gate.resolve())

@@ -33,6 +33,7 @@ from xrayweb.inference.services import (
     promotion_gate,
 )
 from xrayweb.review.models import Review
+from xrayweb.review.selectors import studies_gate_overrules
 from xrayweb.studies.models import Overrule, ReviewState, Study
 
 
@@ -107,7 +108,26 @@ def _as_active_sees(config: TrainConfig, active) -> TrainConfig:
     changes = {key: recipe[key] for key in SEEING if key in recipe}
     if config.segmenter is None and meta.segmenter:
         changes["segmenter"] = active.bundle_path
+    if config.gate is None and meta.gate:
+        changes["gate"] = active.bundle_path
     return replace(config, **changes)
+
+
+def gate_overrule_records() -> dict[str, list[Record]]:
+    """The films radiologists found assessable after all, and not diagnostic, as records for
+    refitting the gate (training.gate.refit_gate)."""
+    return {
+        key: [
+            Record(
+                path=local_copy(study.image.name),
+                label=study.final_label,
+                patient_id=patient_key(study.patient_id),
+                source="xrayweb",
+            )
+            for study in studies
+        ]
+        for key, studies in studies_gate_overrules().items()
+    }
 
 
 def model_retrain(
@@ -157,9 +177,17 @@ def model_retrain(
     if active is not None:
         config = _as_active_sees(config, active)
     out = settings.MODEL_DIR / f"{run}.safetensors"
+    overrules = gate_overrule_records() if config.gate else {}
     try:
         meta = fit(
-            train, out, config, progress=progress, data_sources=provenance, test_records=locked
+            train,
+            out,
+            config,
+            progress=progress,
+            data_sources=provenance,
+            test_records=locked,
+            gate_frontal=overrules.get("assessable", []),
+            gate_refused=overrules.get("not_diagnostic", []),
         )
     except (ValueError, BundleError) as exc:
         raise ApplicationError(str(exc)) from exc
