@@ -66,6 +66,9 @@ class GateSpec:
     min_lung_area: float | None = None
     max_lung_area: float | None = None
     min_lung_side: float | None = None
+    # ...and the smaller half's lung area is at least this share of the larger half's (a
+    # lateral film's one lung shadow sits off to one side or in the middle).
+    min_lung_balance: float | None = None
     created_at: str = ""
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -202,12 +205,17 @@ class FeatureDistance(nn.Module):
 
 
 def lung_stats(mask: np.ndarray) -> dict[str, float]:
-    """A lung mask's area share, and the lung share of the image's left and right halves."""
+    """A lung mask's area share, the lung share of the image's left and right halves, and
+    the smaller of those two over the larger (0 when there is no lung)."""
     half = mask.shape[1] // 2
+    left = float(mask[:, :half].mean()) if half else 0.0
+    right = float(mask[:, half:].mean())
+    balance = min(left, right) / max(left, right) if max(left, right) > 0 else 0.0
     return {
         "lung_area": float(mask.mean()),
-        "lung_left": float(mask[:, :half].mean()) if half else 0.0,
-        "lung_right": float(mask[:, half:].mean()),
+        "lung_left": left,
+        "lung_right": right,
+        "lung_balance": balance,
     }
 
 
@@ -235,13 +243,15 @@ def assess(
             reasons.append(UNLIKE_TRAINING)
     if lungs is not None:
         scores |= {k: round(v, 4) for k, v in lungs.items()}
-        reasons += _lung_reasons(spec, lungs)
+        reasons += lung_reasons(spec, lungs)
     return Assessment(assessable=not reasons, reasons=reasons, scores=scores)
 
 
-def _lung_reasons(spec: GateSpec, lungs: dict[str, float]) -> list[str]:
-    if spec.min_lung_side is not None and min(lungs["lung_left"], lungs["lung_right"]) < (
-        spec.min_lung_side
+def lung_reasons(spec: GateSpec, lungs: dict[str, float]) -> list[str]:
+    side = min(lungs["lung_left"], lungs["lung_right"])
+    one_sided = spec.min_lung_side is not None and side < spec.min_lung_side
+    if one_sided or (
+        spec.min_lung_balance is not None and lungs.get("lung_balance", 1.0) < spec.min_lung_balance
     ):
         return ["both lungs are not in view"]
     area = lungs["lung_area"]

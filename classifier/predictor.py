@@ -201,7 +201,7 @@ class Predictor:
             class_sets = [predicted] + [torch.full_like(predicted, c) for c in extra]
             for member, acts in zip(self.members, activations, strict=True):
                 maps[member.name] = self._cams(member, acts, batch, class_sets)
-        kinds, distances, pooled = self._gate_scores(arrays, activations)
+        kinds, distances, pooled = self._gate_scores(arrays, contents, activations)
         results = []
         for i, array in enumerate(arrays):
             seen = scale_box(boxes[i], array.shape, cam_shapes[i])
@@ -232,13 +232,17 @@ class Predictor:
             results.append(result)
         return results
 
-    def _gate_scores(self, arrays, activations):
-        """The gate network's kind probabilities and the feature distance, per image (Nones
-        without a gate), and the pooled features they were measured on."""
+    def _gate_scores(self, arrays, contents, activations):
+        """The gate network's kind probabilities (on each image inside its uniform borders:
+        letterboxing is no sign of a CT) and the feature distance, per image (Nones without a
+        gate), and the pooled features they were measured on."""
         pooled = pooled_features(activations).cpu()
         if self.gate is None:
             return None, None, pooled
-        gray = gray_batch(arrays, self.gate_spec.input_size).to(self.device)
+        if self.meta.crop == "none":
+            contents = [content_box(a) for a in arrays]
+        crops = [crop(a, c) for a, c in zip(arrays, contents, strict=True)]
+        gray = gray_batch(crops, self.gate_spec.input_size).to(self.device)
         with torch.inference_mode():
             kinds = self.gate.net(gate_input(gray)).float().softmax(1).cpu().numpy()
             distances = None

@@ -26,9 +26,10 @@ from classifier.gate import (
     GateSpec,
     gate_input,
     gate_net,
+    lung_reasons,
     lung_stats,
 )
-from classifier.preprocess import gray_batch, to_gray_array
+from classifier.preprocess import content_box, crop, gray_batch, to_gray_array
 from training.data import Record, load_gray, split_by_patient
 from training.loop import seed_everything
 from training.negatives import Negative
@@ -107,7 +108,8 @@ def measure(corpus: Corpus, predictor, *, batch: int = 32) -> Corpus:
             lungs.append(None if result.lung_mask is None else lung_stats(result.lung_mask))
     corpus.checks, corpus.lungs = checks, lungs
     corpus.features = np.stack(features).astype(np.float32)
-    corpus.small = gray_batch([to_gray_array(img) for img in corpus.images], STORE_SIZE)
+    arrays = [to_gray_array(img) for img in corpus.images]
+    corpus.small = gray_batch([crop(a, content_box(a)) for a in arrays], STORE_SIZE)
     return corpus
 
 
@@ -132,11 +134,23 @@ def fit_distance(features: np.ndarray, rank: int = 128) -> FeatureDistance:
     return distance.eval()
 
 
+def _border(image: torch.Tensor) -> torch.Tensor:
+    """Black or white bands of up to 12% on each side, back at the same size: what a
+    content crop may leave of a film's letterboxing."""
+    side = image.shape[-1]
+    pads = [int(side * float(f)) for f in torch.empty(4).uniform_(0, 0.12)]
+    value = float(torch.randint(0, 2, (1,)))
+    padded = F.pad(image[None], pads, value=value)
+    return F.interpolate(padded, size=image.shape[-2:], mode="bilinear", antialias=True)[0]
+
+
 def _augment(batch: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    crop = v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.85, 1.18), antialias=True)
+    resized_crop = v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.85, 1.18), antialias=True)
     out = []
     for image in batch:
-        image = crop(v2.functional.rotate(image, float(torch.empty(1).uniform_(-8, 8))))
+        if torch.rand(1, generator=generator) < 0.3:
+            image = _border(image)
+        image = resized_crop(v2.functional.rotate(image, float(torch.empty(1).uniform_(-8, 8))))
         if torch.rand(1, generator=generator) < 0.5:
             image = image.flip(-1)
         gamma = float(torch.empty(1).uniform_(0.7, 1.4))
@@ -188,6 +202,16 @@ def kind_probs(net, corpus: Corpus, spec: GateSpec) -> np.ndarray:
     return net(gate_input(small.clamp(0, 1))).softmax(1).numpy()
 
 
+# Margins on the lung-field thresholds beyond what the validation films span: other
+# hospitals collimate tighter or wider (Montgomery's lungs fill up to 40% of its films).
+LUNG_MARGIN = {
+    "min_lung_area": 0.7,
+    "max_lung_area": 1.3,
+    "min_lung_side": 0.5,
+    "min_lung_balance": 0.7,
+}
+
+
 def choose_thresholds(
     spec: GateSpec,
     p_frontal: np.ndarray,
@@ -203,15 +227,17 @@ def choose_thresholds(
     stats = [s for s in lungs if s is not None]
     side = np.array([min(s["lung_left"], s["lung_right"]) for s in stats])
     area = np.array([s["lung_area"] for s in stats])
+    balance = np.array([s["lung_balance"] for s in stats])
     tail = 1 - per_layer
     while True:
         chosen = replace(
             spec,
             min_frontal=float(min(0.5, np.quantile(p_frontal, tail))),
             max_distance=float(np.quantile(distance, 1 - tail)),
-            min_lung_side=float(np.quantile(side, tail)) if len(side) else None,
-            min_lung_area=float(np.quantile(area, tail)) if len(area) else None,
-            max_lung_area=float(np.quantile(area, 1 - tail)) if len(area) else None,
+            min_lung_side=_margin("min_lung_side", side, tail),
+            min_lung_area=_margin("min_lung_area", area, tail),
+            max_lung_area=_margin("max_lung_area", area, 1 - tail),
+            min_lung_balance=_margin("min_lung_balance", balance, tail),
         )
         kept = learned_keep(chosen, p_frontal, distance, lungs)
         if kept.mean() >= keep or tail < 1e-4:
@@ -219,12 +245,14 @@ def choose_thresholds(
         tail /= 2
 
 
+def _margin(key: str, values: np.ndarray, q: float) -> float | None:
+    return float(np.quantile(values, q) * LUNG_MARGIN[key]) if len(values) else None
+
+
 def learned_keep(spec: GateSpec, p_frontal, distance, lungs) -> np.ndarray:
     """Which images the learned layers (network, distance, lungs) keep."""
-    from classifier.gate import _lung_reasons
-
     kept = (p_frontal >= spec.min_frontal) & (distance <= spec.max_distance)
-    lung_ok = np.array([s is None or not _lung_reasons(spec, s) for s in lungs])
+    lung_ok = np.array([s is None or not lung_reasons(spec, s) for s in lungs])
     return kept & lung_ok
 
 

@@ -3,9 +3,11 @@ per kind of non-frontal image the share caught and the AUROC of each learned sco
 gate trained on every kind and leave-one-kind-out (trained without the kind it is tested on).
 """
 
+import sys
+
 import numpy as np
 
-from classifier.gate import GateSpec
+from classifier.gate import GateSpec, lung_reasons
 from training.gate import FRONTAL, Corpus, build_corpus, fit_gate, learned_keep, measure
 from training.metrics import _auc, rate
 
@@ -25,12 +27,14 @@ def verdicts(corpus: Corpus, spec: GateSpec, scores: dict) -> dict[str, np.ndarr
 def kind_row(corpus: Corpus, spec: GateSpec, scores: dict, rows: np.ndarray, frontal) -> dict:
     v = verdicts(corpus, spec, scores)
     network = scores["probs"][:, 0] < spec.min_frontal
+    lungs = np.array([s is not None and bool(lung_reasons(spec, s)) for s in corpus.lungs])
     return {
         "n": len(rows),
         "caught": rate(v["refused"][rows]),
         "caught_by_checks": rate(v["checks"][rows]),
         "caught_by_network": rate(network[rows]),
         "caught_by_distance": rate((scores["distance"] > spec.max_distance)[rows]),
+        "caught_by_lungs": rate(lungs[rows]),
         "auroc_network": _auroc(corpus, rows, frontal, 1 - scores["probs"][:, 0]),
         "auroc_distance": _auroc(corpus, rows, frontal, scores["distance"]),
     }
@@ -75,6 +79,7 @@ def evaluate_gate(corpus: Corpus, *, epochs: int = 12, loko: bool = True, seed: 
     if loko:
         report["leave_one_kind_out"] = {}
         for kind in negative_kinds(corpus):
+            print(f"gate: leaving out {kind}", file=sys.stderr, flush=True)
             spec_k, scores_k = fit_gate(corpus, exclude=kind, epochs=epochs, seed=seed)
             row = kind_row(corpus, spec_k.spec, scores_k, corpus.where(kind=kind), frontal_test)
             row["frontal_test_kept"] = keep_table(corpus, spec_k.spec, scores_k)["test"]["all"]
@@ -86,7 +91,14 @@ def evaluate_gate(corpus: Corpus, *, epochs: int = 12, loko: bool = True, seed: 
     return gate, report
 
 
-_THRESHOLDS = ("min_frontal", "max_distance", "min_lung_side", "min_lung_area", "max_lung_area")
+_THRESHOLDS = (
+    "min_frontal",
+    "max_distance",
+    "min_lung_side",
+    "min_lung_balance",
+    "min_lung_area",
+    "max_lung_area",
+)
 
 
 def _counts(corpus: Corpus) -> dict:
@@ -125,10 +137,14 @@ def format_gate(report: dict) -> str:
 
 
 def _kind_lines(table: dict) -> list[str]:
-    head = f"  {'kind':<12}{'caught':>28}{'network':>9}{'dist.':>8}{'AUROC net':>10}{'dist.':>7}"
+    head = (
+        f"  {'kind':<12}{'caught':>28}{'checks':>8}{'network':>9}{'dist.':>7}{'lungs':>7}"
+        f"{'AUROC net':>10}{'dist.':>7}"
+    )
     rows = [
-        f"  {kind:<12}{_pct(r['caught']):>28}{_f(r['caught_by_network']['rate']):>9}"
-        f"{_f(r['caught_by_distance']['rate']):>8}{_f(r['auroc_network']):>10}"
+        f"  {kind:<12}{_pct(r['caught']):>28}{_f(r['caught_by_checks']['rate']):>8}"
+        f"{_f(r['caught_by_network']['rate']):>9}{_f(r['caught_by_distance']['rate']):>7}"
+        f"{_f(r['caught_by_lungs']['rate']):>7}{_f(r['auroc_network']):>10}"
         f"{_f(r['auroc_distance']):>7}"
         for kind, r in table.items()
     ]

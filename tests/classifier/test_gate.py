@@ -65,6 +65,7 @@ def _spec(**changes) -> GateSpec:
         "min_lung_side": 0.1,
         "min_lung_area": 0.1,
         "max_lung_area": 0.5,
+        "min_lung_balance": 0.5,
     }
     return replace(GateSpec(), **(thresholds | changes))
 
@@ -98,6 +99,7 @@ def test_the_feature_distance_refuses_what_is_unlike_the_training_films():
     ("lungs", "words"),
     [
         ({"lung_area": 0.15, "lung_left": 0.3, "lung_right": 0.0}, "both lungs"),
+        ({"lung_area": 0.2, "lung_left": 0.3, "lung_right": 0.12, "lung_balance": 0.4}, "both"),
         ({"lung_area": 0.02, "lung_left": 0.2, "lung_right": 0.2}, "too little lung"),
         ({"lung_area": 0.9, "lung_left": 0.9, "lung_right": 0.9}, "implausibly large"),
     ],
@@ -113,7 +115,7 @@ def test_lung_stats_measure_each_half_of_the_image():
     mask[2:8, 2:8] = True  # only the left half has lung
     stats = lung_stats(mask)
     assert stats["lung_right"] == 0.0 and stats["lung_left"] == pytest.approx(36 / 100)
-    assert stats["lung_area"] == pytest.approx(36 / 200)
+    assert stats["lung_area"] == pytest.approx(36 / 200) and stats["lung_balance"] == 0.0
 
 
 def test_deterministic_reasons_come_first_and_without_a_gate_nothing_else_votes():

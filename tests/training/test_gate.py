@@ -106,7 +106,7 @@ def test_leave_one_kind_out_trains_each_gate_without_the_kind_it_is_scored_on(
 def test_thresholds_keep_at_least_98_percent_of_the_validation_films():
     rng = np.random.default_rng(0)
     lungs = [
-        {"lung_area": a, "lung_left": a, "lung_right": b}
+        {"lung_area": a, "lung_left": a, "lung_right": b, "lung_balance": min(a, b) / max(a, b)}
         for a, b in zip(rng.uniform(0.1, 0.4, 300), rng.uniform(0.1, 0.4, 300), strict=True)
     ]
     p_frontal, distance = rng.beta(8, 1, 300), rng.gamma(5, 10, 300)

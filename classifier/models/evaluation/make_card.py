@@ -53,6 +53,34 @@ cv = json.loads((EV / "cv-issue14-recipe.json").read_text())
 cv0 = json.loads((EV / "cv-baseline-recipe.json").read_text())
 
 
+def gate_section() -> str:
+    """The gate's figures, from `evaluation/gate.sh`'s JSON and the gate bench run."""
+    from training.gate_eval import format_gate
+
+    g = json.loads((EV / "gate.json").read_text())
+    gb = json.loads(
+        sorted(Path("classifier/benchmarks").glob("*-cpu-issue15-gate.json"))[-1].read_text()
+    )
+    run = (EV / "gate.txt").read_text().strip().splitlines()[-1]
+    loko = g["leave_one_kind_out_pooled"]
+    return f"""
+## Not assessable: the gate
+
+`bash classifier/models/evaluation/gate.sh` ({run}; [JSON](evaluation/gate.json)): the gate
+network trained from scratch on this bundle's own split of its films and on non-frontal images
+(real laterals and CT slices of ../shared/data/not-cxr, and kinds made from films, package
+files and nothing), the feature distance fitted on the training split's films, every threshold
+on the validation split's. Over the kinds it never saw (leave-one-kind-out), it caught
+{rate(loko)} of the images. What it costs: b/b° = {gb["b_over_b_no_gate"]:.3f} in
+`classifier.bench` ([JSON](../benchmarks/{sorted(Path("classifier/benchmarks").glob("*-cpu-issue15-gate.json"))[-1].name})).
+The table and its limits are in [classifier/README.md](../README.md#not-assessable-the-gate).
+
+```
+{format_gate(g)}
+```
+"""
+
+
 def cpu(m):
     path = "AMX" if m["amx"] else ("avx512_bf16, no AMX" if m["avx512_bf16"] else "no bf16 flags")
     return f"{m['cpu']} ({m['cores']} cores, {path})"
@@ -299,5 +327,6 @@ repeat): prediction + Grad-CAM + lung mask {b["cam_ips"]:.2f} images/s (b), with
 {b["cam_no_lungs_ips"]:.2f} (b/b- = {b["b_over_b_no_lungs"]:.2f}), forward pass alone {b["forward_ips"]:.2f} (b/c = {b["b_over_c"]:.2f}),
 pytorch-grad-cam {b["naive_ips"]:.2f} (a/b = {b["a_over_b"]:.1f}), with test-time zooms {b["cam_tta_ips"]:.2f} (d/b = {b["tta_over_b"]:.2f}).
 """
+text += gate_section()
 Path("classifier/models/MODEL_CARD.md").write_text(text)
 print(len(text.splitlines()), "lines")
