@@ -225,7 +225,7 @@ class Predictor:
                 scores=checks[i][1],
                 kind_probs=None if kinds is None else kinds[i],
                 distance=None if distances is None else float(distances[i]),
-                lungs=None if masks[i] is None or self.gate is None else lung_stats(masks[i]),
+                lungs=None if masks[i] is None else lung_stats(masks[i]),
             )
             if features:
                 result.features = pooled[i].numpy()

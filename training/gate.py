@@ -27,7 +27,6 @@ from classifier.gate import (
     gate_input,
     gate_net,
     lung_reasons,
-    lung_stats,
 )
 from classifier.preprocess import content_box, crop, gray_batch, to_gray_array
 from training.data import Record, load_gray, split_by_patient
@@ -36,6 +35,7 @@ from training.negatives import Negative
 
 FRONTAL = "frontal_cxr"
 STORE_SIZE = 80  # grey copies are kept at this size; training crops them to the input size
+LUNG_KEYS = ("lung_area", "lung_left", "lung_right", "lung_balance")
 
 
 @dataclass
@@ -51,7 +51,8 @@ class Corpus:
     checks: list[list[str]] = field(default_factory=list)
     features: np.ndarray | None = None
     lungs: list[dict | None] = field(default_factory=list)
-    small: torch.Tensor | None = None  # Nx1xSxS grey copies
+    small: torch.Tensor | None = None  # Nx1xSxS grey copies, for training
+    inputs: torch.Tensor | None = None  # the gate network's input, as the Predictor makes it
 
     def where(self, *, split: str | None = None, kind: str | None = None) -> np.ndarray:
         keep = np.ones(len(self.kinds), dtype=bool)
@@ -98,18 +99,22 @@ def build_corpus(
 
 
 def measure(corpus: Corpus, predictor, *, batch: int = 32) -> Corpus:
-    """What the bundle's Predictor (loaded without its gate) sees in every image."""
+    """What the bundle's Predictor (loaded without its gate) sees in every image: exactly the
+    deterministic checks, features and lung statistics that its gate will judge, and the gate
+    network's input as the Predictor makes it."""
     checks, features, lungs = [], [], []
     for start in range(0, len(corpus.images), batch):
         chunk = corpus.images[start : start + batch]
         for result in predictor.predict(chunk, cam=False, features=True):
-            checks.append(result.assessment.reasons)
+            checks.append([r for r in result.assessment.reasons])
             features.append(result.features)
-            lungs.append(None if result.lung_mask is None else lung_stats(result.lung_mask))
+            scores = result.assessment.scores
+            lungs.append({k: scores[k] for k in LUNG_KEYS} if "lung_area" in scores else None)
     corpus.checks, corpus.lungs = checks, lungs
     corpus.features = np.stack(features).astype(np.float32)
-    arrays = [to_gray_array(img) for img in corpus.images]
-    corpus.small = gray_batch([crop(a, content_box(a)) for a in arrays], STORE_SIZE)
+    crops = [crop(a, content_box(a)) for a in (to_gray_array(img) for img in corpus.images)]
+    corpus.small = gray_batch(crops, STORE_SIZE)
+    corpus.inputs = gray_batch(crops, GateSpec().input_size)
     return corpus
 
 
@@ -196,10 +201,10 @@ def train_net(
 
 @torch.inference_mode()
 def kind_probs(net, corpus: Corpus, spec: GateSpec) -> np.ndarray:
-    """p(kind) for every image of the corpus, from its grey copy at the input size (as the
-    Predictor makes it: the whole image squashed to a square)."""
-    small = F.interpolate(corpus.small, size=spec.input_size, mode="bilinear", antialias=True)
-    return net(gate_input(small.clamp(0, 1))).softmax(1).numpy()
+    """p(kind) for every image of the corpus, from the input the Predictor would give it."""
+    if corpus.inputs.shape[-1] != spec.input_size:
+        raise ValueError("the corpus was measured for another gate input size")
+    return net(gate_input(corpus.inputs)).softmax(1).numpy()
 
 
 # Margins on the lung-field thresholds beyond what the validation films span: other

@@ -81,3 +81,44 @@ def test_default_bundle_masks_match_the_manual_masks_of_the_sample_films():
     records = [r for r in read_manifest(LUNGS_MANIFEST) if r.source == "montgomery"]
     report = dice_report(net, records, spec, device=net.out.weight.device, bf16=False)
     assert report["dice_mean"] >= 0.93
+
+
+def test_default_bundle_ships_its_gate_with_the_figures_it_was_measured_at():
+    from classifier.bundle import load_gate
+
+    gate = load_gate(DEFAULT_BUNDLE)
+    assert gate is not None and gate.distance is not None
+    metrics = gate.spec.metrics
+    assert set(metrics["leave_one_kind_out"]) >= {"lateral_cxr", "ct_axial", "photo", "text"}
+    # Measured by evaluation/gate.sh: 0.977 of the test split's films kept, 0.971 of
+    # Montgomery's, 0.980 of the never-seen kinds caught.
+    assert metrics["keep"]["test"]["all"]["rate"] >= 0.97
+    assert metrics["keep"]["external"]["montgomery"]["rate"] >= 0.97
+    assert metrics["leave_one_kind_out_pooled"]["rate"] >= 0.9
+
+
+def test_default_bundle_keeps_frontal_films_and_refuses_what_it_cannot_read():
+    import matplotlib
+    from PIL import ImageOps
+
+    from tests.conftest import LUNGS_DIR, LUNGS_MANIFEST
+
+    predictor = load_bundle(DEFAULT_BUNDLE, device="cpu")
+
+    def kept(folder, rows):
+        results = predictor.predict([Image.open(folder / r["file"]) for r in rows], cam=False)
+        return [r.assessment.assessable for r in results]
+
+    test_rows = [r for r in csv.DictReader(SAMPLE_MANIFEST.open()) if r["split"] == "test"]
+    # Measured 44 of 46 unseen sample films and 19 of 20 lung-set films when it shipped.
+    assert sum(kept(SAMPLE_DIR, test_rows)) >= 42
+    assert sum(kept(LUNGS_DIR, list(csv.DictReader(LUNGS_MANIFEST.open())))) >= 18
+    not_cxr = SAMPLE_DIR.parent / "not_cxr_sample"
+    rows = list(csv.DictReader((not_cxr / "manifest.csv").open()))
+    verdicts = kept(not_cxr, rows)
+    assert not any(v for v, r in zip(verdicts, rows, strict=True) if r["gate_split"] == "test")
+    assert sum(verdicts) <= 1  # measured 0 of 12
+    film = Image.open(SAMPLE_DIR / test_rows[0]["file"]).convert("L")
+    photo = Image.open(f"{matplotlib.get_data_path()}/sample_data/grace_hopper.jpg")
+    made = [film.rotate(90, expand=True), ImageOps.invert(film), photo.convert("L"), photo]
+    assert not any(r.assessment.assessable for r in predictor.predict(made, cam=False))
