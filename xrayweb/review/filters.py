@@ -54,9 +54,11 @@ def _yes_no(qs, condition: Q, value: str):
 
 class WorklistFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Patient ID or accession")
-    status = django_filters.ChoiceFilter(choices=Study.Status.choices)
+    status = django_filters.ChoiceFilter(choices=Study.Status.choices, label="Status")
     review_state = django_filters.ChoiceFilter(choices=ReviewState.choices, label="Reading")
-    reviewed = django_filters.ChoiceFilter(choices=YES_NO, method="filter_reviewed")
+    reviewed = django_filters.ChoiceFilter(
+        choices=YES_NO, method="filter_reviewed", label="Reviewed"
+    )
     needs_me = django_filters.ChoiceFilter(
         choices=[("yes", "yes")], method="filter_needs_me", label="Needs my reading"
     )
@@ -73,19 +75,29 @@ class WorklistFilter(django_filters.FilterSet):
     outside_lungs = django_filters.ChoiceFilter(
         choices=YES_NO, method="filter_outside_lungs", label="Looked outside the lungs"
     )
-    date_from = django_filters.DateFilter(field_name="created_at", lookup_expr="date__gte")
-    date_to = django_filters.DateFilter(field_name="created_at", lookup_expr="date__lte")
+    date_from = django_filters.DateFilter(
+        field_name="created_at", lookup_expr="date__gte", label="Uploaded from"
+    )
+    date_to = django_filters.DateFilter(
+        field_name="created_at", lookup_expr="date__lte", label="Uploaded until"
+    )
     model_version = django_filters.ModelChoiceFilter(
         field_name="current_prediction__model_version",
         queryset=ModelVersion.objects.all(),
         to_field_name="name",
+        label="Model version",
     )
-    predicted = django_filters.CharFilter(field_name="current_prediction__label")
-    confirmed = django_filters.CharFilter(field_name="final_label")
-    site = django_filters.CharFilter(field_name="site")
-    view = django_filters.CharFilter(field_name="view")
+    predicted = django_filters.CharFilter(
+        field_name="current_prediction__label", label="Predicted label"
+    )
+    confirmed = django_filters.CharFilter(field_name="final_label", label="Final label")
+    site = django_filters.CharFilter(field_name="site", label="Site")
+    view = django_filters.CharFilter(field_name="view", label="View")
     sort = django_filters.ChoiceFilter(
-        choices=[(k, v[0]) for k, v in SORTS.items() if k], method="sort_by", empty_label="—"
+        choices=[(k, v[0]) for k, v in SORTS.items() if k],
+        method="sort_by",
+        empty_label="—",
+        label="Sort",
     )
 
     class Meta:
