@@ -114,6 +114,7 @@ def test_warm_up_runs_one_full_batch_with_cam_and_changes_no_result(tiny_bundle,
     before = predictor.predict([image], cam=False)[0].probabilities
     spy = mocker.spy(predictor, "_predict_batch")
     predictor.warm_up()
-    (images, cam, extra), _ = spy.call_args
+    (images, cam, extra, features), _ = spy.call_args
     assert spy.call_count == 1 and len(images) == 3 and cam is True and extra == []
+    assert features is False
     assert predictor.predict([image], cam=False)[0].probabilities == pytest.approx(before)
