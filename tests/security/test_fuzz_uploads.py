@@ -112,3 +112,69 @@ def test_every_prefix_of_a_seed_file_is_handled(filename):
     data = SEEDS[filename]
     for end in range(0, len(data), max(1, len(data) // 97)):
         _check(data[:end], filename)
+
+
+@st.composite
+def odd_images(draw):
+    """Images an upload may carry: any mode, size and aspect, constant, noisy or banded."""
+    mode = draw(st.sampled_from(["L", "RGB", "RGBA", "LA", "P", "I;16"]))
+    width, height = draw(st.integers(32, 400)), draw(st.integers(32, 400))
+    kind = draw(st.sampled_from(["constant", "noise", "bands"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    top = 65535 if mode == "I;16" else 255
+    if kind == "constant":
+        array = np.full((height, width), draw(st.integers(0, top)))
+    elif kind == "noise":
+        array = rng.integers(0, top + 1, (height, width))
+    else:
+        array = (np.arange(width)[None, :] // 7 % 2 * top).repeat(height, 0)
+    dtype = np.uint16 if mode == "I;16" else np.uint8
+    image = Image.fromarray(array.astype(dtype))
+    return image if mode == "I;16" else image.convert(mode)
+
+
+@pytest.fixture(scope="module")
+def gated_predictor(tiny_bundle_with_gate):
+    from classifier import load_bundle
+
+    return load_bundle(tiny_bundle_with_gate, device="cpu", batch_size=1)
+
+
+def _assess(predictor, data: bytes, filename: str) -> None:
+    """Whatever passes the upload's validation, the gate judges: an assessment with reasons
+    in words and finite scores, never an exception (the worker would fail the study)."""
+    import json
+    import math
+
+    try:
+        if looks_like_dicom(data, filename):
+            data = dicom_decode(data=data, filename=filename).png
+        validated = image_validate(data=data, filename=filename)
+    except ApplicationError as exc:
+        assert 400 <= exc.status < 500
+        return
+    image = Image.open(io.BytesIO(validated.data))
+    image.load()
+    (result,) = predictor.predict([image], cam=True)
+    verdict = result.assessment.to_dict()
+    assert isinstance(verdict["assessable"], bool)
+    assert all(isinstance(r, str) and r for r in verdict["reasons"])
+    assert verdict["assessable"] == (not verdict["reasons"])
+    assert all(v is None or math.isfinite(v) for v in verdict["scores"].values())
+    json.dumps(verdict)
+
+
+@FUZZ
+@given(case=mutated())
+def test_the_gate_judges_every_mutated_file_that_passes_the_upload(gated_predictor, case):
+    _assess(gated_predictor, *case)
+
+
+@FUZZ
+@given(image=odd_images(), fmt=st.sampled_from(["PNG", "JPEG"]))
+def test_the_gate_judges_images_of_any_mode_size_and_content(gated_predictor, image, fmt):
+    out = io.BytesIO()
+    if fmt == "JPEG" and image.mode not in {"L", "RGB"}:
+        image = image.convert("L" if image.mode in {"LA", "I;16"} else "RGB")
+    image.save(out, format=fmt)
+    _assess(gated_predictor, out.getvalue(), f"x.{fmt.lower()}")
