@@ -97,23 +97,18 @@ class Assessment:
         return {"assessable": self.assessable, "reasons": list(self.reasons), "scores": self.scores}
 
 
-def image_checks(image: Image.Image | np.ndarray, limits: Limits) -> tuple[list[str], dict]:
-    """The deterministic checks on a decoded image, before it is made grey: reasons and scores.
+def image_checks(
+    image: Image.Image | np.ndarray, gray: np.ndarray, limits: Limits
+) -> tuple[list[str], dict]:
+    """The deterministic checks: reasons and scores. ``gray`` is the image as
+    ``classifier.preprocess.to_gray_array`` made it; the colour check reads ``image`` itself.
     Large images are judged on every n-th pixel (at most about 512 a side)."""
-    array = np.asarray(image.convert("RGB") if _colour_pil(image) else image)
-    height, width = array.shape[:2]
+    height, width = gray.shape
     aspect = max(height, width) / max(1, min(height, width))
     step = max(1, max(height, width) // 512)
-    array = array[::step, ::step]
-    chroma = 0.0
-    if array.ndim == 3 and array.shape[-1] >= 3:
-        rgb = _unit(array[..., :3])
-        chroma = float(np.abs(rgb - np.roll(rgb, 1, axis=-1)).mean())
-        gray = rgb.mean(axis=-1)
-    else:
-        gray = _unit(array if array.ndim == 2 else array[..., 0])
-    low, high = np.percentile(gray, [1, 99])
+    low, high = np.percentile(gray[::step, ::step], [1, 99])
     span = float(high - low)
+    chroma = _chroma(image, step)
     reasons = []
     if chroma > limits.max_chroma:
         reasons.append("a colour image (X-rays are grey)")
@@ -124,20 +119,22 @@ def image_checks(image: Image.Image | np.ndarray, limits: Limits) -> tuple[list[
     return reasons, {"chroma": round(chroma, 4), "span": round(span, 4), "aspect": round(aspect, 3)}
 
 
-def _colour_pil(image) -> bool:
-    return isinstance(image, Image.Image) and image.mode in {"RGB", "RGBA", "P", "CMYK", "YCbCr"}
-
-
-def _unit(array: np.ndarray) -> np.ndarray:
-    """Any array -> float32 in [0, 1] (integers by their type's range, floats by their own)."""
-    if np.issubdtype(array.dtype, np.integer):
-        info = np.iinfo(array.dtype)
-        return (array.astype(np.float32) - info.min) / float(info.max - info.min)
-    array = np.nan_to_num(array.astype(np.float32))
-    low, high = float(array.min()), float(array.max())
-    if low >= 0.0 and high <= 1.0:
-        return array
-    return (array - low) / max(high - low, 1e-6)
+def _chroma(image: Image.Image | np.ndarray, step: int) -> float:
+    """Mean |R-G|, |G-B|, |B-R| on a 0-1 scale; 0 for an image with one channel."""
+    if isinstance(image, Image.Image):
+        if image.mode not in {"RGB", "RGBA", "P", "CMYK", "YCbCr"}:
+            return 0.0
+        rgb = np.asarray(image.convert("RGB"))[::step, ::step].astype(np.float32) / 255.0
+    else:
+        array = np.asarray(image)
+        if array.ndim != 3 or array.shape[-1] < 3:
+            return 0.0
+        rgb = array[::step, ::step, :3].astype(np.float32)
+        if np.issubdtype(array.dtype, np.integer):
+            rgb /= float(np.iinfo(array.dtype).max - np.iinfo(array.dtype).min)
+        else:
+            rgb = np.nan_to_num(rgb) / max(float(np.ptp(np.nan_to_num(rgb))), 1e-6)
+    return float(np.abs(rgb - np.roll(rgb, 1, axis=-1)).mean())
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:

@@ -161,7 +161,10 @@ class Predictor:
 
     def _predict_batch(self, images, cam: bool, extra: list[int], features: bool):
         arrays = [to_gray_array(img) for img in images]
-        checks = [image_checks(img, self.limits) if self.checks else ([], {}) for img in images]
+        checks = [
+            image_checks(img, a, self.limits) if self.checks else ([], {})
+            for img, a in zip(images, arrays, strict=True)
+        ]
         cam_shapes = [self._cam_shape(a.shape) for a in arrays]
         contents = [
             full_box(a.shape) if self.meta.crop == "none" else content_box(a) for a in arrays
@@ -201,7 +204,7 @@ class Predictor:
             class_sets = [predicted] + [torch.full_like(predicted, c) for c in extra]
             for member, acts in zip(self.members, activations, strict=True):
                 maps[member.name] = self._cams(member, acts, batch, class_sets)
-        kinds, distances, pooled = self._gate_scores(arrays, contents, activations)
+        kinds, distances, pooled = self._gate_scores(arrays, contents, activations, features)
         results = []
         for i, array in enumerate(arrays):
             seen = scale_box(boxes[i], array.shape, cam_shapes[i])
@@ -232,13 +235,14 @@ class Predictor:
             results.append(result)
         return results
 
-    def _gate_scores(self, arrays, contents, activations):
+    def _gate_scores(self, arrays, contents, activations, features: bool):
         """The gate network's kind probabilities (on each image inside its uniform borders:
         letterboxing is no sign of a CT) and the feature distance, per image (Nones without a
-        gate), and the pooled features they were measured on."""
-        pooled = pooled_features(activations).cpu()
+        gate), and, if asked for, the pooled features they were measured on."""
         if self.gate is None:
+            pooled = pooled_features(activations).cpu() if features else None
             return None, None, pooled
+        pooled = pooled_features(activations)
         if self.meta.crop == "none":
             contents = [content_box(a) for a in arrays]
         crops = [crop(a, c) for a, c in zip(arrays, contents, strict=True)]
@@ -247,8 +251,8 @@ class Predictor:
             kinds = self.gate.net(gate_input(gray)).float().softmax(1).cpu().numpy()
             distances = None
             if self.gate.distance is not None:
-                distances = self.gate.distance(pooled.to(self.device)).cpu().numpy()
-        return kinds, distances, pooled
+                distances = self.gate.distance(pooled).cpu().numpy()
+        return kinds, distances, pooled.cpu() if features else None
 
     def _lungs(self, arrays, contents, cam_shapes) -> list[np.ndarray | None]:
         """One lung mask per image, of its content box at the heatmap's scale; Nones without

@@ -10,6 +10,7 @@ training split's frontal films, every threshold on the validation split's.
 
 import hashlib
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from PIL import Image
 from sklearn.covariance import ledoit_wolf_shrinkage
 from torchvision.transforms import v2
 
+from classifier import load_bundle
 from classifier.bundle import Gate
 from classifier.gate import (
     KINDS,
@@ -106,7 +108,7 @@ def measure(corpus: Corpus, predictor, *, batch: int = 32) -> Corpus:
     for start in range(0, len(corpus.images), batch):
         chunk = corpus.images[start : start + batch]
         for result in predictor.predict(chunk, cam=False, features=True):
-            checks.append([r for r in result.assessment.reasons])
+            checks.append(list(result.assessment.reasons))
             features.append(result.features)
             scores = result.assessment.scores
             lungs.append({k: scores[k] for k in LUNG_KEYS} if "lung_area" in scores else None)
@@ -174,7 +176,7 @@ def train_net(
     lr: float = 3e-3,
 ):
     """The gate network on ``rows`` of the corpus, class-weighted cross-entropy, AdamW with a
-    cosine schedule, on the CPU threads torch has."""
+    one-cycle schedule, on the CPU threads torch has."""
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
     net = gate_net(spec)
@@ -296,12 +298,8 @@ def refit_gate(
     on the validation split's. Radiologists' answers join in: films they found assessable
     after all (``frontal``) join both fits, and the share of films they called not
     diagnostic (``refused``) that the refitted gate refuses is recorded."""
-    from datetime import UTC, datetime
-
-    from classifier import load_bundle
-
     predictor = load_bundle(bundle, device="cpu", gate=False)
-    fit_rows = [r for r in train if r.label] + list(frontal)
+    fit_rows = list(train) + list(frontal)
     keep_rows = list(val) + list(frontal)
     fit_set = _measured(predictor, fit_rows, gate)
     keep_set = _measured(predictor, keep_rows, gate)
@@ -315,15 +313,19 @@ def refit_gate(
         "validation_films": len(keep_rows),
         "assessable_after_all": len(frontal),
     }
-    refit_gate_ = Gate(spec, gate.net, distance_model)
     if refused:
         out = _measured(predictor, list(refused), gate)
         with torch.inference_mode():
             d = distance_model(torch.as_tensor(out["features"])).numpy()
         kept = learned_keep(spec, out["probs"][:, 0], d, out["lungs"]) & ~out["checked"]
         refit["not_diagnostic"] = {"n": len(refused), "refused": int((~kept).sum())}
-    refit_gate_.spec = replace(spec, training={**spec.training, "refit": refit})
-    return refit_gate_
+    # The figures measured by `training gate` describe the thresholds it chose, not these.
+    spec = replace(
+        spec,
+        training={**spec.training, "refit": refit},
+        metrics={"before_refit": gate.spec.metrics} if gate.spec.metrics else {},
+    )
+    return Gate(spec, gate.net, distance_model)
 
 
 def _measured(predictor, records: list[Record], gate: Gate) -> dict:

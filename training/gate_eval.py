@@ -4,12 +4,18 @@ gate trained on every kind and leave-one-kind-out (trained without the kind it i
 """
 
 import sys
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import numpy as np
 
+from classifier import load_bundle, read_metadata
+from classifier.bundle import load_bundle_members, load_segmenter, save_bundle
 from classifier.gate import GateSpec, lung_reasons
+from training.data import load_gray, records_sha256
 from training.gate import FRONTAL, Corpus, build_corpus, fit_gate, learned_keep, measure
 from training.metrics import _auc, rate
+from training.negatives import from_films, package_images, real_negatives, synthetic
 
 
 def _auroc(corpus: Corpus, negatives: np.ndarray, frontal: np.ndarray, score: np.ndarray):
@@ -166,14 +172,6 @@ def make_gate(
     seed: int = 0,
 ) -> dict:
     """Build the corpus for a bundle, measure the gate, and write the bundle with its gate."""
-    from dataclasses import replace
-    from datetime import UTC, datetime
-
-    from classifier import load_bundle, read_metadata
-    from classifier.bundle import load_bundle_members, load_segmenter, save_bundle
-    from training.data import load_gray, records_sha256
-    from training.negatives import from_films, package_images, real_negatives, synthetic
-
     meta = read_metadata(bundle)
     if records_sha256(films) != meta.training.get("data_sha256"):
         raise ValueError("these are not the films the bundle was trained on (hash differs)")

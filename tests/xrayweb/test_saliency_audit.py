@@ -8,7 +8,7 @@ import json
 import pytest
 
 from xrayweb.review.audit import AuditSlice, assessability_counts, audit_dashboard
-from xrayweb.review.saliency import fraction_summary, quantile, saliency_audit
+from xrayweb.review.saliency import fraction_summary, saliency_audit
 from xrayweb.review.services import review_submit
 
 REFUSED = {"assessable": False, "reasons": ["a colour photograph"], "scores": {}}
@@ -50,7 +50,7 @@ def test_not_readable_studies_are_counted_on_their_own_and_left_out_of_agreement
 
 
 def test_quantiles_and_the_share_below_the_threshold():
-    assert quantile([0.0, 1.0], 0.25) == pytest.approx(0.25)
+    assert fraction_summary(values=[0.0, 1.0], empty=0, threshold=0.5)["q1"] == 0.25
     summary = fraction_summary(values=[0.9, 0.1, 0.4, 0.6, 0.8], empty=2, threshold=0.5)
     assert (summary["n"], summary["empty"], summary["below"]) == (5, 2, 2)
     assert (summary["q1"], summary["median"], summary["q3"]) == (0.4, 0.6, 0.8)

@@ -5,15 +5,9 @@ and not-diagnostic films are left out: where the model looks on a CT slice says 
 
 from collections import defaultdict
 
+import numpy as np
+
 from xrayweb.review.audit import NOT_READABLE, AuditSlice, audit_slice
-
-
-def quantile(values: list[float], q: float) -> float:
-    """Linear interpolation between the closest ranks of sorted ``values`` (numpy's default)."""
-    position = (len(values) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(values) - 1)
-    return values[low] + (values[high] - values[low]) * (position - low)
 
 
 def fraction_summary(*, values: list[float], empty: int, threshold: float) -> dict:
@@ -23,15 +17,16 @@ def fraction_summary(*, values: list[float], empty: int, threshold: float) -> di
     if not values:
         return {"n": 0, "empty": empty, "below": 0, "share_below": None}
     below = sum(v < threshold for v in values)
+    q1, median, q3 = (float(q) for q in np.percentile(values, [25, 50, 75]))
     return {
         "n": len(values),
         "empty": empty,
         "below": below,
         "share_below": below / len(values),
         "min": values[0],
-        "q1": quantile(values, 0.25),
-        "median": quantile(values, 0.5),
-        "q3": quantile(values, 0.75),
+        "q1": q1,
+        "median": median,
+        "q3": q3,
         "max": values[-1],
     }
 
