@@ -17,7 +17,7 @@ REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEMO_PASSWORD ?= xrayweb-demo
 
-.PHONY: run test install lint worker web clean bench-web bench-load services
+.PHONY: run test test-fast install clean bench-web bench-load services
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,11 +61,18 @@ test: $(STAMP) $(CHROMIUM) $(DOCKER_COMPOSE) services
 	$(BIN)/ruff format --check .
 	$(DOCKER_COMPOSE) -f docker/compose.yaml --env-file docker/env.example config --quiet
 	DATABASE_URL=$(PG_TEST_URL) TEST_REDIS_URL=$(REDIS_TEST_URL) $(BIN)/python -m pytest
-	$(BIN)/python -m pytest tests/xrayweb/test_end_to_end.py tests/browser tests/xrayweb/test_worklist_queries.py
+	$(BIN)/python -m pytest tests/xrayweb/test_end_to_end.py tests/browser tests/xrayweb/test_worklist_queries.py \
+		tests/xrayweb/audit
+
+# The edit-test loop: no browser, no worker process, no fault injection (markers set by path in
+# tests/conftest.py), on the embedded SQLite and filesystem broker whatever the shell exports.
+test-fast: $(STAMP) $(DOCKER_COMPOSE)
+	DATABASE_URL= REDIS_URL= CELERY_BROKER_URL= TEST_REDIS_URL= \
+	$(BIN)/python -m pytest -m "not browser and not worker and not faults"
 
 # Server time per page with 10,000 studies in a throwaway PostgreSQL test database.
 bench-web: $(STAMP)
-	DATABASE_URL=$(PG_TEST_URL) $(BIN)/python manage.py bench_web
+	DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m tests.bench.web
 
 # Load: 20 locust users for a minute against runserver + one worker, then the queue drained.
 bench-load: $(STAMP)

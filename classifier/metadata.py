@@ -21,9 +21,10 @@ METADATA_KEY = "xrayweb"
 SEGMENTER_KEY = "xrayweb_segmenter"
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
 # How a film's grey levels reach the model (classifier.preprocess.canonical). "as_is": the
-# decoded levels scaled to [0, 1] (bundles before issue 14). "equalize": per-image histogram
-# equalisation after resizing, which maps any monotone rendering of a film (window, gamma,
-# contrast, a windowless 12-bit DICOM) onto the same levels.
+# decoded levels scaled to [0, 1] (bundles without the canonical preprocessing).
+# "equalize": per-image histogram equalisation after resizing, which maps any monotone
+# rendering of a film (window, gamma, contrast, a windowless 12-bit DICOM) onto the same
+# levels.
 INTENSITIES = ("as_is", "equalize")
 # What part of the film the model sees. "none": all of it, squashed to a square. "content":
 # the film inside uniform border bands (black letterboxing, white collimator edges). "lungs":

@@ -11,6 +11,26 @@ LUNGS_DIR = Path(__file__).parent / "data" / "lungs_sample"
 LUNGS_MANIFEST = LUNGS_DIR / "manifest.csv"
 CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
 
+# Markers set by where a test lives, so that `make test-fast` (-m "not browser and not worker
+# and not faults") leaves out what needs Chromium, worker processes or fault injection.
+MARKERS_BY_PATH = {
+    "browser/": ("browser",),
+    "faults/": ("faults", "worker"),
+    "xrayweb/test_end_to_end.py": ("worker",),
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    tests = Path(__file__).parent
+    for item in items:
+        if not item.path.is_relative_to(tests):
+            continue
+        where = item.path.relative_to(tests).as_posix()
+        for prefix, names in MARKERS_BY_PATH.items():
+            if where.startswith(prefix):
+                for name in names:
+                    item.add_marker(name)
+
 
 def worker_argv(*options: str, module: str = "celery") -> list[str]:
     """A `celery worker` command line for this project's queues, run by this interpreter."""

@@ -121,3 +121,75 @@ def test_the_repository_top_level_holds_only_the_fixed_entries():
     ).stdout.split()
     assert listed, "git ls-files listed nothing"
     assert {path.split("/")[0] for path in listed} <= TOP_LEVEL
+
+
+# Inside xrayweb, apps import downwards only: a lower rank never imports a higher one, and apps
+# of one rank never import each other. ops (health, status, reconcile) sits beside api: both
+# may use everything below them and neither imports the other. Project-level modules
+# (xrayweb.errors, .downloads, .celery, .brokers, .settings) are shared by every app and import
+# none; xrayweb.urls and xrayweb.wsgi are the top that wires the apps together.
+APP_RANKS = {
+    "accounts": 0,
+    "audit": 0,
+    "studies": 1,
+    "inference": 2,
+    "review": 3,
+    "api": 4,
+    "ops": 4,
+}
+SHARED = {"errors", "downloads", "celery", "brokers", "settings"}
+
+
+def _imports(tree: ast.Module) -> list[tuple[str, bool]]:
+    """Every ``xrayweb.*`` module a file imports, and whether the import is inside a function
+    (run when called, not when the module loads)."""
+    found = []
+
+    def visit(node, lazy: bool):
+        for child in ast.iter_child_nodes(node):
+            inner = lazy or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+            if isinstance(child, ast.Import):
+                found.extend((a.name, inner) for a in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                assert child.level == 0, "relative imports hide the layer; import xrayweb.<app>"
+                found.extend((f"{child.module}.{a.name}", inner) for a in child.names)
+            visit(child, inner)
+
+    visit(tree, False)
+    return [(name, lazy) for name, lazy in found if name.startswith("xrayweb.")]
+
+
+def _allowed_upwards(importer: Path, target: str, lazy: bool) -> bool:
+    """The one exception: a task module or a management command may import another app's
+    ``tasks`` inside a function, to enqueue work or run it in place. It is lazy so that the
+    lower app loads without the upper one (and the worker parent without torch); nothing of
+    the kind is needed today, and a service never needs it (studies announce a new study with
+    a signal, xrayweb.studies.signals, that inference connects to)."""
+    caller = importer.name == "tasks.py" or importer.parent.name == "commands"
+    return lazy and caller and target.split(".")[2:3] == ["tasks"]
+
+
+def test_apps_import_only_downwards():
+    wrong = []
+    for app, rank in APP_RANKS.items():
+        for path in sorted((ROOT / "xrayweb" / app).rglob("*.py")):
+            if "migrations" in path.parts:
+                continue
+            for target, lazy in _imports(ast.parse(path.read_text())):
+                other = target.split(".")[1]
+                if other == app or other not in APP_RANKS:
+                    continue
+                if APP_RANKS[other] < rank or _allowed_upwards(path, target, lazy):
+                    continue
+                wrong.append(f"{path.relative_to(ROOT)} imports {target}")
+    assert not wrong, "\n".join(wrong)
+    apps = {p.name for p in (ROOT / "xrayweb").iterdir() if (p / "apps.py").is_file()}
+    assert apps == set(APP_RANKS), "give a new app its rank in APP_RANKS"
+
+
+def test_project_level_modules_the_apps_share_import_no_app():
+    for name in sorted(SHARED):
+        targets = _imports(ast.parse((ROOT / "xrayweb" / f"{name}.py").read_text()))
+        assert not [t for t, _ in targets if t.split(".")[1] in APP_RANKS], name
+    modules = {p.stem for p in (ROOT / "xrayweb").glob("*.py")}
+    assert modules == SHARED | {"__init__", "urls", "wsgi"}, "a new project module: shared?"

@@ -62,3 +62,14 @@ def test_compose_file_validates_with_docker_compose():
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_app_trusts_forwarded_for_from_its_proxy_only():
+    compose = _compose()
+    proxy = compose["services"]["proxy"]["networks"]["default"]["ipv4_address"]
+    for name in ("web", "worker-default", "worker-inference"):
+        env = compose["services"][name]["environment"]
+        assert env["TRUSTED_PROXIES"] == proxy, name
+        assert "AUDIT_CHAIN_KEY" in env, name
+    conf = (DOCKER / "nginx.conf").read_text()
+    assert "X-Forwarded-For $proxy_add_x_forwarded_for" in conf

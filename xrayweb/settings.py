@@ -23,9 +23,16 @@ DEBUG = env.bool("DEBUG", default=False)
 # Keys the UID remapping of de-identified DICOM exports: keep it stable, so the same study
 # always maps to the same new UIDs. Its own key in production; derived from SECRET_KEY here.
 DEID_SECRET = env.str("DEID_SECRET", default="") or f"deid:{SECRET_KEY}"
+# The key of the audit trail's hash chains (xrayweb/audit/chain.py). It must stay the same for
+# the life of the database: `manage.py audit_verify` checks every row against it. Keep it out
+# of the database's reach, so that whoever can write rows cannot forge a chain.
+AUDIT_CHAIN_KEY = env.str("AUDIT_CHAIN_KEY", default="") or f"audit:{SECRET_KEY}"
+# Reverse proxies whose X-Forwarded-For is believed (addresses or networks, comma-separated).
+# Empty: the header is ignored and the audit records the peer's address.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-CSRF_FAILURE_VIEW = "xrayweb.api.errors.csrf_failure"
+CSRF_FAILURE_VIEW = "xrayweb.errors.csrf_failure"
 
 # HTTPS=1 behind the reverse proxy (docker/): redirect to HTTPS, HSTS, secure cookies, and
 # trust the proxy's X-Forwarded-Proto. Off for `make run` on plain http://127.0.0.1.
@@ -88,6 +95,7 @@ INSTALLED_APPS = [
     "axes",
     "csp",
     "xrayweb.accounts",
+    "xrayweb.audit",
     "xrayweb.studies",
     "xrayweb.inference",
     "xrayweb.review",
@@ -100,7 +108,7 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     # Before the CSRF check, which reads the form: uploaded file names are checked as parsed.
-    "xrayweb.api.parsers.StrictUploadNamesMiddleware",
+    "xrayweb.studies.middleware.StrictUploadNamesMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
@@ -205,7 +213,7 @@ REVIEW_LOW_CONFIDENCE = env.float("REVIEW_LOW_CONFIDENCE", default=0.6)
 WORKLIST_PAGE_SIZE = env.int("WORKLIST_PAGE_SIZE", default=50)
 # The saliency audit: a prediction whose fused Grad-CAM has less than this share of its mass
 # inside the predicted lungs "looked outside the lungs" (dashboard, worklist, study page).
-AUDIT_CAM_OUTSIDE_LUNGS = env.float("AUDIT_CAM_OUTSIDE_LUNGS", default=0.5)
+CAM_OUTSIDE_LUNGS_THRESHOLD = env.float("CAM_OUTSIDE_LUNGS_THRESHOLD", default=0.5)
 
 # Models: where retrained bundles go, and how the inference worker runs them.
 MODEL_DIR = Path(env.str("MODEL_DIR", default=str(DATA_DIR / "models")))

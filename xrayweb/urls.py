@@ -1,10 +1,18 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from xrayweb.ops import views as ops_views
 from xrayweb.review import views as review_views
 from xrayweb.studies import views as study_views
+
+
+def _moved(name: str):
+    return RedirectView.as_view(
+        pattern_name=name, permanent=True, query_string=True, http_method_names=["get", "head"]
+    )
+
 
 urlpatterns = [
     path("", study_views.home, name="home"),
@@ -14,8 +22,11 @@ urlpatterns = [
     path("upload/", study_views.upload, name="upload"),
     path("worklist/", review_views.worklist_page, name="worklist"),
     path("worklist/next/", review_views.worklist_next, name="worklist-next"),
-    path("audit/", review_views.audit_page, name="audit"),
-    path("audit/export.csv", review_views.audit_export, name="audit-export"),
+    path("agreement/", review_views.agreement_page, name="agreement"),
+    path("agreement/export.csv", review_views.agreement_export, name="agreement-export"),
+    # The agreement dashboard's earlier address, for bookmarks: "audit" is the access log now.
+    path("audit/", _moved("agreement")),
+    path("audit/export.csv", _moved("agreement-export")),
     path("audit/log/", review_views.audit_log_page, name="audit-log"),
     path("studies/<int:pk>/", review_views.study_detail, name="study-detail"),
     path("studies/<int:pk>/review/", review_views.review_create, name="review-create"),
@@ -24,7 +35,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-handler400 = "xrayweb.api.errors.bad_request"
-handler403 = "xrayweb.api.errors.permission_denied"
-handler404 = "xrayweb.api.errors.page_not_found"
-handler500 = "xrayweb.api.errors.server_error"
+handler400 = "xrayweb.errors.bad_request"
+handler403 = "xrayweb.errors.permission_denied"
+handler404 = "xrayweb.errors.page_not_found"
+handler500 = "xrayweb.errors.server_error"

@@ -14,11 +14,21 @@ from tests.faults.conftest import wait_until
 from xrayweb.accounts.services import user_create_with_role
 from xrayweb.inference.models import Prediction
 from xrayweb.inference.services import model_version_register, studies_reconcile
-from xrayweb.inference.tasks import predict_study
+from xrayweb.inference.tasks import predict_study, study_enqueue
 from xrayweb.studies.models import Study
 from xrayweb.studies.services import study_create
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def _reconcile(*, queued_seconds: int, lease_seconds: int) -> dict:
+    """What the periodic task does, with these deadlines: find the stuck studies, enqueue."""
+    result = studies_reconcile(
+        queued_seconds=queued_seconds, lease_seconds=lease_seconds, max_attempts=3
+    )
+    for pk in result["overdue"]:
+        study_enqueue(pk)
+    return result
 
 
 @pytest.fixture
@@ -56,7 +66,7 @@ def test_a_worker_killed_mid_inference_loses_nothing(setup, workers, settings):
     assert _status(study.pk) == "running" and Prediction.objects.count() == 0
     # Another worker runs; the reconciler hands it the study once the lease has expired.
     workers("w2")
-    result = studies_reconcile(queued_seconds=300, lease_seconds=0, max_attempts=3)
+    result = _reconcile(queued_seconds=300, lease_seconds=0)
     assert result["requeued_running"] == 1
     wait_until(lambda: _status(study.pk) == "done", what="the second worker")
     assert Prediction.objects.filter(study=study).count() == 1
@@ -132,7 +142,7 @@ def test_redis_stopped_and_restarted_during_100_uploads(setup, workers, redis_se
             redis_server.start()
         ids.append(_upload(staff, 100 + i).pk)
     assert Study.objects.filter(pk__in=ids).count() == 100
-    studies_reconcile(queued_seconds=0, lease_seconds=600, max_attempts=3)
+    _reconcile(queued_seconds=0, lease_seconds=600)
     wait_until(
         lambda: not Study.objects.filter(pk__in=ids, status__in=["queued", "running"]).exists(),
         timeout=240,

@@ -1,5 +1,5 @@
 """Load scenario: staff upload real sample X-rays through the API and poll their status;
-radiologists browse the worklist, open studies, save readings and look at the audit page.
+radiologists browse the worklist, open studies, save readings and look at the agreement page.
 Run through `make bench-load` (tests/load/run.py), not as a test."""
 
 import random
@@ -94,5 +94,5 @@ class Radiologist(HttpUser):
             )
 
     @task(1)
-    def audit(self):
-        self.client.get("/audit/", name="GET /audit/")
+    def agreement(self):
+        self.client.get("/agreement/", name="GET /agreement/")

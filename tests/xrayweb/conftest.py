@@ -1,11 +1,10 @@
 import io
 
-import factory
 import numpy as np
 import pytest
-from django.contrib.auth import get_user_model
 from PIL import Image
 
+from tests.factories import UserFactory
 from xrayweb.accounts.services import user_create_with_role
 from xrayweb.inference.services import model_version_register
 
@@ -14,13 +13,6 @@ from xrayweb.inference.services import model_version_register
 def isolated_storage(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MODEL_DIR = tmp_path / "models"
-
-
-class UserFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = get_user_model()
-
-    username = factory.Sequence(lambda n: f"user{n}")
 
 
 @pytest.fixture

@@ -25,8 +25,11 @@ MATRIX = {
     },
     "worklist/": {"GET": (302, 200, 200, 200), "POST": (302, 405, 405, 405)},
     "worklist/next/": {"GET": (302, 403, 302, 403), "POST": (302, 405, 405, 405)},
-    "audit/": {"GET": (302, 403, 200, 200), "POST": (302, 405, 405, 405)},
-    "audit/export.csv": {"GET": (302, 403, 200, 200), "POST": (302, 405, 405, 405)},
+    "agreement/": {"GET": (302, 403, 200, 200), "POST": (302, 405, 405, 405)},
+    "agreement/export.csv": {"GET": (302, 403, 200, 200), "POST": (302, 405, 405, 405)},
+    # The dashboard's earlier address: a permanent redirect for everyone logged in.
+    "audit/": {"GET": (302, 301, 301, 301), "POST": (302, 405, 405, 405)},
+    "audit/export.csv": {"GET": (302, 301, 301, 301), "POST": (302, 405, 405, 405)},
     "audit/log/": {"GET": (302, 403, 403, 200), "POST": (302, 405, 405, 405)},
     "studies/<int:pk>/": {"GET": (302, 200, 200, 200), "POST": (302, 405, 405, 405)},
     "studies/<int:pk>/review/": {
@@ -56,6 +59,7 @@ MATRIX = {
         "GET": (401, 200, 200, 200),
         "POST": (401, 403, 400, 403),  # radiologists only; an empty reading is a 400
     },
+    "api/audit/events/": {"GET": (401, 403, 403, 200), "POST": (401, 403, 403, 405)},
     "api/studies/<int:pk>/export.dcm": {
         "GET": (401, 403, 200, 200),
         "POST": (401, 403, 405, 405),

@@ -4,9 +4,9 @@ model versions (admins), and the audit export."""
 import pytest
 from rest_framework.test import APIClient
 
+from xrayweb.audit.models import AuditEvent
 from xrayweb.inference.models import ModelVersion
 from xrayweb.inference.services import model_version_register
-from xrayweb.review.models import AuditEvent
 from xrayweb.review.services import review_submit
 
 
@@ -74,8 +74,13 @@ def test_an_admin_lists_and_activates_model_versions_and_it_is_audited(
     response = api_client.post(f"/api/model-versions/{second.pk}/activate/")
     assert response.status_code == 200 and response.json()["is_active"]
     assert ModelVersion.objects.get(is_active=True) == second
-    event = AuditEvent.objects.get(action=AuditEvent.Action.MODEL_ACTIVATE)
-    assert event.actor == admin_user and event.detail == {"model_version": "second"}
+    event = AuditEvent.objects.filter(action=AuditEvent.Action.MODEL_ACTIVATE).first()
+    assert event.actor == admin_user and event.detail == {
+        "model_version": "second",
+        "sha256": second.sha256,
+        "previous": active_version.name,
+        "via": "api",
+    }
     assert api_client.post("/api/model-versions/999999/activate/").status_code == 404
 
 

@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from xrayweb.review.models import AuditEvent, Review
+from xrayweb.audit.models import AuditEvent
+from xrayweb.review.models import Review
 from xrayweb.review.selectors import worklist
 
 CT = {"assessable": False, "reasons": ["looks like a CT slice", "both lungs not in view"]}
@@ -74,7 +75,7 @@ def test_the_upload_page_gives_the_reasons_instead_of_a_label(client, staff, ref
 def test_the_study_page_flags_looking_outside_the_lungs_and_empty_heatmaps(
     client, radiologist, predicted, settings
 ):
-    settings.AUDIT_CAM_OUTSIDE_LUNGS = 0.5
+    settings.CAM_OUTSIDE_LUNGS_THRESHOLD = 0.5
     outside = predicted({"normal": 0.9}, lung_mask="masks/a.png", cam_lung_fraction=0.3)
     empty = predicted({"normal": 0.9}, lung_mask="masks/b.png", cam_lung_fraction=None)
     inside = predicted({"normal": 0.9}, lung_mask="masks/c.png", cam_lung_fraction=0.8)
@@ -95,7 +96,7 @@ def _ids(params: dict) -> set[int]:
 def test_the_worklist_shows_the_state_and_filters_on_it_and_on_the_saliency_flag(
     client, radiologist, predicted, refused, settings
 ):
-    settings.AUDIT_CAM_OUTSIDE_LUNGS = 0.5
+    settings.CAM_OUTSIDE_LUNGS_THRESHOLD = 0.5
     outside = predicted({"normal": 0.9}, lung_mask="masks/a.png", cam_lung_fraction=0.2)
     plain = predicted({"normal": 0.9})
     assert _ids({"assessability": "not_assessable"}) == {refused.pk}

@@ -1,4 +1,4 @@
-"""Audit dashboard, CSV export, audit log and the append-only guarantees."""
+"""Agreement dashboard, CSV export, audit log and the append-only guarantees."""
 
 import csv
 import io
@@ -6,8 +6,10 @@ import json
 
 import pytest
 
-from xrayweb.review.models import AppendOnlyError, AuditEvent, Review
-from xrayweb.review.services import audit_record, review_submit
+from xrayweb.audit.models import AppendOnlyError, AuditEvent
+from xrayweb.audit.services import audit_record
+from xrayweb.review.models import Review
+from xrayweb.review.services import review_submit
 from xrayweb.review.stats import agreement_summary, cohen_kappa, wilson
 
 
@@ -53,26 +55,26 @@ def test_dashboard_compares_model_with_final_labels_and_slices_by_site(
     client, radiologist, reviewed
 ):
     client.force_login(radiologist)
-    html = client.get("/audit/").content.decode()
-    assert 'id="audit-n">4<' in html
-    assert 'id="audit-agreement">0.500<' in html
+    html = client.get("/agreement/").content.decode()
+    assert 'id="agreement-n">4<' in html
+    assert 'id="agreement-rate">0.500<' in html
     assert _cell(html, "normal", "normal") == 1
     assert _cell(html, "normal", "covid19") == 1
     assert _cell(html, "bacterial_pneumonia", "viral_pneumonia") == 1
     assert "<svg" in html and 'class="bin"' in html and 'class="point"' in html
-    south = client.get("/audit/?site=south").content.decode()
-    assert 'id="audit-n">2<' in south and 'id="audit-agreement">0.000<' in south
-    pa = client.get("/audit/?view=PA&model_version=tiny").content.decode()
-    assert 'id="audit-n">2<' in pa
-    assert client.get("/audit/?date_from=yesterday").status_code == 400
+    south = client.get("/agreement/?site=south").content.decode()
+    assert 'id="agreement-n">2<' in south and 'id="agreement-rate">0.000<' in south
+    pa = client.get("/agreement/?view=PA&model_version=tiny").content.decode()
+    assert 'id="agreement-n">2<' in pa
+    assert client.get("/agreement/?date_from=yesterday").status_code == 400
 
 
 def test_dashboard_follows_a_correction(client, radiologist, reviewed):
     client.force_login(radiologist)
-    before = client.get("/audit/").content.decode()
+    before = client.get("/agreement/").content.decode()
     assert _cell(before, "normal", "normal") == 1
     review_submit(study=reviewed[0], reviewer=radiologist, label="covid19")
-    after = client.get("/audit/").content.decode()
+    after = client.get("/agreement/").content.decode()
     assert _cell(after, "normal", "normal") == 0
     assert _cell(after, "covid19", "normal") == 1
 
@@ -84,7 +86,7 @@ def test_csv_export_has_every_prediction_with_its_full_history(
     other = make_user("radiologist", "second")
     review_submit(study=reviewed[0], reviewer=other, label="covid19", comment="=HYPERLINK(1)")
     client.force_login(radiologist)
-    response = client.get("/audit/export.csv")
+    response = client.get("/agreement/export.csv")
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert len(rows) == 6  # every prediction, reviewed or not
@@ -104,7 +106,7 @@ def test_csv_export_has_every_prediction_with_its_full_history(
 
 def test_staff_may_not_see_the_dashboard_export_or_audit_log(client, staff, radiologist):
     client.force_login(staff)
-    for url in ("/audit/", "/audit/export.csv", "/audit/log/"):
+    for url in ("/agreement/", "/agreement/export.csv", "/audit/log/"):
         assert client.get(url).status_code == 403
     client.force_login(radiologist)
     assert client.get("/audit/log/").status_code == 403
@@ -121,7 +123,13 @@ def test_views_uploads_reviews_and_exports_are_in_the_audit_log(
     actions = list(
         AuditEvent.objects.filter(study=study).order_by("id").values_list("action", flat=True)
     )
-    assert actions == ["study.upload", "study.view", "study.view", "review.create"]
+    assert actions == [
+        "study.upload",
+        "prediction.record",  # by the worker
+        "study.view",
+        "study.view",
+        "review.create",
+    ]
     client.force_login(admin_user)
     page = client.get(f"/audit/log/?study={study.pk}").content.decode()
     assert page.count("study.view") >= 2 and radiologist.username in page
@@ -155,7 +163,7 @@ def test_even_an_admin_cannot_change_or_delete_reviews_or_audit_events(
     review = review_submit(study=study, reviewer=radiologist, label="normal")
     event = AuditEvent.objects.filter(study=study).first()
     client.force_login(admin_user)
-    for name, pk in (("review/review", review.pk), ("review/auditevent", event.pk)):
+    for name, pk in (("review/review", review.pk), ("audit/auditevent", event.pk)):
         assert client.post(f"/admin/{name}/{pk}/change/", {"label": "covid19"}).status_code == 403
         assert client.post(f"/admin/{name}/{pk}/delete/", {"post": "yes"}).status_code == 403
         assert client.get(f"/admin/{name}/").status_code == 200  # they can read them

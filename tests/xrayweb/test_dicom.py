@@ -18,8 +18,8 @@ from tests.xrayweb.dicom_corpus import (
     to_bytes,
     valid_cases,
 )
+from xrayweb.audit.models import AuditEvent
 from xrayweb.inference import runtime
-from xrayweb.review.models import AuditEvent
 from xrayweb.studies.dicom import dicom_decode
 from xrayweb.studies.models import Study
 

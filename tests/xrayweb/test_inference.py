@@ -46,7 +46,7 @@ def test_activating_a_version_deactivates_the_others_and_keeps_them(db, tiny_bun
     two = model_version_register(bundle_path=copy, name="two", activate=True)
     one.refresh_from_db()
     assert two.is_active and not one.is_active
-    model_version_activate(version=one)
+    model_version_activate(version=one, actor=None, via="command")
     assert list(ModelVersion.objects.filter(is_active=True)) == [one]
     assert ModelVersion.objects.count() == 2
 

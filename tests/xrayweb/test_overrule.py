@@ -3,10 +3,11 @@ append-only like every reading; the study's state follows the latest final readi
 
 import pytest
 
+from xrayweb.audit.models import AppendOnlyError
 from xrayweb.errors import ApplicationError
+from xrayweb.inference.selectors import studies_gate_overrules
 from xrayweb.inference.services import PredictionResult, predictions_record
-from xrayweb.review.models import AppendOnlyError, Review
-from xrayweb.review.selectors import studies_gate_overrules
+from xrayweb.review.models import Review
 from xrayweb.review.services import review_submit
 from xrayweb.studies.models import ReviewState
 

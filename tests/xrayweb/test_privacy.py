@@ -5,9 +5,9 @@ import logging
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from xrayweb.audit.models import AuditEvent
 from xrayweb.inference import runtime
 from xrayweb.inference.tasks import predict_study
-from xrayweb.review.models import AuditEvent
 from xrayweb.studies.models import Study
 
 PATIENT, ACCESSION = "PRIV-SECRET-4711", "ACC-SECRET-0815"

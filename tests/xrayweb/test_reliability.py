@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from xrayweb.inference import runtime
 from xrayweb.inference.services import studies_reconcile
-from xrayweb.inference.tasks import predict_study
+from xrayweb.inference.tasks import predict_study, reconcile_studies
 from xrayweb.studies.models import Study
 from xrayweb.studies.services import study_create
 
@@ -83,7 +83,19 @@ def test_no_model_fails_at_once_without_retrying(db, make_study):
     assert study.status == "failed" and "no active model" in study.failure_reason
 
 
-def test_the_reconciler_requeues_stuck_studies(active_version, make_study, mocker):
+def test_the_reconcile_service_returns_the_overdue_ids_and_enqueues_nothing(make_study, mocker):
+    delay = mocker.patch.object(predict_study, "delay")
+    make_study(0)  # queued just now: not overdue
+    lost = make_study(1)
+    Study.objects.filter(pk=lost.pk).update(status_changed_at=timezone.now() - timedelta(hours=2))
+    result = studies_reconcile(queued_seconds=300, lease_seconds=600, max_attempts=3)
+    assert result == {"requeued_running": 0, "overdue": [lost.pk]}
+    delay.assert_not_called()
+
+
+def test_the_reconciler_requeues_stuck_studies(active_version, make_study, mocker, settings):
+    settings.RECONCILE_QUEUED_SECONDS, settings.INFERENCE_LEASE_SECONDS = 300, 600
+    settings.INFERENCE_MAX_ATTEMPTS = 3
     delay = mocker.patch.object(predict_study, "delay")
     fresh, lost, dead_worker, hopeless = (make_study(i) for i in range(4))
     old = timezone.now() - timedelta(hours=2)
@@ -92,7 +104,7 @@ def test_the_reconciler_requeues_stuck_studies(active_version, make_study, mocke
         status="running", status_changed_at=old, attempts=1
     )
     Study.objects.filter(pk=hopeless.pk).update(status="running", status_changed_at=old, attempts=3)
-    result = studies_reconcile(queued_seconds=300, lease_seconds=600, max_attempts=3)
+    result = reconcile_studies()  # the periodic task: the service finds them, the task enqueues
     assert result == {"requeued_running": 2, "enqueued": 2}
     assert sorted(call.args[0] for call in delay.call_args_list) == sorted(
         [lost.pk, dead_worker.pk]

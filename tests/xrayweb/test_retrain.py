@@ -2,6 +2,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from tests.conftest import SAMPLE_MANIFEST
+from xrayweb.audit.models import AuditEvent
 from xrayweb.inference import runtime
 from xrayweb.inference.models import ModelVersion, PatientAssignment
 from xrayweb.inference.services import promotion_gate
@@ -98,6 +99,8 @@ def test_retrain_keeps_a_locked_set_records_provenance_and_gates_promotion(
         "--force",
         "--name",
         "forced",
+        "--user",
+        admin_user.username,
         *FAST,
     )
     assert dict(PatientAssignment.objects.values_list("patient_key", "split")) == before
@@ -115,9 +118,15 @@ def test_retrain_keeps_a_locked_set_records_provenance_and_gates_promotion(
 
 
 def test_retrain_without_an_active_version_promotes_with_activate(db, admin_user):
-    call_command("retrain", "--manifest", str(SAMPLE_MANIFEST), "--no-reviews", "--activate", *FAST)
+    with pytest.raises(CommandError, match="Name the admin"):
+        call_command("retrain", "--manifest", str(SAMPLE_MANIFEST), "--no-reviews", "--activate")
+    args = ["--manifest", str(SAMPLE_MANIFEST), "--no-reviews", "--activate"]
+    call_command("retrain", *args, "--user", admin_user.username, *FAST)
     version = ModelVersion.objects.get()
     assert version.is_active and version.gate["passed"] is True
+    (event,) = AuditEvent.objects.filter(action=AuditEvent.Action.MODEL_ACTIVATE)
+    assert event.actor == admin_user and event.detail["via"] == "retrain"
+    assert event.detail["model_version"] == version.name
 
 
 def test_retrain_carries_the_active_versions_lung_segmenter(db, tiny_bundle_with_lungs):
@@ -141,7 +150,9 @@ def test_retrain_refuses_rows_of_the_external_hospital(db):
     assert not ModelVersion.objects.exists() and not PatientAssignment.objects.exists()
 
 
-def test_models_lists_versions_and_rolls_back(active_version, tmp_path, tiny_bundle, capsys):
+def test_models_lists_versions_and_rolls_back(
+    active_version, tmp_path, tiny_bundle, capsys, admin_user, radiologist
+):
     from xrayweb.inference.services import model_version_register
 
     copy = tmp_path / "copy.safetensors"
@@ -150,12 +161,24 @@ def test_models_lists_versions_and_rolls_back(active_version, tmp_path, tiny_bun
     call_command("models")
     listing = capsys.readouterr().out
     assert "* newer" in listing and "tiny" in listing
-    call_command("models", "--activate", "tiny")
+    with pytest.raises(CommandError, match="Name the admin"):
+        call_command("models", "--activate", "tiny")
+    with pytest.raises(CommandError, match="is not an admin"):
+        call_command("models", "--activate", "tiny", "--user", radiologist.username)
+    call_command("models", "--activate", "tiny", "--user", admin_user.username)
+    event = AuditEvent.objects.filter(action=AuditEvent.Action.MODEL_ACTIVATE).first()
+    assert event.actor == admin_user
+    assert event.detail == {
+        "model_version": "tiny",
+        "sha256": active_version.sha256,
+        "previous": "newer",
+        "via": "command",
+    }
     active_version.refresh_from_db()
     newer.refresh_from_db()
     assert active_version.is_active and not newer.is_active
     with pytest.raises(CommandError, match="no model version named"):
-        call_command("models", "--activate", "nope")
+        call_command("models", "--activate", "nope", "--user", admin_user.username)
 
 
 def test_queue_sends_the_job_to_the_training_queue(db, mocker):

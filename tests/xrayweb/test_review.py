@@ -1,8 +1,9 @@
 import pytest
 
+from xrayweb.audit.models import AppendOnlyError
 from xrayweb.errors import ApplicationError
 from xrayweb.inference import runtime
-from xrayweb.review.models import AppendOnlyError, Review
+from xrayweb.review.models import Review
 from xrayweb.review.services import review_submit
 from xrayweb.studies.services import study_create
 

@@ -2,9 +2,11 @@
 
 import pytest
 
+from xrayweb.audit.models import AuditEvent
 from xrayweb.errors import ApplicationError
-from xrayweb.review.models import AuditEvent, Review
-from xrayweb.review.services import review_submit, reviews_visible
+from xrayweb.review.models import Review
+from xrayweb.review.selectors import reviews_visible
+from xrayweb.review.services import review_submit
 from xrayweb.studies.models import ReviewState
 
 
@@ -98,12 +100,16 @@ def test_the_csv_export_keeps_a_pending_first_read_from_other_readers(
     settings.REVIEW_SECOND_READ = True
     study = predicted({"normal": 0.9})
     review_submit(study=study, reviewer=readers[0], label="covid19", comment="first opinion")
+
+    def export() -> str:
+        return b"".join(client.get("/agreement/export.csv").streaming_content).decode()
+
     client.force_login(readers[1])
-    assert (
-        "first opinion" not in b"".join(client.get("/audit/export.csv").streaming_content).decode()
-    )
+    assert "first opinion" not in export()
+    client.force_login(readers[0])
+    assert "first opinion" in export()  # the reader's own first read
     client.force_login(admin_user)
-    assert "first opinion" in b"".join(client.get("/audit/export.csv").streaming_content).decode()
+    assert "first opinion" in export()
 
 
 def test_a_reading_of_a_study_that_changed_meanwhile_is_refused(predicted, readers, client):

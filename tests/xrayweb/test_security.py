@@ -78,7 +78,7 @@ class _Inline(HTMLParser):
         ("staff", "/worklist/"),
         ("radiologist", "/worklist/"),
         ("radiologist", "/studies/{pk}/"),
-        ("radiologist", "/audit/"),
+        ("radiologist", "/agreement/"),
         ("admin", "/audit/log/"),
         ("staff", "/api/docs/"),
     ],

@@ -5,7 +5,7 @@ from PIL import Image
 
 from xrayweb.errors import ApplicationError
 from xrayweb.studies.models import Study
-from xrayweb.studies.services import study_create
+from xrayweb.studies.services import studies_upload_batch, study_create
 
 
 def _stored_files(settings) -> list:
@@ -72,6 +72,22 @@ def test_missing_or_overlong_identifiers_are_refused(staff, png, patient, access
     with pytest.raises(ApplicationError):
         study_create(user=staff, patient_id=patient, accession=accession, data=png())
     assert Study.objects.count() == 0
+
+
+def test_a_batch_upload_gives_each_file_its_outcome_in_order(staff, png):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    files = [
+        SimpleUploadedFile("a.png", png(seed=1)),
+        SimpleUploadedFile("b.png", b"not an image"),
+        SimpleUploadedFile("c.png", png(seed=2)),
+    ]
+    outcomes = studies_upload_batch(user=staff, files=files, patient_id="P", accession="A")
+    assert [o.name for o in outcomes] == ["a.png", "b.png", "c.png"]
+    assert [o.study is not None for o in outcomes] == [True, False, True]
+    assert outcomes[1].error is not None and Study.objects.count() == 2
+    with pytest.raises(ApplicationError, match="at least one"):
+        studies_upload_batch(user=staff, files=[], patient_id="P", accession="A")
 
 
 def test_upload_page_takes_several_files_and_reports_each_bad_one(client, staff, png, settings):

@@ -1,4 +1,4 @@
-"""The worklist, review page and audit dashboard run a fixed number of queries, whatever the
+"""The worklist, review page and agreement dashboard run a fixed number of queries, whatever the
 page size or the number of studies. `make test` runs this module on SQLite and again on
 PostgreSQL with 10,000 studies."""
 
@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from xrayweb.review.synthetic import studies_generate
+from tests.factories import studies_generate
 from xrayweb.studies.models import Study
 
 LARGE = 10_000
@@ -26,8 +26,10 @@ def _pages(study_id: int, per_page: int) -> dict[str, str]:
         "worklist disagree": f"/worklist/?per_page={per_page}&disagree=yes&members_disagree=no",
         "review page": f"/studies/{study_id}/?per_page={per_page}&sort=uncertain",
         "next case": "/worklist/next/",
-        "audit dashboard": "/audit/",
-        "audit sliced": "/audit/?site=north&view=PA&model_version=tiny&date_from=2000-01-01",
+        "agreement dashboard": "/agreement/",
+        "agreement sliced": (
+            "/agreement/?site=north&view=PA&model_version=tiny&date_from=2000-01-01"
+        ),
     }
 
 

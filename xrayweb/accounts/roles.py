@@ -11,9 +11,10 @@ ROLES = (STAFF, RADIOLOGIST, ADMIN)
 CAN_UPLOAD = {STAFF, ADMIN}
 CAN_REVIEW = {RADIOLOGIST}
 CAN_MANAGE_MODELS = {ADMIN}
-# The audit dashboard and export; the audit log of who looked at what is for admins.
-CAN_AUDIT = {RADIOLOGIST, ADMIN}
-# Showing the model's output on a study that is not assessable (the audit needs it).
+# The agreement dashboard (model vs radiologists) and the predictions export. The audit trail
+# (who looked at or changed what) is for admins.
+CAN_SEE_AGREEMENT = {RADIOLOGIST, ADMIN}
+# Showing the model's output on a study that is not assessable (the agreement needs it).
 CAN_REVEAL = {RADIOLOGIST, ADMIN}
 CAN_READ_AUDIT_LOG = {ADMIN}
 # DICOM out of the system: the de-identified original, and the identified overlay for a PACS.

@@ -1,10 +1,10 @@
 from rest_framework.permissions import BasePermission
 
 from xrayweb.accounts.roles import (
-    CAN_AUDIT,
     CAN_EXPORT_DICOM,
     CAN_MANAGE_MODELS,
     CAN_REVIEW,
+    CAN_SEE_AGREEMENT,
     CAN_UPLOAD,
     user_has_any_role,
 )
@@ -38,11 +38,11 @@ class CanManageModels(BasePermission):
         return user_has_any_role(request.user, CAN_MANAGE_MODELS)
 
 
-class CanAudit(BasePermission):
-    message = "Only radiologists and admins may export the audit."
+class CanExportPredictions(BasePermission):
+    message = "Only radiologists and admins may export the predictions and their readings."
 
     def has_permission(self, request, view) -> bool:
-        return user_has_any_role(request.user, CAN_AUDIT)
+        return user_has_any_role(request.user, CAN_SEE_AGREEMENT)
 
 
 class CanReviewOrRead(CanReview):

@@ -5,7 +5,7 @@ from rest_framework import serializers
 from xrayweb.inference.models import ModelVersion, Prediction
 from xrayweb.inference.selectors import study_assessment
 from xrayweb.review.models import Review
-from xrayweb.review.services import reviews_visible
+from xrayweb.review.selectors import reviews_visible
 from xrayweb.studies.models import Assessability, Overrule, ReviewState, Study
 
 

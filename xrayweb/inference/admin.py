@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 
+from xrayweb.audit.addresses import client_ip
 from xrayweb.inference.models import ModelVersion, Prediction
 from xrayweb.inference.services import model_version_activate
 
@@ -21,7 +22,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Choose exactly one version.", messages.ERROR)
             return
-        version = model_version_activate(version=queryset.get())
+        version = model_version_activate(
+            version=queryset.get(), actor=request.user, via="admin", ip=client_ip(request)
+        )
         self.message_user(request, f"{version.name} is now active.")
 
 

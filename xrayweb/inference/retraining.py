@@ -7,7 +7,6 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from classifier import BundleError, read_metadata
@@ -25,16 +24,14 @@ from training.fit import fit
 from xrayweb.errors import ApplicationError
 from xrayweb.inference.locked_set import patients_assign
 from xrayweb.inference.models import ModelVersion
+from xrayweb.inference.selectors import model_version_active, studies_gate_overrules
 from xrayweb.inference.services import (
     locked_summary,
     model_version_activate,
-    model_version_active,
     model_version_register,
     promotion_gate,
 )
-from xrayweb.review.models import Review
-from xrayweb.review.selectors import studies_gate_overrules
-from xrayweb.studies.models import Overrule, ReviewState, Study
+from xrayweb.studies.selectors import studies_final_labelled
 
 
 def patient_key(patient_id: str) -> str:
@@ -61,23 +58,17 @@ def reviewed_records() -> tuple[list[Record], dict]:
     arbitration, or a later amendment), and a fingerprint of that set: the newest review
     id, image hash and label of each. Studies still awaiting a second read or arbitration
     are left out, and so are films a radiologist found not diagnostic (they have no label)."""
-    newest = Review.objects.filter(study=OuterRef("pk")).order_by("-created_at", "-id")
-    final = Study.objects.filter(review_state=ReviewState.FINAL)
-    studies = final.exclude(assessability_overrule=Overrule.NOT_DIAGNOSTIC).annotate(
-        current_label=F("final_label"),
-        current_review=Subquery(newest.values("pk")[:1]),
-    )
     records, rows = [], []
-    for study in studies.order_by("pk"):
+    for study in studies_final_labelled():
         records.append(
             Record(
                 path=local_copy(study.image.name),
-                label=study.current_label,
+                label=study.final_label,
                 patient_id=patient_key(study.patient_id),
                 source="xrayweb",
             )
         )
-        rows.append(f"{study.current_review}:{study.image_sha256}:{study.current_label}")
+        rows.append(f"{study.last_review}:{study.image_sha256}:{study.final_label}")
     digest = hashlib.sha256("\n".join(rows).encode()).hexdigest()
     return records, {"reviews": len(records), "reviews_sha256": digest}
 
@@ -196,7 +187,7 @@ def model_retrain(
     if active is not None:
         incumbent = locked_summary(evaluate_bundle(Path(active.bundle_path), locked, cam=False))
     promoted, reason = promotion_gate(candidate=candidate, active=incumbent)
-    version = model_version_register(bundle_path=out, name=name, user=user)
+    version = model_version_register(bundle_path=out, name=name, user=user, via="retrain")
     version.locked_metrics = candidate
     version.gate = {
         "passed": promoted,
@@ -208,7 +199,7 @@ def model_retrain(
     }
     if activate and (promoted or force):
         version.gate["forced"] = not promoted
-        model_version_activate(version=version)
+        model_version_activate(version=version, actor=user, via="retrain")
     version.save(update_fields=["locked_metrics", "gate"])
     return version
 

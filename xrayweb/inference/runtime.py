@@ -18,9 +18,9 @@ from PIL import Image
 
 from xrayweb.inference.models import ModelVersion, Prediction
 from xrayweb.inference.overlays import heatmap_png, mask_png
+from xrayweb.inference.selectors import model_version_active
 from xrayweb.inference.services import (
     PredictionResult,
-    model_version_active,
     predictions_record,
     studies_claim,
     studies_release,

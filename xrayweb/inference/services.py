@@ -12,31 +12,53 @@ from django.db.models import Case, F, Q, When
 from django.utils import timezone
 
 from classifier import BundleError, bundle_sha256, read_metadata
+from xrayweb.audit.models import AuditEvent
+from xrayweb.audit.services import audit_record, audit_record_studies
 from xrayweb.errors import ApplicationError
 from xrayweb.inference.models import ModelVersion, Prediction
+from xrayweb.inference.selectors import model_version_active
 from xrayweb.studies.dicom import scope_warnings
 from xrayweb.studies.models import Study, assessability_effective
 
 LOW_CONFIDENCE_FLAG = "read with care: low confidence"
 
 
-def model_version_active() -> ModelVersion | None:
-    return ModelVersion.objects.filter(is_active=True).first()
-
-
 @transaction.atomic
-def model_version_activate(*, version: ModelVersion) -> ModelVersion:
+def model_version_activate(
+    *, version: ModelVersion, actor, via: str, ip: str | None = None
+) -> ModelVersion:
+    """Make ``version`` the one that predicts new studies, and audit who did it through which
+    entry point (``via``: api, admin, command, retrain, ensure_model). ``actor`` is None only
+    for the system itself (the shipped bundle activated on a fresh install)."""
+    previous = model_version_active()
     ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
     version.is_active = True
     version.activated_at = timezone.now()
     version.save(update_fields=["is_active", "activated_at"])
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.MODEL_ACTIVATE,
+        detail={
+            "model_version": version.name,
+            "sha256": version.sha256,
+            "previous": previous.name if previous else None,
+            "via": via,
+        },
+        ip=ip,
+    )
     return version
 
 
 def model_version_register(
-    *, bundle_path: Path, name: str = "", user=None, activate: bool = False
+    *,
+    bundle_path: Path,
+    name: str = "",
+    user=None,
+    activate: bool = False,
+    via: str = "command",
 ) -> ModelVersion:
-    """Register a bundle (idempotent on its hash); metadata is read without torch."""
+    """Register a bundle (idempotent on its hash); metadata is read without torch. A new
+    version is audited as registered by ``user`` (None: the system) through ``via``."""
     path = Path(bundle_path).resolve()
     try:
         meta = read_metadata(path)
@@ -57,8 +79,13 @@ def model_version_register(
                 | {"created_at": meta.created_at},
                 created_by=user,
             )
+            audit_record(
+                actor=user,
+                action=AuditEvent.Action.MODEL_REGISTER,
+                detail={"model_version": version.name, "sha256": sha, "via": via},
+            )
         if activate:
-            model_version_activate(version=version)
+            model_version_activate(version=version, actor=user, via=via)
     return version
 
 
@@ -74,7 +101,7 @@ def model_version_ensure_default(*, bundle_path: Path) -> ModelVersion:
         replaced = Path(active.bundle_path).resolve() == path and path.is_file()
         if not replaced or bundle_sha256(path) == active.sha256:
             return active
-    return model_version_register(bundle_path=path, name="", activate=True)
+    return model_version_register(bundle_path=path, name="", activate=True, via="ensure_model")
 
 
 def studies_claim(*, study_id: int, limit: int, lease_seconds: int, token: str = "") -> list[Study]:
@@ -113,12 +140,26 @@ def studies_claim(*, study_id: int, limit: int, lease_seconds: int, token: str =
     return list(Study.objects.filter(pk__in=ids).order_by("created_at", "id"))
 
 
+@transaction.atomic
 def study_mark_failed(*, study_id: int, reason: str) -> None:
-    Study.objects.filter(pk=study_id).exclude(status=Study.Status.DONE).update(
-        status=Study.Status.FAILED, failure_reason=reason[:2000], status_changed_at=timezone.now()
+    failed = (
+        Study.objects.filter(pk=study_id)
+        .exclude(status=Study.Status.DONE)
+        .update(
+            status=Study.Status.FAILED,
+            failure_reason=reason[:2000],
+            status_changed_at=timezone.now(),
+        )
     )
+    if failed:
+        audit_record_studies(
+            actor=None,
+            action=AuditEvent.Action.STUDY_FAILED,
+            details={study_id: {"reason": reason[:200]}},
+        )
 
 
+@transaction.atomic
 def studies_release(*, study_ids: list[int], reason: str, max_attempts: int) -> None:
     """After a transient failure: back to "queued" for another try, or "failed" with the
     reason once a study has had ``max_attempts`` claims. Done studies are left alone."""
@@ -129,20 +170,27 @@ def studies_release(*, study_ids: list[int], reason: str, max_attempts: int) -> 
         failure_reason=f"retrying after: {reason}"[:2000],
         status_changed_at=now,
     )
-    pending.filter(attempts__gte=max_attempts).update(
+    exhausted = pending.filter(attempts__gte=max_attempts)
+    given_up = list(exhausted.values_list("pk", flat=True))
+    exhausted.update(
         status=Study.Status.FAILED,
         failure_reason=f"gave up after {max_attempts} attempts: {reason}"[:2000],
         status_changed_at=now,
+    )
+    detail = {"reason": f"gave up after {max_attempts} attempts: {reason}"[:200]}
+    audit_record_studies(
+        actor=None,
+        action=AuditEvent.Action.STUDY_FAILED,
+        details={pk: detail for pk in given_up},
     )
 
 
 def studies_reconcile(*, queued_seconds: int, lease_seconds: int, max_attempts: int) -> dict:
     """Studies stuck past a deadline: "queued" with no task running them (the message was
     lost, or the broker was down at upload), or "running" past the lease (the worker died).
-    Running ones go back to queued (or fail after ``max_attempts``); every queued one that is
-    overdue gets a fresh task. Claims are exclusive, so a duplicate task is harmless."""
-    from xrayweb.inference.tasks import study_enqueue
-
+    Running ones go back to queued (or fail after ``max_attempts``). Returns how many went
+    back, and the ids of the queued ones that are overdue: the caller gives each a fresh task
+    (claims are exclusive, so a duplicate task is harmless)."""
     now = timezone.now()
     stale_running = list(
         Study.objects.filter(
@@ -163,9 +211,7 @@ def studies_reconcile(*, queued_seconds: int, lease_seconds: int, max_attempts: 
         )
         .values_list("pk", flat=True)
     )
-    for pk in overdue:
-        study_enqueue(pk)
-    return {"requeued_running": len(stale_running), "enqueued": len(overdue)}
+    return {"requeued_running": len(stale_running), "overdue": overdue}
 
 
 @dataclass(frozen=True)
@@ -290,6 +336,18 @@ def predictions_record(
     Study.objects.bulk_update(
         done,
         ["status", "failure_reason", "status_changed_at", "current_prediction", "assessability"],
+    )
+    audit_record_studies(
+        actor=None,
+        action=AuditEvent.Action.PREDICTION_RECORD,
+        details={
+            p.study_id: {
+                "prediction": p.pk,
+                "model_version": p.model_version_id,
+                "assessable": p.assessable,
+            }
+            for p in predictions
+        },
     )
     return predictions
 

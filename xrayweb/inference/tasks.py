@@ -77,11 +77,14 @@ def study_enqueue(study_id: int) -> None:
 @shared_task(queue="default")
 def reconcile_studies() -> dict:
     """Periodic (Celery beat): requeue studies stuck in "queued" or "running"."""
-    return studies_reconcile(
+    result = studies_reconcile(
         queued_seconds=settings.RECONCILE_QUEUED_SECONDS,
         lease_seconds=settings.INFERENCE_LEASE_SECONDS,
         max_attempts=settings.INFERENCE_MAX_ATTEMPTS,
     )
+    for pk in result["overdue"]:
+        study_enqueue(pk)
+    return {"requeued_running": result["requeued_running"], "enqueued": len(result["overdue"])}
 
 
 @shared_task(

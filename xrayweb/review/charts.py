@@ -1,4 +1,4 @@
-"""Server-side SVG charts for the audit dashboard: no JavaScript, nothing from a CDN."""
+"""Server-side SVG charts for the agreement dashboard: no JavaScript, nothing from a CDN."""
 
 from django.utils.html import escape
 

@@ -1,16 +1,14 @@
-"""CSV export of every prediction with its study's full review history."""
+"""The CSV export's rows: every prediction with its study's full review history."""
 
-import csv
 import json
 from collections.abc import Iterator
 
 from django.db.models import Prefetch
-from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from xrayweb.inference.models import Prediction
 from xrayweb.review.models import Review
-from xrayweb.studies.models import ReviewState
+from xrayweb.review.selectors import reviews_visible
 
 COLUMNS = [
     "prediction_id",
@@ -44,11 +42,6 @@ COLUMNS = [
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 def _cell(value) -> str:
     if value is None:
         return ""
@@ -58,12 +51,11 @@ def _cell(value) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
-def _row(p: Prediction, blind_for: int | None) -> list[str]:
+def _row(p: Prediction, reader) -> list[str]:
     study = p.study
     reviews = study.export_reviews
-    if blind_for is not None and study.review_state == ReviewState.SECOND_READ:
-        # The pending first read stays hidden from other readers here too.
-        reviews = [r for r in reviews if r.reviewer_id == blind_for]
+    if reader is not None:
+        reviews = reviews_visible(study=study, user=reader, reviews=reviews)
     history = [
         {
             "at": r.created_at.isoformat(),
@@ -107,12 +99,15 @@ def _row(p: Prediction, blind_for: int | None) -> list[str]:
     return [_cell(v) for v in values]
 
 
-def export_rows(*, blind_for: int | None = None, chunk_size: int = 500) -> Iterator[str]:
-    """CSV lines, streamed: a header, then one line per prediction, oldest first. Queries grow
-    with the number of chunks, not of rows. ``blind_for``: a reader's user id, for whom first
-    reads awaiting a second read by someone else are left out (None: admins see all)."""
-    writer = csv.writer(_Echo())
-    yield writer.writerow(COLUMNS)
+def export_filename() -> str:
+    return f"xrayweb-predictions-{timezone.now():%Y%m%d-%H%M%S}.csv"
+
+
+def export_rows(*, reader=None, chunk_size: int = 500) -> Iterator[list[str]]:
+    """One row of ``COLUMNS`` per prediction, oldest first, streamed: queries grow with the
+    number of chunks, not of rows. ``reader``: the user whose view of the readings the rows
+    give (a first read awaiting a second read by someone else is left out, as on the review
+    page); None: every reading (admins)."""
     reviews = Review.objects.select_related("reviewer").order_by("created_at", "id")
     qs = (
         Prediction.objects.select_related("study", "model_version")
@@ -120,22 +115,4 @@ def export_rows(*, blind_for: int | None = None, chunk_size: int = 500) -> Itera
         .order_by("id")
     )
     for prediction in qs.iterator(chunk_size=chunk_size):
-        yield writer.writerow(_row(prediction, blind_for))
-
-
-def export_response(*, user, ip: str | None) -> StreamingHttpResponse:
-    """The CSV download, audited. For a radiologist, studies awaiting a second read show only
-    their own first read, as on the review page; admins see everything."""
-    from xrayweb.accounts.roles import ADMIN, user_has_any_role
-    from xrayweb.review.models import AuditEvent
-    from xrayweb.review.services import audit_record
-
-    audit_record(actor=user, action=AuditEvent.Action.EXPORT_CSV, ip=ip)
-    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    blind_for = None if user_has_any_role(user, {ADMIN}) else user.pk
-    response = StreamingHttpResponse(
-        export_rows(blind_for=blind_for), content_type="text/csv; charset=utf-8"
-    )
-    response["Content-Disposition"] = f'attachment; filename="xrayweb-predictions-{stamp}.csv"'
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+        yield _row(prediction, reader)

@@ -151,7 +151,7 @@ class WorklistFilter(django_filters.FilterSet):
 
     def filter_outside_lungs(self, qs, name, value):
         # Only measured predictions: no lung mask, or an empty heatmap, is neither.
-        threshold = settings.AUDIT_CAM_OUTSIDE_LUNGS
+        threshold = settings.CAM_OUTSIDE_LUNGS_THRESHOLD
         if value == "yes":
             return qs.filter(current_prediction__cam_lung_fraction__lt=threshold)
         if value == "no":

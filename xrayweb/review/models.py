@@ -1,42 +1,16 @@
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
+from xrayweb.audit.models import ChainedModel
 from xrayweb.inference.models import Prediction
 from xrayweb.studies.models import Overrule, Study
 
 
-class AppendOnlyError(Exception):
-    """Reviews and audit events are history: rows are added, never changed or removed."""
-
-
-class AppendOnlyQuerySet(models.QuerySet):
-    def update(self, **kwargs):
-        raise AppendOnlyError(f"{self.model._meta.verbose_name_plural} cannot be updated")
-
-    def delete(self):
-        raise AppendOnlyError(f"{self.model._meta.verbose_name_plural} cannot be deleted")
-
-
-class AppendOnlyModel(models.Model):
-    """Refuses UPDATE and DELETE through every path the application has: instance save and
-    delete, queryset update, delete and bulk_update (which updates through a queryset)."""
-
-    objects = AppendOnlyQuerySet.as_manager()
-
-    class Meta:
-        abstract = True
-
-    def save(self, *args, **kwargs):
-        if self.pk is not None:
-            raise AppendOnlyError(f"{self._meta.verbose_name_plural} cannot be updated")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise AppendOnlyError(f"{self._meta.verbose_name_plural} cannot be deleted")
-
-
-class Review(AppendOnlyModel):
+class Review(ChainedModel):
     """One radiologist reading. Which reading is final is kept on the study (final_label)."""
+
+    CHAIN = "review"
 
     class Kind(models.TextChoices):
         READ = "read"  # an independent read (first or second)
@@ -53,7 +27,8 @@ class Review(AppendOnlyModel):
     )
     comment = models.TextField(blank=True)
     kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.READ)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Set before the row is hashed (auto_now_add would set it after).
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
     # Provenance: the prediction shown when the label was given, and the review it replaced.
     prediction = models.ForeignKey(Prediction, null=True, on_delete=models.PROTECT)
     agrees_with_model = models.BooleanField(null=True)
@@ -66,33 +41,3 @@ class Review(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"{self.label} for study {self.study_id} by {self.reviewer_id}"
-
-
-class AuditEvent(AppendOnlyModel):
-    """Who viewed or changed which study, and when."""
-
-    class Action(models.TextChoices):
-        STUDY_UPLOAD = "study.upload"
-        STUDY_VIEW = "study.view"
-        STUDY_REVEAL = "study.reveal"  # the model's output shown on a not-assessable study
-        REVIEW_CREATE = "review.create"
-        EXPORT_CSV = "export.csv"
-        EXPORT_DICOM = "export.dicom"
-        MODEL_ACTIVATE = "model.activate"
-
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
-    )
-    action = models.CharField(max_length=32, choices=Action.choices, db_index=True)
-    study = models.ForeignKey(
-        Study, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
-    )
-    detail = models.JSONField(default=dict, blank=True)
-    ip = models.GenericIPAddressField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-
-    def __str__(self) -> str:
-        return f"{self.action} by {self.actor_id} on study {self.study_id}"

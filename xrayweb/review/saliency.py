@@ -1,13 +1,14 @@
-"""The saliency audit: where the model looked. ``Prediction.cam_lung_fraction`` is the share
-of the fused Grad-CAM's mass inside the predicted lungs; a prediction below the threshold
-(``AUDIT_CAM_OUTSIDE_LUNGS``) "looked outside the lungs", the mark of a shortcut. Not-assessable
+"""Saliency on the agreement dashboard: where the model looked.
+``Prediction.cam_lung_fraction`` is the share of the fused Grad-CAM's mass inside the
+predicted lungs; a prediction below the threshold
+(``CAM_OUTSIDE_LUNGS_THRESHOLD``) "looked outside the lungs", the mark of a shortcut. Not-assessable
 and not-diagnostic films are left out: where the model looks on a CT slice says nothing."""
 
 from collections import defaultdict
 
 import numpy as np
 
-from xrayweb.review.audit import NOT_READABLE, AuditSlice, audit_slice
+from xrayweb.review.agreement import NOT_READABLE, AgreementSlice, agreement_slice
 
 
 def fraction_summary(*, values: list[float], empty: int, threshold: float) -> dict:
@@ -31,11 +32,11 @@ def fraction_summary(*, values: list[float], empty: int, threshold: float) -> di
     }
 
 
-def saliency_audit(*, where: AuditSlice, threshold: float) -> dict:
+def saliency_distribution(*, where: AgreementSlice, threshold: float) -> dict:
     """The distribution of cam_lung_fraction over the slice's readable predictions, overall,
     per predicted class and per model version, in one query."""
     rows = (
-        audit_slice(where=where)
+        agreement_slice(where=where)
         .exclude(NOT_READABLE)
         .exclude(lung_mask="")  # predicted without a segmenter: nothing was measured
         .values_list("label", "model_version__name", "cam_lung_fraction")

@@ -1,9 +1,12 @@
+from collections.abc import Iterable
+
 from django.db.models import F, Prefetch, QuerySet
 
 from xrayweb.inference.models import Prediction
+from xrayweb.inference.selectors import model_version_active, prediction_current
 from xrayweb.review.filters import WorklistFilter, readable_by, unreviewed_first
-from xrayweb.review.models import AuditEvent, Review
-from xrayweb.studies.models import Overrule, ReviewState, Study
+from xrayweb.review.models import Review
+from xrayweb.studies.models import ReviewState, Study
 
 
 def study_with_details(*, qs: QuerySet[Study] | None = None) -> QuerySet[Study]:
@@ -65,33 +68,18 @@ def worklist_neighbours(*, qs: QuerySet[Study], study_id: int) -> tuple[int | No
     return before, after
 
 
-def audit_events(*, action: str = "", actor: str = "", study_id: int | None = None):
-    qs = AuditEvent.objects.select_related("actor", "study")
-    if action:
-        qs = qs.filter(action=action)
-    if actor:
-        qs = qs.filter(actor__username=actor)
-    if study_id is not None:
-        qs = qs.filter(study_id=study_id)
-    return qs
+def review_classes(*, study: Study) -> list[str]:
+    """The labels a reviewer may choose: the classes of the model that predicted the study."""
+    prediction = prediction_current(study=study)
+    version = prediction.model_version if prediction else model_version_active()
+    return list(version.classes) if version else []
 
 
-def studies_gate_overrules() -> dict[str, list[Study]]:
-    """Where radiologists overruled the gate, by the latest final reading of each study, for
-    retrain (oldest first, each with its current prediction loaded):
-
-    - "assessable": the current prediction's gate refused the study and a radiologist read it
-      after all (the gate was wrong);
-    - "not_diagnostic": a radiologist found the film not diagnostic, whatever the gate said
-      (keep them out of training; those the gate passed are its misses)."""
-    qs = Study.objects.select_related("current_prediction__model_version").order_by(
-        "created_at", "id"
-    )
-    return {
-        "assessable": list(
-            qs.filter(
-                assessability_overrule=Overrule.ASSESSABLE, current_prediction__assessable=False
-            )
-        ),
-        "not_diagnostic": list(qs.filter(assessability_overrule=Overrule.NOT_DIAGNOSTIC)),
-    }
+def reviews_visible(*, study: Study, user, reviews: Iterable[Review] | None = None) -> list[Review]:
+    """The review history ``user`` may see, of ``reviews`` (default: the study's own). While
+    a study awaits its second read, the first read stays hidden from everyone but its reader,
+    so the second read is independent."""
+    reviews = list(study.reviews.all() if reviews is None else reviews)
+    if study.review_state != ReviewState.SECOND_READ:
+        return reviews
+    return [r for r in reviews if r.reviewer_id == user.pk]

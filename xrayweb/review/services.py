@@ -2,20 +2,15 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from xrayweb.audit.models import AuditEvent
+from xrayweb.audit.services import audit_record
 from xrayweb.errors import ApplicationError
 from xrayweb.inference.selectors import prediction_current
-from xrayweb.inference.services import model_version_active
-from xrayweb.review.models import AuditEvent, Review
+from xrayweb.review.models import Review
+from xrayweb.review.selectors import review_classes
 from xrayweb.studies.models import Overrule, ReviewState, Study, assessability_effective
 
 MAX_COMMENT = 4000
-
-
-def review_classes(*, study: Study) -> list[str]:
-    """The labels a reviewer may choose: the classes of the model that predicted the study."""
-    prediction = prediction_current(study=study)
-    version = prediction.model_version if prediction else model_version_active()
-    return list(version.classes) if version else []
 
 
 def _reading(label: str, assessability: str) -> tuple[str, str]:
@@ -53,15 +48,6 @@ def _next_state(*, study: Study, reviewer, reading: tuple[str, str], second_read
             return Review.Kind.READ, ReviewState.FINAL
         return Review.Kind.READ, ReviewState.ARBITRATION
     return Review.Kind.ARBITRATION, ReviewState.FINAL
-
-
-def reviews_visible(*, study: Study, user) -> list[Review]:
-    """The review history a user may see. While a study awaits its second read, the first
-    read stays hidden from everyone but its reader, so the second read is independent."""
-    reviews = list(study.reviews.all())
-    if study.review_state != ReviewState.SECOND_READ:
-        return reviews
-    return [r for r in reviews if r.reviewer_id == user.pk]
 
 
 def _check_reading(*, study: Study, label: str, assessability: str) -> None:
@@ -152,23 +138,10 @@ def review_submit(
                 assessability=assessability_effective(gate=gate, overrule=assessability),
             )
         Study.objects.filter(pk=locked.pk).update(**changes)
-        AuditEvent.objects.create(
+        audit_record(
             actor=reviewer,
             action=AuditEvent.Action.REVIEW_CREATE,
             study=locked,
             detail={"review": review.pk, "kind": kind, "state": state},
         )
     return review
-
-
-def audit_record(
-    *, actor, action: str, study: Study | None = None, detail: dict | None = None, ip=None
-) -> AuditEvent:
-    """Append an audit event. Details carry keys and counts, never patient identifiers."""
-    return AuditEvent.objects.create(
-        actor=actor if getattr(actor, "is_authenticated", False) else None,
-        action=action,
-        study=study,
-        detail=detail or {},
-        ip=ip or None,
-    )

@@ -11,41 +11,43 @@ from django.views.decorators.http import require_GET, require_POST
 
 from xrayweb.accounts.decorators import role_required
 from xrayweb.accounts.roles import (
-    CAN_AUDIT,
+    ADMIN,
     CAN_READ_AUDIT_LOG,
     CAN_REVEAL,
     CAN_REVIEW,
+    CAN_SEE_AGREEMENT,
     user_has_any_role,
 )
+from xrayweb.audit.addresses import client_ip
+from xrayweb.audit.models import AuditEvent
+from xrayweb.audit.selectors import audit_events
+from xrayweb.audit.services import audit_record
+from xrayweb.downloads import csv_download
 from xrayweb.errors import ApplicationError
 from xrayweb.inference.models import ModelVersion
 from xrayweb.inference.selectors import study_assessment
 from xrayweb.review import charts
-from xrayweb.review.audit import (
-    AuditSlice,
+from xrayweb.review.agreement import (
+    AgreementSlice,
+    agreement_dashboard,
+    agreement_slice_choices,
     assessability_counts,
-    audit_dashboard,
-    audit_slice_choices,
     matrix_rows,
 )
-from xrayweb.review.export import export_response
-from xrayweb.review.models import AuditEvent
-from xrayweb.review.saliency import saliency_audit
+from xrayweb.review.export import COLUMNS, export_filename, export_rows
+from xrayweb.review.saliency import saliency_distribution
 from xrayweb.review.selectors import (
-    audit_events,
     next_case,
+    review_classes,
+    reviews_visible,
     study_with_details,
     worklist,
     worklist_neighbours,
 )
-from xrayweb.review.services import audit_record, review_classes, review_submit, reviews_visible
+from xrayweb.review.services import review_submit
 from xrayweb.studies.models import HIDDEN_ASSESSABILITY, Overrule
 
 MAX_PAGE_SIZE = 100
-
-
-def client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR")
 
 
 def _query_without(request, *names: str) -> str:
@@ -73,7 +75,7 @@ def worklist_page(request):
         "filters": filters,
         "query": _query_without(request, "page"),
         "low_confidence": settings.REVIEW_LOW_CONFIDENCE,
-        "outside_threshold": settings.AUDIT_CAM_OUTSIDE_LUNGS,
+        "outside_threshold": settings.CAM_OUTSIDE_LUNGS_THRESHOLD,
     }
     return render(request, "review/worklist.html", context, status=status)
 
@@ -133,8 +135,8 @@ def study_detail(request, pk: int):
         "withheld": bool(hidden and not revealed),
         "revealed": revealed,
         "can_reveal": can_reveal,
-        "outside_lungs": fraction is not None and fraction < settings.AUDIT_CAM_OUTSIDE_LUNGS,
-        "outside_threshold": settings.AUDIT_CAM_OUTSIDE_LUNGS,
+        "outside_lungs": fraction is not None and fraction < settings.CAM_OUTSIDE_LUNGS_THRESHOLD,
+        "outside_threshold": settings.CAM_OUTSIDE_LUNGS_THRESHOLD,
         "member_names": sorted(prediction.member_probabilities) if prediction else [],
         "rows": rows,
         "reviews": reviews_visible(study=study, user=request.user),
@@ -179,12 +181,12 @@ def _parse_date(value: str | None) -> date | None:
 
 
 @require_GET
-@role_required(CAN_AUDIT)
-def audit_page(request):
+@role_required(CAN_SEE_AGREEMENT)
+def agreement_page(request):
     try:
         version_name = request.GET.get("model_version") or ""
         version = get_object_or_404(ModelVersion, name=version_name) if version_name else None
-        where = AuditSlice(
+        where = AgreementSlice(
             version=version,
             date_from=_parse_date(request.GET.get("date_from")),
             date_to=_parse_date(request.GET.get("date_to")),
@@ -193,9 +195,9 @@ def audit_page(request):
         )
     except ValueError:
         return HttpResponseBadRequest("Dates must be YYYY-MM-DD.")
-    stats = audit_dashboard(where=where)
+    stats = agreement_dashboard(where=where)
     labels = stats["labels"]
-    saliency = saliency_audit(where=where, threshold=settings.AUDIT_CAM_OUTSIDE_LUNGS)
+    saliency = saliency_distribution(where=where, threshold=settings.CAM_OUTSIDE_LUNGS_THRESHOLD)
     # The worklist takes the same slice parameters (on each study's current prediction).
     sliced = {
         k: request.GET.get(k, "") for k in ("model_version", "date_from", "date_to", "site", "view")
@@ -204,7 +206,7 @@ def audit_page(request):
     context = {
         "stats": stats,
         "where": where,
-        "choices": audit_slice_choices(),
+        "choices": agreement_slice_choices(),
         "rows": matrix_rows(labels, stats["matrix"]),
         "reliability_svg": charts.reliability_svg(stats["calibration"]),
         "trend_svg": charts.trend_svg(stats["trend"]),
@@ -219,23 +221,34 @@ def audit_page(request):
         "outside_query": urlencode(outside),
         "query": request.GET.urlencode(),
     }
-    return render(request, "review/audit.html", context)
+    return render(request, "review/agreement.html", context)
 
 
 @require_GET
-@role_required(CAN_AUDIT)
-def audit_export(request):
-    return export_response(user=request.user, ip=client_ip(request))
+@role_required(CAN_SEE_AGREEMENT)
+def agreement_export(request):
+    """Every prediction with its review history, as CSV. A radiologist's export hides a first
+    read awaiting someone else's second read, as the review page does; an admin's shows all."""
+    audit_record(actor=request.user, action=AuditEvent.Action.EXPORT_CSV, ip=client_ip(request))
+    reader = None if user_has_any_role(request.user, {ADMIN}) else request.user
+    return csv_download(export_rows(reader=reader), header=COLUMNS, filename=export_filename())
 
 
 @require_GET
 @role_required(CAN_READ_AUDIT_LOG)
 def audit_log_page(request):
     study = request.GET.get("study", "")
-    events = audit_events(
-        action=request.GET.get("action", ""),
-        actor=request.GET.get("actor", ""),
-        study_id=int(study) if study.isdigit() else None,
+    where = {
+        "action": request.GET.get("action", "")[:32],
+        "actor": request.GET.get("actor", "")[:150],
+        "study_id": int(study) if study.isdigit() and len(study) < 19 else None,
+    }
+    events = audit_events(**where)
+    audit_record(
+        actor=request.user,
+        action=AuditEvent.Action.AUDIT_READ,
+        detail={k: str(v) for k, v in where.items() if v},
+        ip=client_ip(request),
     )
     page = Paginator(events, _page_size(request)).get_page(request.GET.get("page"))
     context = {

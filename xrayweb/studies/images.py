@@ -31,7 +31,7 @@ MAX_FILENAME = 255
 
 def filename_unsafe(name: str) -> str:
     """Why a file name is not a plain file name ("" if it is): too long, a path, or control
-    characters. Shared by the service and the multipart parsers (xrayweb.api.parsers)."""
+    characters. Shared by the service and the multipart parser (xrayweb.studies.middleware)."""
     if len(name) > MAX_FILENAME:
         return f"the file name is longer than {MAX_FILENAME} characters"
     if any(not c.isprintable() for c in name) or "/" in name or "\\" in name:

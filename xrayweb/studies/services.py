@@ -1,18 +1,22 @@
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from PIL import Image
 
+from xrayweb.audit.models import AuditEvent
+from xrayweb.audit.services import audit_record
 from xrayweb.errors import ApplicationError
 from xrayweb.studies.dicom import dicom_decode, looks_like_dicom
 from xrayweb.studies.dicom_export import ExportRefused, deidentify, secondary_capture
 from xrayweb.studies.images import filename_check, image_validate, upload_size_check
 from xrayweb.studies.models import Study
+from xrayweb.studies.signals import study_uploaded
 
 
 def _clean_identifier(value: str, field: str) -> str:
@@ -80,14 +84,10 @@ def study_create(
     view: str = "",
     ip: str | None = None,
 ) -> Study:
-    """Validate and store one image (PNG, JPEG or DICOM) as a queued study; inference is
-    enqueued on commit. Nothing is written unless the file is valid, and the row and files are
-    written together. A DICOM image already uploaded (same SOPInstanceUID) is refused (409)
-    with the existing study's id."""
-    from xrayweb.inference.tasks import study_enqueue  # tasks import services: avoid a cycle
-    from xrayweb.review.models import AuditEvent  # review builds on studies
-    from xrayweb.review.services import audit_record
-
+    """Validate and store one image (PNG, JPEG or DICOM) as a queued study; on commit it is
+    announced (``study_uploaded``), and inference enqueues it. Nothing is written unless the
+    file is valid, and the row and files are written together. A DICOM image already uploaded
+    (same SOPInstanceUID) is refused (409) with the existing study's id."""
     name = filename or "the file"
     filename_check(filename)
     upload_size_check(data=data, name=name)
@@ -141,8 +141,52 @@ def study_create(
                 file.delete(save=False)
             raise
         audit_record(actor=user, action=AuditEvent.Action.STUDY_UPLOAD, study=study, ip=ip)
-        transaction.on_commit(lambda: study_enqueue(study.pk))
+        transaction.on_commit(lambda: study_uploaded.send(sender=Study, study_id=study.pk))
     return study
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """One file of a batch: the study it became, or why it was refused."""
+
+    name: str
+    study: Study | None = None
+    error: ApplicationError | None = None
+
+
+def studies_upload_batch(
+    *,
+    user: AbstractBaseUser,
+    files: list[File],
+    patient_id: str,
+    accession: str,
+    site: str = "",
+    view: str = "",
+    ip: str | None = None,
+) -> list[Uploaded]:
+    """Each file becomes a study of its own (``study_create``), with the identifiers and
+    site and view the form gave for all; a refused file does not stop the others. The
+    outcomes come back in the files' order. No file at all is refused (400)."""
+    if not files:
+        raise ApplicationError("Choose at least one PNG, JPEG or DICOM file.")
+    outcomes = []
+    for file in files:
+        try:
+            study = study_create(
+                user=user,
+                patient_id=patient_id,
+                accession=accession,
+                data=file.read(),
+                filename=file.name,
+                site=site,
+                view=view,
+                ip=ip,
+            )
+        except ApplicationError as exc:
+            outcomes.append(Uploaded(name=file.name, error=exc))
+        else:
+            outcomes.append(Uploaded(name=file.name, study=study))
+    return outcomes
 
 
 def _secret() -> bytes:

@@ -15,9 +15,10 @@ from rest_framework.permissions import IsAuthenticated
 
 from xrayweb.accounts.decorators import role_required
 from xrayweb.accounts.roles import CAN_REVIEW, CAN_UPLOAD, user_has_any_role
+from xrayweb.audit.addresses import client_ip
 from xrayweb.errors import ApplicationError
 from xrayweb.studies.selectors import study_list
-from xrayweb.studies.services import study_create
+from xrayweb.studies.services import Uploaded, studies_upload_batch
 
 
 @require_GET
@@ -27,43 +28,43 @@ def home(request):
     return redirect("upload")
 
 
+def _upload_message(request, outcome: Uploaded) -> None:
+    if outcome.error is None:
+        if outcome.study.out_of_scope:
+            messages.warning(request, f"{outcome.name}: {outcome.study.scope_warning}")
+        return
+    exc = outcome.error
+    if "study" in exc.extra:
+        link = reverse("study-detail", args=[exc.extra["study"]])
+        messages.error(request, format_html('{} <a href="{}">Open it</a>.', exc.message, link))
+    else:
+        messages.error(request, exc.message)
+
+
 @require_http_methods(["GET", "POST"])
 @role_required(CAN_UPLOAD)
 def upload(request):
     status = 200
     if request.method == "POST":
-        files = request.FILES.getlist("images")
-        if not files:
-            messages.error(request, "Choose at least one PNG, JPEG or DICOM file.")
-            status = 400
-        created, failed = 0, 0
-        for upload in files:
-            try:
-                study = study_create(
-                    user=request.user,
-                    patient_id=request.POST.get("patient_id", ""),
-                    accession=request.POST.get("accession", ""),
-                    data=upload.read(),
-                    filename=upload.name,
-                    site=request.POST.get("site", ""),
-                    view=request.POST.get("view", ""),
-                    ip=request.META.get("REMOTE_ADDR"),
-                )
-                created += 1
-                if study.out_of_scope:
-                    messages.warning(request, f"{upload.name}: {study.scope_warning}")
-            except ApplicationError as exc:
-                failed += 1
-                if "study" in exc.extra:
-                    link = reverse("study-detail", args=[exc.extra["study"]])
-                    messages.error(
-                        request, format_html('{} <a href="{}">Open it</a>.', exc.message, link)
-                    )
-                else:
-                    messages.error(request, exc.message)
+        try:
+            outcomes = studies_upload_batch(
+                user=request.user,
+                files=request.FILES.getlist("images"),
+                patient_id=request.POST.get("patient_id", ""),
+                accession=request.POST.get("accession", ""),
+                site=request.POST.get("site", ""),
+                view=request.POST.get("view", ""),
+                ip=client_ip(request),
+            )
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+            outcomes, status = [], 400
+        for outcome in outcomes:
+            _upload_message(request, outcome)
+        created = sum(outcome.study is not None for outcome in outcomes)
         if created:
             messages.success(request, f"{created} image(s) queued for analysis.")
-        if failed and not created:
+        if outcomes and not created:
             status = 400
         if status == 200:
             return redirect("upload")

@@ -4,7 +4,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from xrayweb.inference.models import ModelVersion
-from xrayweb.inference.services import model_version_active
+from xrayweb.inference.selectors import model_version_active
 
 
 class Command(BaseCommand):

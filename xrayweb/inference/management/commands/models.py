@@ -1,5 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from xrayweb.accounts.selectors import admin_named
+from xrayweb.errors import ApplicationError
 from xrayweb.inference.models import ModelVersion
 from xrayweb.inference.services import model_version_activate
 
@@ -13,13 +15,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--activate", metavar="VERSION", help="name of the version to activate")
+        parser.add_argument("--user", help="with --activate: the admin account doing it (audited)")
 
-    def handle(self, *args, activate: str | None, **options):
+    def handle(self, *args, activate: str | None, user: str | None, **options):
         if activate:
             version = ModelVersion.objects.filter(name=activate).first()
             if version is None:
                 raise CommandError(f"no model version named {activate!r}")
-            model_version_activate(version=version)
+            try:
+                actor = admin_named(username=user, doing="activate a model version")
+            except ApplicationError as exc:
+                raise CommandError(exc.message) from exc
+            model_version_activate(version=version, actor=actor, via="command")
             self.stdout.write(f"{version.name} is now active.")
             return
         self.stdout.write(

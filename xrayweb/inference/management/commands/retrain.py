@@ -1,10 +1,9 @@
 from pathlib import Path
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from training.config import STRATEGIES, TrainConfig
-from xrayweb.accounts.roles import CAN_MANAGE_MODELS, user_has_any_role
+from xrayweb.accounts.selectors import admin_named
 from xrayweb.errors import ApplicationError
 
 
@@ -51,10 +50,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         user = None
-        if opts["user"]:
-            user = get_user_model().objects.filter(username=opts["user"]).first()
-            if user is None or not user_has_any_role(user, CAN_MANAGE_MODELS):
-                raise CommandError(f"{opts['user']!r} is not an admin; only admins may retrain.")
+        if opts["user"] or opts["activate"]:
+            try:
+                user = admin_named(username=opts["user"], doing="retrain and activate")
+            except ApplicationError as exc:
+                raise CommandError(exc.message) from exc
         config = {
             "archs": opts["arch"],
             "epochs": [opts["epochs"]],

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from xrayweb.inference.services import studies_reconcile
+from xrayweb.inference.tasks import study_enqueue
 
 
 class Command(BaseCommand):
@@ -19,7 +20,9 @@ class Command(BaseCommand):
             lease_seconds=settings.INFERENCE_LEASE_SECONDS,
             max_attempts=settings.INFERENCE_MAX_ATTEMPTS,
         )
+        for pk in result["overdue"]:
+            study_enqueue(pk)
         self.stdout.write(
             f"requeued {result['requeued_running']} running past the lease; "
-            f"enqueued {result['enqueued']} queued studies"
+            f"enqueued {len(result['overdue'])} queued studies"
         )

@@ -1,4 +1,4 @@
-"""The audit dashboard's numbers: the model's prediction against the radiologists' final
+"""The agreement dashboard's numbers: the model's prediction against the radiologists' final
 label, sliced by model version, period, site and view, in a fixed number of queries. Studies
 that are not assessable (the gate refused them and no radiologist overruled it) or that a
 radiologist called not diagnostic are counted on their own and left out of the comparison."""
@@ -11,7 +11,7 @@ from django.db.models import Avg, Case, Count, F, IntegerField, Q, QuerySet, Sum
 from django.db.models.functions import Cast, Floor, Least, TruncWeek
 
 from xrayweb.inference.models import ModelVersion, Prediction
-from xrayweb.inference.services import model_version_active
+from xrayweb.inference.selectors import model_version_active
 from xrayweb.review.stats import agreement_summary
 from xrayweb.studies.models import Overrule, ReviewState, Study
 
@@ -19,7 +19,7 @@ CALIBRATION_BINS = 10
 
 
 @dataclass(frozen=True)
-class AuditSlice:
+class AgreementSlice:
     version: ModelVersion | None = None
     date_from: date | None = None
     date_to: date | None = None
@@ -35,7 +35,7 @@ NOT_READABLE = Q(study__assessability_overrule=Overrule.NOT_DIAGNOSTIC) | (
 )
 
 
-def audit_slice(*, where: AuditSlice) -> QuerySet[Prediction]:
+def agreement_slice(*, where: AgreementSlice) -> QuerySet[Prediction]:
     """One prediction per study: the chosen version's, or without a version the study's
     current prediction; within the period, site and view."""
     qs = Prediction.objects.all()
@@ -54,18 +54,20 @@ def audit_slice(*, where: AuditSlice) -> QuerySet[Prediction]:
     return qs
 
 
-def audit_predictions(*, where: AuditSlice) -> QuerySet[Prediction]:
+def agreement_predictions(*, where: AgreementSlice) -> QuerySet[Prediction]:
     """The slice's predictions of studies with a final reading, readable ones only."""
     return (
-        audit_slice(where=where).filter(study__review_state=ReviewState.FINAL).exclude(NOT_READABLE)
+        agreement_slice(where=where)
+        .filter(study__review_state=ReviewState.FINAL)
+        .exclude(NOT_READABLE)
     )
 
 
-def assessability_counts(*, where: AuditSlice, top: int = 10) -> dict:
+def assessability_counts(*, where: AgreementSlice, top: int = 10) -> dict:
     """Not-assessable studies on their own: how many the gate refused, how many of those a
     radiologist found assessable after all, how many a radiologist called not diagnostic (and
     of those, how many the gate had passed), and the gate's most frequent reasons."""
-    qs = audit_slice(where=where)
+    qs = agreement_slice(where=where)
     overrule = "study__assessability_overrule"
     counts = qs.aggregate(
         n=Count("id"),
@@ -98,8 +100,8 @@ def _labels(seen: set[str], version: ModelVersion | None) -> list[str]:
     return labels + sorted(seen - set(labels))
 
 
-def audit_dashboard(*, where: AuditSlice) -> dict:
-    qs = audit_predictions(where=where)
+def agreement_dashboard(*, where: AgreementSlice) -> dict:
+    qs = agreement_predictions(where=where)
     counts = {
         (row["study__final_label"], row["label"]): row["n"]
         for row in qs.values("study__final_label", "label").annotate(n=Count("id"))
@@ -146,7 +148,7 @@ def audit_dashboard(*, where: AuditSlice) -> dict:
     return {**summary, "calibration": calibration, "ece": ece if n else None, "trend": trend}
 
 
-def audit_slice_choices() -> dict:
+def agreement_slice_choices() -> dict:
     """What the dashboard can be sliced by (three queries)."""
 
     def distinct(field: str) -> list[str]:

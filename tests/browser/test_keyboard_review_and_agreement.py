@@ -1,5 +1,5 @@
 """Issue 5's flow in real Chromium: staff upload, result, radiologist corrects with the
-keyboard, and the audit dashboard's confusion matrix changes."""
+keyboard, and the agreement dashboard's confusion matrix changes."""
 
 import os
 
@@ -19,7 +19,7 @@ def _cell(page, truth, predicted):
     return page.locator(f'#confusion td[data-true="{truth}"][data-predicted="{predicted}"]')
 
 
-def test_radiologist_corrects_with_the_keyboard_and_the_audit_matrix_changes(
+def test_radiologist_corrects_with_the_keyboard_and_the_agreement_matrix_changes(
     page, login, live_server, tiny_bundle, sample_images, settings, tmp_path
 ):
     settings.MEDIA_ROOT = tmp_path / "media"
@@ -44,8 +44,8 @@ def test_radiologist_corrects_with_the_keyboard_and_the_audit_matrix_changes(
 
     page.click("button:has-text('Log out')")
     login("rad")
-    page.goto(f"{live_server.url}/audit/")
-    expect(page.locator("#audit-n")).to_have_text("0")
+    page.goto(f"{live_server.url}/agreement/")
+    expect(page.locator("#agreement-n")).to_have_text("0")
 
     page.click("header a.next-case")
     expect(page.locator("h1")).to_contain_text("Study #")
@@ -80,8 +80,8 @@ def test_radiologist_corrects_with_the_keyboard_and_the_audit_matrix_changes(
     other = next(pk for pk in predicted if pk != study_id)
     expect(page).to_have_url(f"{live_server.url}/studies/{other}/?needs_me=yes&sort=uncertain")
 
-    page.goto(f"{live_server.url}/audit/")
-    expect(page.locator("#audit-n")).to_have_text("1")
+    page.goto(f"{live_server.url}/agreement/")
+    expect(page.locator("#agreement-n")).to_have_text("1")
     expect(_cell(page, corrected, label)).to_have_text("1")
-    expect(page.locator("#audit-agreement")).to_have_text("0.000")
-    page.screenshot(path=str(tmp_path / "audit.png"), full_page=True)
+    expect(page.locator("#agreement-rate")).to_have_text("0.000")
+    page.screenshot(path=str(tmp_path / "agreement.png"), full_page=True)

@@ -1,0 +1,15 @@
+from django.contrib.auth import get_user_model
+
+from xrayweb.accounts.roles import CAN_MANAGE_MODELS, user_has_any_role
+from xrayweb.errors import ApplicationError
+
+
+def admin_named(*, username: str | None, doing: str):
+    """The admin account a management command acts for: commands that change what the system
+    does name their actor, so the audit trail says who."""
+    if not username:
+        raise ApplicationError(f"Name the admin who is doing this with --user to {doing}.")
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None or not user_has_any_role(user, CAN_MANAGE_MODELS):
+        raise ApplicationError(f"{username!r} is not an admin; only admins may {doing}.")
+    return user

@@ -1,0 +1,84 @@
+"""Downloads: a study's DICOM (de-identified original, heatmap overlay) and the CSV of every
+prediction with its readings. Each is audited."""
+
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.views import APIView
+
+from xrayweb.accounts.roles import ADMIN, user_has_any_role
+from xrayweb.api.permissions import CanExportDicom, CanExportPredictions
+from xrayweb.api.renderers import CSV_RENDERERS, DICOM_RENDERERS, FileDownloadMixin
+from xrayweb.audit.addresses import client_ip
+from xrayweb.audit.models import AuditEvent
+from xrayweb.audit.services import audit_record
+from xrayweb.downloads import csv_download
+from xrayweb.inference.selectors import prediction_overlay_dicom
+from xrayweb.review.export import COLUMNS, export_filename, export_rows
+from xrayweb.studies.models import Study
+from xrayweb.studies.services import study_export_dicom
+
+
+def _dicom_response(data: bytes, filename: str) -> HttpResponse:
+    response = HttpResponse(data, content_type="application/dicom")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+class StudyDicomExportApi(FileDownloadMixin, APIView):
+    """GET: the original DICOM, de-identified (PS3.15 Annex E Basic Profile)."""
+
+    permission_classes = [IsAuthenticated, CanExportDicom]
+    renderer_classes = DICOM_RENDERERS
+
+    @extend_schema(responses={(200, "application/dicom"): OpenApiTypes.BINARY})
+    def get(self, request, pk: int):
+        study = get_object_or_404(Study, pk=pk)
+        data = study_export_dicom(study=study)
+        audit_record(
+            actor=request.user,
+            action=AuditEvent.Action.EXPORT_DICOM,
+            study=study,
+            detail={"kind": "deidentified"},
+            ip=client_ip(request),
+        )
+        return _dicom_response(data, f"study-{study.pk}-deidentified.dcm")
+
+
+class StudyOverlayDicomApi(FileDownloadMixin, APIView):
+    """GET: the heatmap overlay as a Secondary Capture in the source study, for a PACS. It
+    carries the patient's identity, like the original."""
+
+    permission_classes = [IsAuthenticated, CanExportDicom]
+    renderer_classes = DICOM_RENDERERS
+
+    @extend_schema(responses={(200, "application/dicom"): OpenApiTypes.BINARY})
+    def get(self, request, pk: int):
+        study = get_object_or_404(Study.objects.select_related("current_prediction"), pk=pk)
+        data, prediction = prediction_overlay_dicom(study=study)
+        audit_record(
+            actor=request.user,
+            action=AuditEvent.Action.EXPORT_DICOM,
+            study=study,
+            detail={"kind": "secondary_capture", "prediction": prediction.pk},
+            ip=client_ip(request),
+        )
+        return _dicom_response(data, f"study-{study.pk}-overlay.dcm")
+
+
+class PredictionsExportApi(FileDownloadMixin, APIView):
+    """GET (radiologists, admins): every prediction with its review history as CSV. A
+    radiologist's export hides a first read awaiting someone else's second read, as the
+    study's readings do; an admin's shows all."""
+
+    permission_classes = [IsAuthenticated, CanExportPredictions]
+    renderer_classes = CSV_RENDERERS
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    def get(self, request):
+        audit_record(actor=request.user, action=AuditEvent.Action.EXPORT_CSV, ip=client_ip(request))
+        reader = None if user_has_any_role(request.user, {ADMIN}) else request.user
+        return csv_download(export_rows(reader=reader), header=COLUMNS, filename=export_filename())

@@ -1,0 +1,107 @@
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+from xrayweb.audit.chain import chain_link
+
+
+class AppendOnlyError(Exception):
+    """Readings and audit events are history: rows are added, never changed or removed."""
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AppendOnlyError(f"{self.model._meta.verbose_name_plural} cannot be updated")
+
+    def delete(self):
+        raise AppendOnlyError(f"{self.model._meta.verbose_name_plural} cannot be deleted")
+
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        if any(o.pk is not None for o in objs):
+            raise AppendOnlyError(f"{self.model._meta.verbose_name_plural} cannot be replaced")
+        with transaction.atomic(using=self.db):
+            chain_link(objs, head_model=ChainHead, name=self.model.CHAIN)
+            return super().bulk_create(objs, *args, **kwargs)
+
+    def bulk_update(self, objs, *args, **kwargs):
+        raise AppendOnlyError(f"{self.model._meta.verbose_name_plural} cannot be updated")
+
+
+class ChainHead(models.Model):
+    """The last link of each chain: how many rows were written and the last row's hash."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    seq = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.seq}"
+
+
+class ChainedModel(models.Model):
+    """History in a hash chain. UPDATE and DELETE are refused through every path the
+    application has (instance save and delete, queryset update, delete, bulk_update), and on
+    PostgreSQL by a trigger as well; INSERT links the row into chain ``CHAIN``."""
+
+    CHAIN = ""
+
+    seq = models.PositiveBigIntegerField(unique=True, null=True, editable=False)
+    chain_hash = models.CharField(max_length=64, blank=True, editable=False)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise AppendOnlyError(f"{self._meta.verbose_name_plural} cannot be updated")
+        with transaction.atomic(using=kwargs.get("using")):
+            chain_link([self], head_model=ChainHead, name=self.CHAIN)
+            super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError(f"{self._meta.verbose_name_plural} cannot be deleted")
+
+
+class AuditEvent(ChainedModel):
+    """Who viewed or changed what, when, from where."""
+
+    CHAIN = "audit"
+
+    class Action(models.TextChoices):
+        STUDY_UPLOAD = "study.upload"
+        STUDY_VIEW = "study.view"
+        STUDY_REVEAL = "study.reveal"  # the model's output shown on a not-assessable study
+        REVIEW_CREATE = "review.create"
+        EXPORT_CSV = "export.csv"
+        EXPORT_DICOM = "export.dicom"
+        MODEL_ACTIVATE = "model.activate"
+        MODEL_REGISTER = "model.register"
+        PREDICTION_RECORD = "prediction.record"  # by a worker: actor is the system
+        STUDY_FAILED = "study.failed"
+        AUDIT_READ = "audit.read"
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    action = models.CharField(max_length=32, choices=Action.choices, db_index=True)
+    # A string reference: audit sits below studies and never imports it.
+    study = models.ForeignKey(
+        "studies.Study",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="audit_events",
+    )
+    detail = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    # Set before the row is hashed (auto_now_add would set it after).
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.actor_id} on study {self.study_id}"

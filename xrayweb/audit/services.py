@@ -1,0 +1,29 @@
+from xrayweb.audit.models import AuditEvent
+
+
+def audit_record(
+    *, actor, action: str, study=None, detail: dict | None = None, ip: str | None = None
+) -> AuditEvent:
+    """Append an audit event: the one way the application writes to the audit trail. Details
+    carry keys and counts, never patient identifiers. ``actor`` may be a service user (the
+    worker, a command's --user) or None for the system itself."""
+    return AuditEvent.objects.create(
+        actor=actor if getattr(actor, "is_authenticated", False) else None,
+        action=action,
+        study=study,
+        detail=detail or {},
+        ip=ip or None,
+    )
+
+
+def audit_record_studies(
+    *, actor, action: str, details: dict[int, dict], ip: str | None = None
+) -> list[AuditEvent]:
+    """Append one event per study (``details``: study id -> detail) in one insert: what a
+    worker does to a batch of studies."""
+    actor = actor if getattr(actor, "is_authenticated", False) else None
+    events = [
+        AuditEvent(actor=actor, action=action, study_id=study_id, detail=detail, ip=ip or None)
+        for study_id, detail in details.items()
+    ]
+    return AuditEvent.objects.bulk_create(events) if events else []
