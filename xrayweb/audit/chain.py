@@ -86,6 +86,14 @@ def chain_verify(queryset, *, head, key: str | None = None) -> tuple[int, Break 
     """Walk a chained table in sequence order: (rows checked, the first break or None)."""
     key = key or chain_key()
     table = queryset.model._meta.db_table
+    if head is None:  # the migration that made the table made its head
+        return 0, Break(
+            table,
+            None,
+            None,
+            "the chain's head is missing: it was removed behind "
+            "the application's back, perhaps with the rows",
+        )
     unchained = queryset.filter(seq__isnull=True).order_by("id").first()
     if unchained is not None:
         return 0, Break(
@@ -112,8 +120,7 @@ def chain_verify(queryset, *, head, key: str | None = None) -> tuple[int, Break 
                 "its content or hash was changed, or it was inserted behind the application's back",
             )
         previous, expected, checked = row.chain_hash, expected + 1, checked + 1
-    head_seq = head.seq if head is not None else 0
-    head_hash = head.hash if head is not None else GENESIS
+    head_seq, head_hash = head.seq, head.hash
     if head_seq != checked:
         problem = (
             f"the chain ends at seq {checked} but {head_seq} rows were written: the last "

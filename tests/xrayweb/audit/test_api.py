@@ -13,9 +13,9 @@ from xrayweb.audit.services import audit_record
 @pytest.fixture
 def trail(predicted, radiologist, admin_user):
     study = predicted({"normal": 0.9})
-    for n in range(3):
+    for _ in range(3):
         audit_record(actor=radiologist, action=AuditEvent.Action.STUDY_VIEW, study=study)
-    audit_record(actor=admin_user, action=AuditEvent.Action.EXPORT_CSV, detail={"rows": n})
+    audit_record(actor=admin_user, action=AuditEvent.Action.EXPORT_CSV, detail={"rows": 2})
     return study
 
 
