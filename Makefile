@@ -62,13 +62,14 @@ test: $(STAMP) $(CHROMIUM) $(DOCKER_COMPOSE) services
 	$(DOCKER_COMPOSE) -f docker/compose.yaml --env-file docker/env.example config --quiet
 	DATABASE_URL=$(PG_TEST_URL) TEST_REDIS_URL=$(REDIS_TEST_URL) $(BIN)/python -m pytest
 	$(BIN)/python -m pytest tests/xrayweb/test_end_to_end.py tests/browser tests/xrayweb/test_worklist_queries.py \
-		tests/xrayweb/audit
+		tests/xrayweb/audit/test_chain.py tests/xrayweb/audit/test_migration.py
 
-# The edit-test loop: no browser, no worker process, no fault injection (markers set by path in
-# tests/conftest.py), on the embedded SQLite and filesystem broker whatever the shell exports.
+# The edit-test loop: no browser, no worker process, no fault injection and none of the few
+# tests marked slow (markers set by path in tests/conftest.py), on the embedded SQLite and
+# filesystem broker whatever the shell exports.
 test-fast: $(STAMP) $(DOCKER_COMPOSE)
 	DATABASE_URL= REDIS_URL= CELERY_BROKER_URL= TEST_REDIS_URL= \
-	$(BIN)/python -m pytest -m "not browser and not worker and not faults"
+	$(BIN)/python -m pytest -m "not browser and not worker and not faults and not slow"
 
 # Server time per page with 10,000 studies in a throwaway PostgreSQL test database.
 bench-web: $(STAMP)

@@ -45,6 +45,7 @@ def test_unknown_renderings_are_refused():
         render(FILM, "sepia")
 
 
+@pytest.mark.slow  # the shipped bundle on every sample film, eight renderings each
 def test_shipped_model_gives_the_same_label_across_renderings_of_the_sample_films(tmp_path):
     films = sorted((SAMPLE_DIR / "images").glob("*.jpg"))
     report = rendering_agreement(bundle=DEFAULT_BUNDLE, films=films)
