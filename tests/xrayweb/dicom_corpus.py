@@ -188,7 +188,14 @@ def broken_cases(grey: np.ndarray) -> dict[str, tuple[bytes, str]]:
     jls_lie = dataset(grey, bits=12)
     jls_lie.compress(uid.JPEGLSLossless)
     jls_lie.Rows, jls_lie.Columns = int(jls_lie.Rows) // 2, int(jls_lie.Columns) // 2
+    # A header element whose VR is no VR (found by the fuzzer in SOPInstanceUID): pydicom
+    # reads it lazily and raises NotImplementedError on first access.
+    good_uid = to_bytes(dataset(grey, bits=8))
+    uid_tag = b"\x08\x00\x18\x00UI"
+    bad_vr = good_uid.replace(uid_tag, b"\x08\x00\x18\x00U\x00", 1)
+    assert bad_vr != good_uid
     return {
+        "bad-vr-header.dcm": (bad_vr, "in tag (0008,0018)"),
         "not-dicom.dcm": (b"just some text, not a DICOM file" * 10, "not a DICOM file"),
         "png-named.dcm": (png.getvalue(), "not a DICOM file"),
         "no-pixels.dcm": (to_bytes(no_pixels), "no pixel data"),

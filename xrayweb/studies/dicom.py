@@ -253,6 +253,11 @@ def dicom_decode(*, data: bytes, filename: str = "") -> DicomImage:
         raise _bad(name, "not a DICOM file (no DICM marker).") from exc
     except Exception as exc:  # pydicom raises many types on a damaged header
         raise _bad(name, f"the DICOM header is damaged ({type(exc).__name__}).") from exc
+    try:  # pydicom decodes each element on first access: decode all of them now, so that
+        for _ in header.iterall():  # no damaged element surfaces later (pages, export)
+            pass
+    except Exception as exc:
+        raise _bad(name, f"the DICOM header is damaged ({str(exc)[:160]}).") from exc
     try:
         _header_checks(header, name)
     except ApplicationError:
