@@ -59,7 +59,7 @@ def chain_link(rows, *, head_model, name: str) -> None:
     if not head_model.objects.filter(name=name).update(seq=F("seq")):  # takes the lock
         head_model.objects.get_or_create(name=name, defaults={"seq": 0, "hash": GENESIS})
         head_model.objects.filter(name=name).update(seq=F("seq"))
-    head = head_model.objects.select_for_update().get(name=name)
+    head = head_model.objects.get(name=name)  # the UPDATE above holds its lock
     seq, previous, key = head.seq, head.hash, chain_key()
     for row in rows:
         seq += 1

@@ -1,9 +1,10 @@
 from datetime import datetime
 
+from django.apps import apps
 from django.db.models import QuerySet
 
 from xrayweb.audit.chain import Break, chain_verify
-from xrayweb.audit.models import AuditEvent, ChainHead
+from xrayweb.audit.models import AuditEvent, ChainedModel, ChainHead
 
 
 def audit_events(
@@ -31,10 +32,6 @@ def audit_events(
 
 def chains_verify() -> list[tuple[str, int, Break | None]]:
     """Every hash chain checked: (chain, rows checked, first break or None)."""
-    from django.apps import apps
-
-    from xrayweb.audit.models import ChainedModel
-
     results = []
     for model in apps.get_models():
         if issubclass(model, ChainedModel):

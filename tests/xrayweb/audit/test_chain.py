@@ -132,7 +132,7 @@ def test_a_row_inserted_behind_the_applications_back_is_named(history, admin_use
     assert f"row id={forged.pk}" in message and "inserted behind" in message
 
 
-def test_a_forged_link_without_the_key_is_caught(history, settings):
+def test_a_forged_link_without_the_key_is_caught(history):
     """Someone with the database but not the key recomputes a changed row's chain: the
     hashes made with another key do not verify."""
     events, _ = history
