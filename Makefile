@@ -37,15 +37,24 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -q
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium
 
+# The DICOM tests talk to real peers: Orthanc (with its DICOMweb plugin) as the PACS, dcmtk's
+# echoscu and storescu as modalities, dicom3tools' dciodvfy as the validator.
+DICOM_PEERS := /usr/sbin/Orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so /usr/bin/storescu /usr/bin/dciodvfy
+$(DICOM_PEERS) &:
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q orthanc orthanc-dicomweb dcmtk dicom3tools
+
 install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py demo_users
 	$(BIN)/python manage.py ensure_model
-	@echo "xrayweb on http://$(HOST):$(PORT)/  (Ctrl-C stops the web server and the worker)"
+	@echo "xrayweb on http://$(HOST):$(PORT)/ and the DICOM listener on $${DICOM_HOST:-127.0.0.1}:$${DICOM_PORT:-11112} as $${DICOM_AE_TITLE:-XRAYWEB}"
+	@echo "(Ctrl-C stops the web server, the worker and the listener)"
 	@trap 'kill 0' EXIT; export DEBUG=$${DEBUG:-1}; \
 	$(BIN)/celery -A xrayweb worker -Q inference,default --pool solo --loglevel INFO & \
+	$(BIN)/python manage.py dicom_listener & \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # The local PostgreSQL and Redis the tests use: started if down, and a loud failure if they
@@ -56,7 +65,7 @@ services:
 	@pg_isready -h 127.0.0.1 -p 5432 || { echo "make test: PostgreSQL at 127.0.0.1:5432 cannot be reached" >&2; exit 1; }
 	@redis-cli -h 127.0.0.1 -p 6379 ping || { echo "make test: Redis at 127.0.0.1:6379 cannot be reached" >&2; exit 1; }
 
-test: $(STAMP) $(CHROMIUM) $(DOCKER_COMPOSE) services
+test: $(STAMP) $(CHROMIUM) $(DOCKER_COMPOSE) $(DICOM_PEERS) services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(DOCKER_COMPOSE) -f docker/compose.yaml --env-file docker/env.example config --quiet

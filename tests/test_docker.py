@@ -38,6 +38,14 @@ def test_compose_services_are_pinned_and_health_checked():
     assert "unprivileged" in services["proxy"]["image"]
 
 
+def test_the_dicom_listener_runs_from_the_web_image_on_every_interface():
+    listener = _compose()["services"]["dicom-listener"]
+    assert listener["image"] == "xrayweb-web:local"  # the web image: no torch
+    assert listener["command"] == ["python", "manage.py", "dicom_listener"]
+    assert listener["environment"]["DICOM_HOST"] == "0.0.0.0"
+    assert listener["ports"] == ["${DICOM_PORT:-11112}:11112"]
+
+
 def test_the_proxy_caps_upload_size():
     conf = (DOCKER / "nginx.conf").read_text()
     size = re.search(r"client_max_body_size (\d+)m;", conf)
@@ -67,7 +75,7 @@ def test_compose_file_validates_with_docker_compose():
 def test_the_app_trusts_forwarded_for_from_its_proxy_only():
     compose = _compose()
     proxy = compose["services"]["proxy"]["networks"]["default"]["ipv4_address"]
-    for name in ("web", "worker-default", "worker-inference"):
+    for name in ("web", "worker-default", "worker-inference", "dicom-listener"):
         env = compose["services"][name]["environment"]
         assert env["TRUSTED_PROXIES"] == proxy, name
         assert "AUDIT_CHAIN_KEY" in env, name

@@ -21,7 +21,7 @@ class ApplicationError(Exception):
 def _json_or_page(request, status_code: int, detail: str, page_handler, **kwargs):
     """Under /api/ (and /media/, which API clients fetch), errors that never reach a DRF view
     (an unmatched URL, a CSRF failure) still answer in the API's JSON shape."""
-    if request.path.startswith(("/api/", "/media/")):
+    if request.path.startswith(("/api/", "/media/", "/dicomweb/")):
         return JsonResponse({"detail": detail}, status=status_code)
     return page_handler(request, **kwargs)
 

@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "xrayweb.studies",
     "xrayweb.inference",
     "xrayweb.review",
+    "xrayweb.dicomnet",
     "xrayweb.api",
     "xrayweb.ops",
 ]
@@ -260,7 +261,11 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-studies": {
         "task": "xrayweb.inference.tasks.reconcile_studies",
         "schedule": env.float("RECONCILE_EVERY_SECONDS", default=60.0),
-    }
+    },
+    "resend-overdue-deliveries": {
+        "task": "xrayweb.dicomnet.tasks.resend_overdue",
+        "schedule": env.float("RECONCILE_EVERY_SECONDS", default=60.0),
+    },
 }
 # A worker child is replaced after it grows past this many KiB (leaks, fragmentation).
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("WORKER_MAX_MEMORY_KB", default=6_000_000)
@@ -285,6 +290,27 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Several deployments (or a test run) may share one Redis: each keeps its keys apart.
     if REDIS_KEY_PREFIX := env.str("REDIS_KEY_PREFIX", default=""):
         CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = REDIS_KEY_PREFIX
+
+# The DICOM node (xrayweb/dicomnet): the Storage SCP that `manage.py dicom_listener` runs, and
+# the delivery of results (SR, Secondary Capture) to the destinations in the database.
+DICOM_AE_TITLE = env.str("DICOM_AE_TITLE", default="XRAYWEB")
+DICOM_HOST = env.str("DICOM_HOST", default="127.0.0.1")
+DICOM_PORT = env.int("DICOM_PORT", default=11112)
+# Calling AE titles allowed to associate; empty: any.
+DICOM_ALLOWED_CALLING_AETS = env.list("DICOM_ALLOWED_CALLING_AETS", default=[])
+DICOM_MAX_ASSOCIATIONS = env.int("DICOM_MAX_ASSOCIATIONS", default=10)
+# The user that studies received over the network are uploaded by, as the audit names them.
+DICOM_SERVICE_USER = env.str("DICOM_SERVICE_USER", default="dicom-node")
+# Seconds of silence on an association before it is dropped (ACSE, DIMSE and the socket).
+DICOM_NETWORK_TIMEOUT = env.int("DICOM_NETWORK_TIMEOUT", default=60)
+# STOW-RS: the largest request body read (it is held in memory).
+DICOMWEB_MAX_BYTES = env.int("DICOMWEB_MAX_BYTES", default=4 * MAX_UPLOAD_BYTES)
+# Result delivery: attempts per object before it is marked failed, the first retry delay
+# (doubling, capped) and the timeout of one send.
+DICOM_DELIVERY_MAX_ATTEMPTS = env.int("DICOM_DELIVERY_MAX_ATTEMPTS", default=8)
+DICOM_DELIVERY_BACKOFF = env.float("DICOM_DELIVERY_BACKOFF", default=15.0)
+DICOM_DELIVERY_BACKOFF_MAX = env.float("DICOM_DELIVERY_BACKOFF_MAX", default=1800.0)
+DICOM_DELIVERY_TIMEOUT = env.int("DICOM_DELIVERY_TIMEOUT", default=30)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -1,8 +1,10 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from xrayweb.api.views.dicomweb import StowApi
 from xrayweb.ops import views as ops_views
 from xrayweb.review import views as review_views
 from xrayweb.studies import views as study_views
@@ -32,6 +34,8 @@ urlpatterns = [
     path("studies/<int:pk>/review/", review_views.review_create, name="review-create"),
     path("media/<path:path>", study_views.media, name="media"),
     path("api/", include("xrayweb.api.urls")),
+    # DICOMweb at its conventional root; authenticated like the API (token or session).
+    path("dicomweb/studies", login_not_required(StowApi.as_view()), name="dicomweb-stow"),
     path("admin/", admin.site.urls),
 ]
 

@@ -1,12 +1,14 @@
 """The API's multipart parser: file names are checked as parsed, with the pages' rule
-(xrayweb.studies.middleware)."""
+(xrayweb.studies.middleware); and the STOW-RS body parser."""
 
 from django.conf import settings
 from django.http.multipartparser import MultiPartParserError
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import DataAndFiles
+from rest_framework.parsers import BaseParser, DataAndFiles
 from rest_framework.parsers import MultiPartParser as DrfMultiPartParser
 
+from xrayweb.dicomnet.stow import Part, parts_split
+from xrayweb.errors import ApplicationError
 from xrayweb.studies.middleware import StrictNamesParser
 
 
@@ -22,3 +24,17 @@ class StrictMultiPartParser(DrfMultiPartParser):
             return DataAndFiles(*parser.parse())
         except MultiPartParserError as exc:
             raise ParseError(f"Multipart form parse error: {exc}.") from exc
+
+
+class MultipartRelatedParser(BaseParser):
+    """STOW-RS bodies: ``multipart/related; type="application/dicom"``, at most
+    DICOMWEB_MAX_BYTES (held in memory), split into their parts."""
+
+    media_type = "multipart/related"
+
+    def parse(self, stream, media_type=None, parser_context=None) -> list[Part]:
+        limit = settings.DICOMWEB_MAX_BYTES
+        body = stream.read(limit + 1) if stream is not None else b""
+        if len(body) > limit:
+            raise ApplicationError(f"The request is larger than {limit} bytes.", status=413)
+        return parts_split(body=body, content_type=media_type or "")

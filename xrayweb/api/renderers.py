@@ -41,3 +41,10 @@ class FileDownloadMixin:
             request.accepted_renderer = JSONRenderer()
             request.accepted_media_type = JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)
+
+
+class DicomJsonRenderer(JSONRenderer):
+    """The DICOM JSON model (PS3.18 Annex F), e.g. a STOW-RS response."""
+
+    media_type = "application/dicom+json"
+    format = "dicomjson"

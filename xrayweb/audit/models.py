@@ -82,6 +82,12 @@ class AuditEvent(ChainedModel):
         PREDICTION_RECORD = "prediction.record"  # by a worker: actor is the system
         STUDY_FAILED = "study.failed"
         AUDIT_READ = "audit.read"
+        # The DICOM node: an association (accepted or refused, with the calling AE title), an
+        # instance it did not store (refused, or a duplicate answered with success), and each
+        # attempt to deliver a result to a destination (and an admin's resend).
+        DICOM_ASSOCIATION = "dicom.association"
+        DICOM_INSTANCE = "dicom.instance"
+        DICOM_DELIVERY = "dicom.delivery"
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"

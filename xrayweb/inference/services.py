@@ -17,6 +17,7 @@ from xrayweb.audit.services import audit_record, audit_record_studies
 from xrayweb.errors import ApplicationError
 from xrayweb.inference.models import ModelVersion, Prediction
 from xrayweb.inference.selectors import model_version_active
+from xrayweb.inference.signals import predictions_recorded
 from xrayweb.studies.dicom import scope_warnings
 from xrayweb.studies.models import Study, assessability_effective
 
@@ -349,6 +350,8 @@ def predictions_record(
             for p in predictions
         },
     )
+    ids = [p.pk for p in predictions]
+    transaction.on_commit(lambda: predictions_recorded.send(sender=Prediction, prediction_ids=ids))
     return predictions
 
 

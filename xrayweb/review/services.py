@@ -8,6 +8,7 @@ from xrayweb.errors import ApplicationError
 from xrayweb.inference.selectors import prediction_current
 from xrayweb.review.models import Review
 from xrayweb.review.selectors import review_classes
+from xrayweb.review.signals import reading_finalized
 from xrayweb.studies.models import Overrule, ReviewState, Study, assessability_effective
 
 MAX_COMMENT = 4000
@@ -144,4 +145,8 @@ def review_submit(
             study=locked,
             detail={"review": review.pk, "kind": kind, "state": state},
         )
+        if state == ReviewState.FINAL:
+            transaction.on_commit(
+                lambda: reading_finalized.send(sender=Review, review_id=review.pk)
+            )
     return review

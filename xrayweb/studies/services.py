@@ -83,11 +83,14 @@ def study_create(
     site: str = "",
     view: str = "",
     ip: str | None = None,
+    source: dict | None = None,
 ) -> Study:
     """Validate and store one image (PNG, JPEG or DICOM) as a queued study; on commit it is
     announced (``study_uploaded``), and inference enqueues it. Nothing is written unless the
     file is valid, and the row and files are written together. A DICOM image already uploaded
-    (same SOPInstanceUID) is refused (409) with the existing study's id."""
+    (same SOPInstanceUID) is refused (409) with the existing study's id. ``source`` says how
+    it arrived when not through the upload form or API (the DICOM node: ``{"via":
+    "c-store", "calling_ae": ...}``); it goes into the audit event."""
     name = filename or "the file"
     filename_check(filename)
     upload_size_check(data=data, name=name)
@@ -140,7 +143,9 @@ def study_create(
             for file in saved:
                 file.delete(save=False)
             raise
-        audit_record(actor=user, action=AuditEvent.Action.STUDY_UPLOAD, study=study, ip=ip)
+        audit_record(
+            actor=user, action=AuditEvent.Action.STUDY_UPLOAD, study=study, ip=ip, detail=source
+        )
         transaction.on_commit(lambda: study_uploaded.send(sender=Study, study_id=study.pk))
     return study
 

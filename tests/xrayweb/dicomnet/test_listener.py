@@ -1,0 +1,306 @@
+"""The Storage SCP against DCMTK's echoscu and storescu, and Orthanc routing to it."""
+
+import gc
+import io
+import os
+import sqlite3
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from pydicom import dcmread
+
+from tests.xrayweb.dicomnet import films
+from tests.xrayweb.dicomnet.peers import FORWARD_LUA, NO_FORWARD_LUA, free_port, tool, wait_until
+from xrayweb.audit.models import AuditEvent
+from xrayweb.dicomnet.listener import Listener, ListenerConfig
+from xrayweb.dicomnet.receiving import accession_from_study_uid, service_user
+from xrayweb.studies.models import Study
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def enqueued(mocker):
+    """Inference is not run here: what was announced is recorded instead."""
+    return mocker.patch("xrayweb.inference.tasks.study_enqueue")
+
+
+@pytest.fixture
+def start_listener(enqueued):
+    started = []
+
+    def start(**options) -> Listener:
+        config = ListenerConfig(ae_title="XRAYWEB", host="127.0.0.1", port=0, **options)
+        listener = Listener(config, user=service_user())
+        listener.start()
+        started.append(listener)
+        return listener
+
+    yield start
+    for listener in started:
+        listener.stop()
+
+
+def echo(port: int, *, called: str = "XRAYWEB", calling: str = "ECHOSCU"):
+    return subprocess.run(
+        [tool("echoscu"), "-aet", calling, "-aec", called, "127.0.0.1", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def store(port: int, *paths: Path, calling: str = "STORESCU", options=()):
+    return subprocess.run(
+        [tool("storescu"), *options, "-aet", calling, "-aec", "XRAYWEB", "127.0.0.1", str(port)]
+        + [str(p) for p in paths],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def associations(outcome: str, count: int = 1) -> list[dict]:
+    """The audited associations with this outcome, once ``count`` are there: the listener
+    records a refusal just after the peer has read it."""
+
+    def found() -> list[dict]:
+        events = AuditEvent.objects.filter(action=AuditEvent.Action.DICOM_ASSOCIATION)
+        return [e.detail for e in events if e.detail["outcome"] == outcome]
+
+    wait_until(lambda: len(found()) >= count, timeout=10)
+    return found()
+
+
+def test_echo_succeeds_with_the_right_called_ae_title_and_is_audited(start_listener):
+    listener = start_listener()
+    result = echo(listener.port)
+    assert result.returncode == 0, result.stderr
+    (accepted,) = associations("accepted")
+    assert accepted == {"outcome": "accepted", "calling_ae": "ECHOSCU", "called_ae": "XRAYWEB"}
+
+
+def test_a_wrong_called_ae_title_is_refused_and_audited(start_listener):
+    listener = start_listener()
+    result = echo(listener.port, called="NOTXRAYWEB")
+    assert result.returncode != 0
+    assert "Called AE Title Not Recognized" in result.stderr
+    (rejected,) = associations("rejected")
+    assert rejected["called_ae"] == "NOTXRAYWEB"
+    assert rejected["reason"] == "called AE title not recognised"
+
+
+def test_a_calling_ae_title_outside_the_allow_list_is_refused(start_listener):
+    listener = start_listener(allowed_calling_aets=["PACS1", "MODALITY2"])
+    assert echo(listener.port, calling="PACS1").returncode == 0
+    refused = echo(listener.port, calling="STRANGER")
+    assert refused.returncode != 0
+    assert "Calling AE Title Not Recognized" in refused.stderr
+    (rejected,) = associations("rejected")
+    assert rejected["calling_ae"] == "STRANGER"
+    assert rejected["reason"] == "calling AE title not allowed"
+
+
+@pytest.mark.parametrize(
+    ("syntax", "propose"),
+    [
+        (None, ()),
+        ("JPEG-LS Lossless", ("-xt",)),
+        ("JPEG 2000 Image Compression (Lossless", ("-xv",)),
+        ("RLE", ("-xr",)),
+        ("JPEGLosslessSV1", ("-xs",)),
+    ],
+)
+def test_a_film_stored_by_storescu_becomes_one_study_with_the_header_identifiers(
+    start_listener, enqueued, tmp_path, syntax, propose
+):
+    """Native and compressed films each become exactly one study, uploaded by the service
+    user, announced for inference, audited with the calling AE title."""
+    listener = start_listener()
+    data = (
+        films.compressed(syntax)
+        if syntax
+        else films.write(tmp_path, "x", films.film()).read_bytes()
+    )
+    path = films.write(tmp_path, "film.dcm", data)
+    header = dcmread(io.BytesIO(data), stop_before_pixels=True)
+    result = store(listener.port, path, options=propose)  # sent compressed, as it is
+    assert result.returncode == 0, result.stderr
+    study = Study.objects.get()
+    assert study.sop_instance_uid == header.SOPInstanceUID
+    assert study.study_instance_uid == header.StudyInstanceUID
+    assert study.patient_id == header.PatientID
+    assert study.accession == header.AccessionNumber
+    assert study.uploaded_by.username == "dicom-node"
+    assert study.status == Study.Status.QUEUED
+    enqueued.assert_called_once_with(study.pk)
+    with study.original.open("rb") as f:
+        stored = dcmread(f)
+    # The data set as sent, in the transfer syntax it was sent in; the file meta is rebuilt
+    # by the receiver (it does not travel over DIMSE).
+    sent = dcmread(io.BytesIO(data))
+    assert stored.file_meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID
+    assert stored == sent
+    upload = AuditEvent.objects.get(action=AuditEvent.Action.STUDY_UPLOAD)
+    assert upload.study == study and upload.actor.username == "dicom-node"
+    assert upload.detail == {"via": "c-store", "calling_ae": "STORESCU"}
+
+
+def test_the_same_film_again_is_answered_with_success_and_stays_one_study(start_listener, tmp_path):
+    listener = start_listener()
+    path = films.write(tmp_path, "film.dcm", films.film())
+    assert store(listener.port, path).returncode == 0
+    again = store(listener.port, path)
+    assert again.returncode == 0, again.stderr  # a PACS that timed out resends
+    study = Study.objects.get()
+    duplicate = AuditEvent.objects.get(action=AuditEvent.Action.DICOM_INSTANCE)
+    assert duplicate.detail["outcome"] == "duplicate" and duplicate.study == study
+
+
+def test_a_film_without_an_accession_gets_one_from_its_study_uid(start_listener, tmp_path):
+    listener = start_listener()
+    ds = films.film(AccessionNumber=None)
+    path = films.write(tmp_path, "film.dcm", ds)
+    assert store(listener.port, path).returncode == 0
+    study = Study.objects.get()
+    assert study.accession == accession_from_study_uid(ds.StudyInstanceUID)
+    assert study.accession.startswith("XW") and len(study.accession) == 16
+
+
+@pytest.mark.parametrize("name", ["rows-mismatch.dcm", "no-pixels.dcm", "bad-window.dcm"])
+def test_a_broken_film_gets_a_failure_status_naming_the_problem_and_stores_nothing(
+    start_listener, enqueued, tmp_path, name
+):
+    listener = start_listener()
+    path = films.write(tmp_path, name, films.broken(name))
+    result = store(listener.port, path, options=("-v",))
+    assert result.returncode != 0
+    assert "Received Store Response (Error: CannotUnderstand)" in result.stderr, result.stderr
+    assert not Study.objects.exists()
+    enqueued.assert_not_called()
+    refused = AuditEvent.objects.get(action=AuditEvent.Action.DICOM_INSTANCE)
+    assert refused.detail["outcome"] == "refused" and refused.detail["calling_ae"] == "STORESCU"
+    assert refused.detail["reason"]
+
+
+def test_the_failure_status_carries_the_reason_as_error_comment(start_listener, tmp_path):
+    """pynetdicom as the sender, to read the response's ErrorComment."""
+    from pynetdicom import AE
+
+    listener = start_listener()
+    ds = dcmread(io.BytesIO(films.broken("rows-mismatch.dcm")))
+    ae = AE(ae_title="SENDER")
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", listener.port, ae_title="XRAYWEB")
+    assert assoc.is_established
+    status = assoc.send_c_store(ds)
+    assoc.release()
+    assert status.Status == 0xC000
+    assert status.ErrorComment.startswith("Rows x Columns (118x128) do not match")
+    assert len(status.ErrorComment) <= 64 and status.ErrorComment.isascii()
+
+
+def _open_connections() -> int:
+    """Database connections open to the test database: sessions on PostgreSQL; on SQLite,
+    sqlite3 connections not closed. The PostgreSQL count is the one that catches a leak
+    (without the listener's close it ends at 7 against 1, measured); an SQLite connection
+    also closes when its thread's storage is collected, so there the check is weaker."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            )
+            return cursor.fetchone()[0]
+
+    def is_open(conn: sqlite3.Connection) -> bool:
+        try:
+            return conn.total_changes >= 0
+        except sqlite3.ProgrammingError:  # closed
+            return False
+
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, sqlite3.Connection) and is_open(o))
+
+
+def test_six_parallel_associations_store_six_studies_and_leave_no_connection_open(
+    start_listener, tmp_path
+):
+    listener = start_listener(max_associations=6)
+    Study.objects.exists()  # this thread's own connection is open before counting
+    before = _open_connections()
+    paths = [films.write(tmp_path, f"f{i}.dcm", films.film(index=i % 4)) for i in range(6)]
+    results = [None] * 6
+
+    def send(i: int) -> None:
+        results[i] = store(listener.port, paths[i], calling=f"MOD{i}")
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    assert Study.objects.count() == 6
+    assert len(associations("accepted", count=6)) == 6
+    assert wait_until(lambda: _open_connections() == before, timeout=10), (
+        f"{_open_connections()} connections open, {before} before the associations"
+    )
+
+
+def test_orthanc_routes_a_new_study_to_the_listener_with_a_lua_rule(start_listener, orthanc_clean):
+    """The README's routing rule: Orthanc forwards what it stores to XRAYWEB."""
+    listener = start_listener()
+    orthanc = orthanc_clean
+    orthanc.add_modality("xrayweb", aet="XRAYWEB", host="127.0.0.1", port=listener.port)
+    orthanc.execute_lua(FORWARD_LUA.format(modality="xrayweb", aet="XRAYWEB"))
+    try:
+        ds = films.film()
+        orthanc.upload(films.to_bytes(ds))
+        assert wait_until(lambda: Study.objects.exists(), timeout=30), orthanc.log_tail()
+    finally:
+        orthanc.execute_lua(NO_FORWARD_LUA)
+        orthanc.remove_modality("xrayweb")
+    study = Study.objects.get()
+    assert study.sop_instance_uid == ds.SOPInstanceUID
+    upload = AuditEvent.objects.get(action=AuditEvent.Action.STUDY_UPLOAD)
+    assert upload.detail == {"via": "c-store", "calling_ae": orthanc.aet}
+
+
+def test_the_listener_command_prints_its_address_and_stops_cleanly_on_sigterm(tmp_path):
+    """`manage.py dicom_listener` as `make run` starts it: echo works, SIGTERM ends it with
+    status 0 and the port closed."""
+    import signal
+    import sys
+
+    from tests.xrayweb.test_end_to_end import _test_database_url
+
+    port = free_port()
+    root = Path(__file__).resolve().parents[3]
+    env = os.environ | {
+        "DATABASE_URL": _test_database_url(),
+        "DICOM_PORT": str(port),
+        "XRAYWEB_DATA_DIR": str(tmp_path / "data"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "dicom_listener"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        first = proc.stdout.readline()
+        assert f"DICOM listener on 127.0.0.1:{port} as XRAYWEB" in first, first
+        assert echo(port).returncode == 0
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "DICOM listener stopped" in out
+    assert echo(port).returncode != 0  # nobody listens any more

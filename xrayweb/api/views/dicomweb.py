@@ -1,0 +1,65 @@
+"""DICOMweb: STOW-RS, so a PACS or a modality's gateway can send films over HTTP."""
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from xrayweb.api.parsers import MultipartRelatedParser
+from xrayweb.api.permissions import CanUpload
+from xrayweb.api.renderers import DicomJsonRenderer
+from xrayweb.audit.addresses import client_ip
+from xrayweb.dicomnet.receiving import instance_store
+from xrayweb.dicomnet.stow import part_refused, stow_response
+from xrayweb.errors import ApplicationError
+
+STOW_DESCRIPTION = (
+    "Store DICOM instances (PS3.18 STOW-RS): a `multipart/related; "
+    'type="application/dicom"` body with a Content-Length (a chunked body is refused with 411), '
+    "one film per part. Each part goes through the upload path. The response lists the stored "
+    "instances (ReferencedSOPSequence, a duplicate with warning B000) and the refused ones "
+    "(FailedSOPSequence with a FailureReason); 200 when all were stored, 202 when some were, "
+    "409 when none were."
+)
+
+
+class StowApi(APIView):
+    permission_classes = [IsAuthenticated, CanUpload]
+    parser_classes = [MultipartRelatedParser]
+    renderer_classes = [DicomJsonRenderer, JSONRenderer]
+
+    @extend_schema(
+        operation_id="dicomweb_stow",
+        description=STOW_DESCRIPTION,
+        request={"multipart/related": OpenApiTypes.BINARY},
+        responses={
+            200: OpenApiResponse(OpenApiTypes.OBJECT, description="all instances stored"),
+            202: OpenApiResponse(OpenApiTypes.OBJECT, description="some instances stored"),
+            409: OpenApiResponse(OpenApiTypes.OBJECT, description="no instance stored"),
+            411: OpenApiResponse(description="no Content-Length (a chunked body)"),
+        },
+    )
+    def post(self, request):
+        # Under WSGI (gunicorn, runserver) a chunked body reads as empty: refuse it rather
+        # than answer "nothing stored" to a sender that sent a film.
+        length = request.META.get("CONTENT_LENGTH", "")
+        if not length or request.META.get("HTTP_TRANSFER_ENCODING"):
+            raise ApplicationError(
+                "Send the body with a Content-Length: a chunked body cannot be read here.",
+                status=411,
+            )
+        user, ip = request.user, client_ip(request)
+        outcomes = []
+        for part in request.data:
+            outcomes.append(
+                part_refused(part)
+                or instance_store(data=part.data, user=user, via="stow-rs", ip=ip)
+            )
+        status, dataset = stow_response(
+            outcomes=outcomes,
+            study_url=lambda pk: request.build_absolute_uri(reverse("study-detail", args=[pk])),
+        )
+        return Response(dataset, status=status)

@@ -1,0 +1,159 @@
+"""The Storage SCP: chest CR and DX films in, by C-STORE, each stored through the upload
+service (``instance_store``) before the response goes back; inference runs later, on the
+queue. It answers C-ECHO too. Each association runs in a thread of its own (pynetdicom), with
+a database connection of its own that is closed when the association ends."""
+
+import logging
+from dataclasses import dataclass, field
+
+from django.db import connections
+from pydicom import Dataset
+from pydicom.uid import (
+    ComputedRadiographyImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    DigitalXRayImageStorageForProcessing,
+)
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification
+
+from xrayweb.audit.models import AuditEvent
+from xrayweb.audit.services import audit_record
+from xrayweb.dicomnet.receiving import instance_store
+from xrayweb.studies.dicom import SUPPORTED_SYNTAXES
+
+logger = logging.getLogger(__name__)
+
+STORAGE_CLASSES = (
+    ComputedRadiographyImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    DigitalXRayImageStorageForProcessing,
+)
+# The answer's ErrorComment is an LO: 64 characters at most.
+ERROR_COMMENT_MAX = 64
+
+
+def error_comment(message: str) -> str:
+    """The reason as an ErrorComment: the command set is in the default repertoire (ASCII),
+    64 characters at most; the full message is in the audit log."""
+    text = message.removeprefix("the file: ").replace("×", "x")
+    return text.encode("ascii", "replace").decode()[:ERROR_COMMENT_MAX]
+
+
+@dataclass
+class ListenerConfig:
+    ae_title: str
+    host: str
+    port: int
+    allowed_calling_aets: list[str] = field(default_factory=list)
+    max_associations: int = 10
+    network_timeout: int = 60
+
+
+def _peer(event) -> tuple[str, str, str]:
+    """(calling AE title, called AE title, peer address) of the event's association."""
+    requestor = event.assoc.requestor
+    # The AE title the peer asked for (a refused one differs from ours).
+    request = requestor.primitive
+    called = getattr(request, "called_ae_title", None) or event.assoc.acceptor.ae_title
+    return ((requestor.ae_title or "").strip(), (called or "").strip(), requestor.address or "")
+
+
+def _audit_association(event, outcome: str, user, reason: str = "") -> None:
+    calling, called, address = _peer(event)
+    detail = {"outcome": outcome, "calling_ae": calling, "called_ae": called}
+    audit_record(
+        actor=user,
+        action=AuditEvent.Action.DICOM_ASSOCIATION,
+        detail=detail | ({"reason": reason} if reason else {}),
+        ip=address or None,
+    )
+
+
+def _release_connection(event) -> None:
+    # The association's thread ends here: its database connection goes with it, so that many
+    # associations over time never hold more connections than are open at once.
+    connections.close_all()
+
+
+class Listener:
+    """``start()`` opens the port and returns; ``stop()`` closes it and ends the open
+    associations. ``user`` is the service account the audit names."""
+
+    def __init__(self, config: ListenerConfig, *, user) -> None:
+        self.config = config
+        self.user = user
+        self.server = None
+
+    def _ae(self) -> AE:
+        ae = AE(ae_title=self.config.ae_title)
+        ae.require_called_aet = True
+        ae.require_calling_aet = list(self.config.allowed_calling_aets)
+        ae.maximum_associations = self.config.max_associations
+        for timeout in ("acse_timeout", "dimse_timeout", "network_timeout"):
+            setattr(ae, timeout, self.config.network_timeout)
+        ae.add_supported_context(Verification)
+        for sop_class in STORAGE_CLASSES:
+            ae.add_supported_context(sop_class, sorted(SUPPORTED_SYNTAXES))
+        return ae
+
+    def _on_store(self, event) -> int | object:
+        calling, _, address = _peer(event)
+        try:
+            received = instance_store(
+                data=event.encoded_dataset(),
+                user=self.user,
+                via="c-store",
+                calling_ae=calling,
+                ip=address or None,
+            )
+        except Exception:  # never leave the sender without an answer
+            logger.exception("C-STORE from %s failed", calling)
+            return 0xA700
+        if received.ok:
+            logger.info(
+                "C-STORE from %s: %s (study %s)", calling, received.outcome, received.study_id
+            )
+            return received.status
+        logger.info("C-STORE from %s refused: %s", calling, received.message)
+        status = Dataset()
+        status.Status = received.status
+        status.ErrorComment = error_comment(received.message)
+        return status
+
+    def _on_accepted(self, event) -> None:
+        _audit_association(event, "accepted", self.user)
+
+    def _on_rejected(self, event) -> None:
+        calling, called, _ = _peer(event)
+        allowed = self.config.allowed_calling_aets
+        if called != self.config.ae_title:
+            reason = "called AE title not recognised"
+        elif allowed and calling not in allowed:
+            reason = "calling AE title not allowed"
+        else:
+            reason = "too many associations"
+        _audit_association(event, "rejected", self.user, reason)
+        _release_connection(event)
+
+    def start(self) -> None:
+        handlers = [
+            (evt.EVT_C_ECHO, lambda event: 0x0000),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_RELEASED, _release_connection),
+            (evt.EVT_ABORTED, _release_connection),
+            (evt.EVT_CONN_CLOSE, _release_connection),
+        ]
+        self.server = self._ae().start_server(
+            (self.config.host, self.config.port), block=False, evt_handlers=handlers
+        )
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server = None

@@ -1,0 +1,39 @@
+import signal
+import threading
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from xrayweb.dicomnet.listener import Listener, ListenerConfig
+from xrayweb.dicomnet.receiving import service_user
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the DICOM Storage SCP (C-ECHO; C-STORE of chest CR and DX films) on DICOM_HOST:"
+        "DICOM_PORT as DICOM_AE_TITLE, until SIGTERM or Ctrl-C."
+    )
+
+    def handle(self, *args, **options) -> None:
+        config = ListenerConfig(
+            ae_title=settings.DICOM_AE_TITLE,
+            host=settings.DICOM_HOST,
+            port=settings.DICOM_PORT,
+            allowed_calling_aets=settings.DICOM_ALLOWED_CALLING_AETS,
+            max_associations=settings.DICOM_MAX_ASSOCIATIONS,
+            network_timeout=settings.DICOM_NETWORK_TIMEOUT,
+        )
+        listener = Listener(config, user=service_user())
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        listener.start()
+        allowed = ", ".join(config.allowed_calling_aets) or "any calling AE title"
+        self.stdout.write(
+            f"DICOM listener on {config.host}:{listener.port} as {config.ae_title} "
+            f"({allowed}; studies uploaded by {settings.DICOM_SERVICE_USER})",
+        )
+        self.stdout.flush()
+        stop.wait()
+        listener.stop()
+        self.stdout.write("DICOM listener stopped")

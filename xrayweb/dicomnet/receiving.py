@@ -1,0 +1,129 @@
+"""Instances that arrive over the network (C-STORE, STOW-RS) become studies through the very
+service an upload goes through, byte for byte; this module only adds what a DICOM node needs:
+the accession a film may lack, and answers in the protocols' terms."""
+
+import hashlib
+import io
+import logging
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.db import DatabaseError
+from pydicom import dcmread
+
+from xrayweb.audit.models import AuditEvent
+from xrayweb.audit.services import audit_record
+from xrayweb.errors import ApplicationError
+from xrayweb.studies.models import Study
+from xrayweb.studies.services import study_create
+
+logger = logging.getLogger(__name__)
+
+# C-STORE status codes (PS3.4 Table B.2-1) and STOW-RS failure reasons (PS3.18 Table 10.5-1).
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700
+CANNOT_UNDERSTAND = 0xC000
+PROCESSING_FAILURE = 0x0110
+
+
+@dataclass(frozen=True)
+class Received:
+    """What became of one instance: stored (a new study), a duplicate of a stored one (the
+    sender is told it succeeded: a PACS that timed out resends), or refused, with why."""
+
+    outcome: str  # "stored", "duplicate" or "refused"
+    status: int
+    message: str = ""
+    study_id: int | None = None
+    sop_class_uid: str = ""
+    sop_instance_uid: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome != "refused"
+
+
+def service_user():
+    """The account that instances received from the network are uploaded by (created on
+    first use, with no password: it cannot log in)."""
+    from django.conf import settings
+
+    user, created = get_user_model().objects.get_or_create(username=settings.DICOM_SERVICE_USER)
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
+def accession_from_study_uid(study_uid: str) -> str:
+    """The accession of a film that has none: "XW" and 14 hex digits of the SHA-256 of its
+    StudyInstanceUID, so that every image of one study gets the same one (16 characters,
+    the DICOM SH limit)."""
+    return "XW" + hashlib.sha256(study_uid.encode()).hexdigest()[:14].upper()
+
+
+def _header(data: bytes) -> dict[str, str]:
+    """The few header fields needed before the upload service reads the file; {} when the
+    header cannot be read (the upload service then says why)."""
+    try:
+        ds = dcmread(
+            io.BytesIO(data),
+            stop_before_pixels=True,
+            specific_tags=["AccessionNumber", "StudyInstanceUID", "SOPClassUID", "SOPInstanceUID"],
+        )
+        meta = getattr(ds, "file_meta", None)
+        return {
+            "accession": str(ds.get("AccessionNumber", "") or "").strip(),
+            "study_uid": str(ds.get("StudyInstanceUID", "") or "").strip(),
+            "sop_class": str(
+                ds.get("SOPClassUID", "") or getattr(meta, "MediaStorageSOPClassUID", "") or ""
+            ),
+            "sop_instance": str(ds.get("SOPInstanceUID", "") or ""),
+        }
+    except Exception:  # a damaged header: study_create names the problem
+        return {}
+
+
+def instance_store(
+    *, data: bytes, user, via: str, calling_ae: str = "", ip: str | None = None
+) -> Received:
+    """Store one received DICOM instance as a study with ``study_create``; never raises for
+    a bad file. ``via`` is "c-store" or "stow-rs"; the audit names it and the calling AE."""
+    header = _header(data)
+    accession = ""
+    if not header.get("accession") and header.get("study_uid"):
+        accession = accession_from_study_uid(header["study_uid"])
+    source = {"via": via, "calling_ae": calling_ae} if calling_ae else {"via": via}
+    ids = {
+        "sop_class_uid": header.get("sop_class", ""),
+        "sop_instance_uid": header.get("sop_instance", ""),
+    }
+    try:
+        study = study_create(
+            user=user, patient_id="", accession=accession, data=data, ip=ip, source=source
+        )
+    except ApplicationError as exc:
+        if exc.status == 409:  # the same SOP instance again (or twice at once): stored once
+            received = Received("duplicate", SUCCESS, str(exc), exc.extra.get("study"), **ids)
+        else:
+            status = OUT_OF_RESOURCES if exc.status == 413 else CANNOT_UNDERSTAND
+            received = Received("refused", status, str(exc), **ids)
+    except DatabaseError as exc:
+        # Transient: the sender is told to try again later, and nothing was stored.
+        logger.exception("cannot store a received instance")
+        return Received("refused", OUT_OF_RESOURCES, f"cannot store it now ({exc}); resend", **ids)
+    else:
+        return Received("stored", SUCCESS, "", study.pk, **ids)
+    audit_record(
+        actor=user,
+        action=AuditEvent.Action.DICOM_INSTANCE,
+        study=Study(pk=received.study_id) if received.study_id else None,
+        detail={
+            **source,
+            "outcome": received.outcome,
+            "sop_instance_uid": received.sop_instance_uid[:64],
+            "reason": received.message[:300],
+        },
+        ip=ip,
+    )
+    return received

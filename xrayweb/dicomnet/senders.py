@@ -1,0 +1,76 @@
+"""Sending one DICOM object to a destination: C-STORE (pynetdicom) or STOW-RS (HTTP). Every
+way it can fail is a ``DeliveryError`` naming the peer and what it said."""
+
+import io
+import uuid
+
+import requests
+from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE
+
+# C-STORE warnings (PS3.4 B.2-1): coercion of data elements, elements discarded, data set does
+# not match the SOP class. The object is stored.
+CSTORE_WARNINGS = {0xB000, 0xB006, 0xB007}
+
+
+class DeliveryError(Exception):
+    """The peer could not be reached or did not store the object."""
+
+
+def cstore_send(
+    *, data: bytes, ae_title: str, host: str, port: int, calling_ae: str, timeout: int
+) -> None:
+    ds = dcmread(io.BytesIO(data))
+    ae = AE(ae_title=calling_ae)
+    for name in ("acse_timeout", "dimse_timeout", "network_timeout", "connection_timeout"):
+        setattr(ae, name, timeout)
+    syntaxes = list(dict.fromkeys([ds.file_meta.TransferSyntaxUID, ExplicitVRLittleEndian]))
+    ae.add_requested_context(ds.SOPClassUID, [*syntaxes, ImplicitVRLittleEndian])
+    peer = f"{ae_title}@{host}:{port}"
+    assoc = ae.associate(host, port, ae_title=ae_title)
+    if not assoc.is_established:
+        why = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "no answer"
+        raise DeliveryError(f"{peer}: association failed ({why})")
+    try:
+        status = assoc.send_c_store(ds)
+    finally:
+        assoc.release()
+    if "Status" not in status:
+        raise DeliveryError(f"{peer}: no C-STORE response (timeout or abort)")
+    code = int(status.Status)
+    if code != 0x0000 and code not in CSTORE_WARNINGS:
+        comment = status.get("ErrorComment", "")
+        raise DeliveryError(f"{peer}: C-STORE status 0x{code:04X} {comment}".strip())
+
+
+def stow_send(*, data: bytes, url: str, timeout: int) -> None:
+    """One instance to ``url`` (the STOW-RS studies resource, e.g. …/dicom-web/studies), with
+    a Content-Length: some servers cannot read a chunked body."""
+    boundary = uuid.uuid4().hex
+    body = (
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+        "Accept": "application/dicom+json",
+    }
+    try:
+        response = requests.post(url, data=body, headers=headers, timeout=timeout)
+    except requests.RequestException as exc:
+        raise DeliveryError(f"{url}: {type(exc).__name__}: {exc}") from exc
+    # 202: stored with warnings, or partly stored; with one instance, failed if it is listed in
+    # the FailedSOPSequence (0008,1198).
+    failed = response.status_code == 202 and "00081198" in _json(response)
+    if response.status_code not in (200, 202) or failed:
+        raise DeliveryError(f"{url}: HTTP {response.status_code} {response.text[:300]}".strip())
+
+
+def _json(response: requests.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
