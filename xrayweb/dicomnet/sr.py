@@ -189,7 +189,9 @@ def person_name(text: str) -> str:
         return "UNKNOWN"
     given = words[0] if len(words) > 1 else ""
     parts = [words[-1], given, " ".join(words[1:-1]), prefix]
-    return "^".join(parts).rstrip("^")[:64]
+    name = "^".join(parts).rstrip("^")[:63]
+    # A single component (a user name) keeps a trailing caret: a family name, on purpose.
+    return name if "^" in name else name + "^"
 
 
 def _film(source: bytes) -> Dataset:

@@ -146,6 +146,9 @@ def secondary_capture(
     if str(src.get("LossyImageCompression", "")) == "01":
         ds.LossyImageCompression = "01"
     ds.PatientOrientation = src.get("PatientOrientation", "")
+    # The chest is unpaired: with the body part named, the series needs no Laterality (an
+    # empty one is an error to dciodvfy when the body part is unknown).
+    ds.BodyPartExamined = str(src.get("BodyPartExamined", "") or "CHEST")[:16]
     references = []
     for _ in range(2):
         item = Dataset()

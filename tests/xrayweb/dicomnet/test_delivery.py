@@ -1,0 +1,308 @@
+"""Results back into the study: the model's SR and the heatmap overlay after a prediction,
+the radiologist's SR after a final reading, sent to a real Orthanc and checked over its REST
+API; retries while it is down, admin resends, dciodvfy on what is sent."""
+
+import io
+
+import pytest
+from celery.exceptions import Retry
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from pydicom import dcmread
+
+from tests.xrayweb.conftest import png_bytes
+from tests.xrayweb.dicomnet import films
+from tests.xrayweb.dicomnet.peers import free_port
+from tests.xrayweb.dicomnet.test_sr import dciodvfy_report
+from xrayweb.audit.models import AuditEvent
+from xrayweb.dicomnet import tasks
+from xrayweb.dicomnet.models import Delivery, Destination
+from xrayweb.dicomnet.services import (
+    DeliveryPending,
+    deliveries_for_predictions,
+    delivery_attempt,
+    delivery_object,
+    delivery_resend,
+)
+from xrayweb.inference import runtime
+from xrayweb.review.services import review_submit
+from xrayweb.studies.services import study_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def enqueued(mocker):
+    """Delivery tasks are recorded, not published: each test sends them itself."""
+    return mocker.patch("xrayweb.dicomnet.tasks.delivery_enqueue")
+
+
+@pytest.fixture
+def pacs(orthanc_clean):
+    return Destination.objects.create(
+        name="pacs",
+        kind=Destination.Kind.CSTORE,
+        ae_title=orthanc_clean.aet,
+        host="127.0.0.1",
+        port=orthanc_clean.dicom_port,
+    )
+
+
+@pytest.fixture
+def predicted(active_version, staff, django_capture_on_commit_callbacks):
+    """A DICOM film uploaded and predicted by the tiny model, its commit hooks run (so the
+    deliveries are made as in production)."""
+
+    def make(**header):
+        data = films.to_bytes(films.film(width=96, **header))
+        with django_capture_on_commit_callbacks(execute=True):
+            study = study_create(user=staff, patient_id="", accession="", data=data)
+        with django_capture_on_commit_callbacks(execute=True):
+            runtime.prediction_batch_run(study_id=study.pk, max_studies=1)
+        study.refresh_from_db()
+        return study
+
+    return make
+
+
+def send_all(study) -> list[Delivery]:
+    for delivery in Delivery.objects.filter(study=study):
+        delivery_attempt(delivery_id=delivery.pk)
+    return list(Delivery.objects.filter(study=study).order_by("kind"))
+
+
+def test_a_prediction_sends_the_sr_and_the_overlay_into_the_same_study_in_orthanc(
+    pacs, predicted, enqueued, orthanc_clean, client, admin_user
+):
+    study = predicted()
+    deliveries = list(Delivery.objects.filter(study=study))
+    assert {d.kind for d in deliveries} == {Delivery.Kind.MODEL_SR, Delivery.Kind.OVERLAY}
+    assert sorted(c.args[0] for c in enqueued.call_args_list) == sorted(d.pk for d in deliveries)
+    sent = send_all(study)
+    assert all(d.status == Delivery.Status.DELIVERED and d.attempts == 1 for d in sent)
+    by_kind = {d.kind: d for d in sent}
+    for kind, modality in ((Delivery.Kind.MODEL_SR, "SR"), (Delivery.Kind.OVERLAY, "OT")):
+        (found,) = orthanc_clean.find_instances(SOPInstanceUID=by_kind[kind].sop_instance_uid)
+        tags = orthanc_clean.instance_tags(found["ID"])
+        assert tags["StudyInstanceUID"] == study.study_instance_uid
+        assert tags["PatientID"] == study.patient_id
+        assert tags["Modality"] == modality
+    # The overlay is the one the API's overlay.dcm gives: same UIDs.
+    client.force_login(admin_user)
+    overlay = client.get(f"/api/studies/{study.pk}/overlay.dcm")
+    assert dcmread(io.BytesIO(overlay.content)).SOPInstanceUID == (
+        by_kind[Delivery.Kind.OVERLAY].sop_instance_uid
+    )
+    events = AuditEvent.objects.filter(action=AuditEvent.Action.DICOM_DELIVERY, study=study)
+    assert sorted(e.detail["outcome"] for e in events) == ["delivered", "delivered"]
+    page = client.get(f"/studies/{study.pk}/").content.decode()
+    assert "Sent to the PACS" in page and page.count("delivered</span>") == 2
+
+
+def test_sending_again_keeps_one_instance_in_the_pacs(
+    pacs, predicted, enqueued, orthanc_clean, admin_user
+):
+    study = predicted()
+    send_all(study)
+    before = len(orthanc_clean.instances())
+    for delivery in Delivery.objects.filter(study=study):
+        delivery_resend(delivery=delivery, actor=admin_user)
+    send_all(study)
+    assert len(orthanc_clean.instances()) == before  # the same UIDs: stored over themselves
+    resends = AuditEvent.objects.filter(action=AuditEvent.Action.DICOM_DELIVERY, actor=admin_user)
+    assert resends.count() == 2 and {e.detail["outcome"] for e in resends} == {"resend"}
+
+
+def test_a_destination_that_is_down_is_retried_and_the_delivery_completes_when_it_is_back(
+    pacs, predicted, enqueued, orthanc_clean
+):
+    study = predicted()
+    sr = Delivery.objects.get(study=study, kind=Delivery.Kind.MODEL_SR)
+    orthanc_clean.stop()
+    with pytest.raises(DeliveryPending):
+        delivery_attempt(delivery_id=sr.pk)
+    sr.refresh_from_db()
+    assert sr.status == Delivery.Status.PENDING and sr.attempts == 1
+    assert "association failed" in sr.last_error
+    orthanc_clean.start()
+    sr = delivery_attempt(delivery_id=sr.pk)
+    assert sr.status == Delivery.Status.DELIVERED and sr.attempts == 2 and not sr.last_error
+    assert orthanc_clean.find_instances(SOPInstanceUID=sr.sop_instance_uid)
+    outcomes = [
+        e.detail["outcome"]
+        for e in AuditEvent.objects.filter(action=AuditEvent.Action.DICOM_DELIVERY).order_by("pk")
+        if e.detail["delivery"] == sr.pk
+    ]
+    assert outcomes == ["retrying", "delivered"]
+
+
+def test_after_the_last_attempt_a_delivery_fails_and_an_admin_can_send_it_again(
+    predicted, enqueued, settings, client, admin_user
+):
+    settings.DICOM_DELIVERY_MAX_ATTEMPTS = 2
+    settings.DICOM_DELIVERY_TIMEOUT = 2
+    Destination.objects.create(
+        name="nobody", kind="cstore", ae_title="NOBODY", host="127.0.0.1", port=free_port()
+    )
+    study = predicted()
+    sr = Delivery.objects.get(study=study, kind=Delivery.Kind.MODEL_SR)
+    with pytest.raises(DeliveryPending):
+        delivery_attempt(delivery_id=sr.pk)
+    sr = delivery_attempt(delivery_id=sr.pk)
+    assert sr.status == Delivery.Status.FAILED and sr.attempts == 2
+    enqueued.reset_mock()
+    client.force_login(admin_user)
+    response = client.post(
+        "/admin/dicomnet/delivery/",
+        {"action": "resend", "_selected_action": [sr.pk]},
+    )
+    assert response.status_code == 302
+    sr.refresh_from_db()
+    assert sr.status == Delivery.Status.PENDING and sr.attempts == 0
+    page = client.get(f"/studies/{study.pk}/").content.decode()
+    assert "Send again (admin)" in page
+
+
+def test_the_task_retries_a_pending_delivery_with_growing_backoff(mocker, settings):
+    settings.DICOM_DELIVERY_BACKOFF = 10
+    settings.DICOM_DELIVERY_BACKOFF_MAX = 60
+    mocker.patch.object(tasks, "delivery_attempt", side_effect=DeliveryPending("down"))
+    retry = mocker.patch.object(tasks.deliver, "retry", side_effect=Retry())
+    countdowns = []
+    for retries in (0, 1, 5):
+        tasks.deliver.push_request(retries=retries)
+        try:
+            with pytest.raises(Retry):
+                tasks.deliver.run(7)
+        finally:
+            tasks.deliver.pop_request()
+        countdowns.append(retry.call_args.kwargs["countdown"])
+    assert 10 <= countdowns[0] <= 12.5 and 20 <= countdowns[1] <= 25
+    assert 60 <= countdowns[2] <= 75  # capped
+
+
+def test_the_final_reading_follows_as_an_sr_with_the_radiologists_label(
+    pacs, predicted, enqueued, orthanc_clean, radiologist, django_capture_on_commit_callbacks
+):
+    study = predicted()
+    with django_capture_on_commit_callbacks(execute=True):
+        review_submit(study=study, reviewer=radiologist, label="normal")
+    reading = Delivery.objects.get(study=study, kind=Delivery.Kind.READING_SR)
+    reading = delivery_attempt(delivery_id=reading.pk)
+    assert reading.status == Delivery.Status.DELIVERED
+    (found,) = orthanc_clean.find_instances(SOPInstanceUID=reading.sop_instance_uid)
+    tags = orthanc_clean.instance_tags(found["ID"])
+    assert tags["StudyInstanceUID"] == study.study_instance_uid
+    assert tags["SeriesDescription"] == "xrayweb radiologist reading"
+
+
+def test_a_stow_rs_destination_receives_the_results(predicted, enqueued, orthanc_clean):
+    Destination.objects.create(
+        name="dicomweb", kind="stow", stow_url=f"{orthanc_clean.url}/dicom-web/studies"
+    )
+    study = predicted()
+    sent = send_all(study)
+    assert [d.status for d in sent] == [Delivery.Status.DELIVERED] * 2
+    for d in sent:
+        assert orthanc_clean.find_instances(SOPInstanceUID=d.sop_instance_uid)
+
+
+def test_a_not_assessable_prediction_sends_its_sr_but_no_heatmap(
+    predicted, enqueued, orthanc_clean
+):
+    """A heatmap is never sent as if it explained a diagnosis the model did not make."""
+    study = predicted()  # no destination yet: nothing made
+    assert not Delivery.objects.exists()
+    prediction = study.current_prediction
+    prediction.assessable = False
+    prediction.assessment = {"assessable": False, "reasons": ["a lateral view"], "flags": []}
+    prediction.save()
+    destination = Destination.objects.create(
+        name="pacs",
+        kind="cstore",
+        ae_title="ORTHANC",
+        host="127.0.0.1",
+        port=orthanc_clean.dicom_port,
+    )
+    deliveries_for_predictions(prediction_ids=[prediction.pk])
+    (sr,) = Delivery.objects.filter(destination=destination)
+    assert sr.kind == Delivery.Kind.MODEL_SR
+    data = delivery_object(delivery=sr)
+    assert "not assessable" in str(dcmread(io.BytesIO(data)).ContentSequence).lower()
+
+
+def test_studies_uploaded_as_png_have_no_dicom_study_and_send_nothing(
+    pacs, active_version, staff, enqueued, django_capture_on_commit_callbacks
+):
+    study = study_create(user=staff, patient_id="P1", accession="A1", data=png_bytes())
+    with django_capture_on_commit_callbacks(execute=True):
+        runtime.prediction_batch_run(study_id=study.pk, max_studies=1)
+    assert not Delivery.objects.exists()
+
+
+def test_what_is_sent_passes_dciodvfy(
+    pacs, predicted, enqueued, tmp_path, radiologist, django_capture_on_commit_callbacks
+):
+    study = predicted(StudyID="S1")
+    with django_capture_on_commit_callbacks(execute=True):
+        review_submit(study=study, reviewer=radiologist, label="covid19", comment="as seen")
+    for delivery in Delivery.objects.filter(study=study):
+        path = tmp_path / f"{delivery.kind}.dcm"
+        path.write_bytes(delivery_object(delivery=delivery))
+        errors, _ = dciodvfy_report(path)
+        assert errors == [], (delivery.kind, errors)
+
+
+def test_the_destinations_command_adds_lists_and_removes(capsys):
+    call_command(
+        "dicom_destinations",
+        "add",
+        "--name",
+        "pacs",
+        "--ae-title",
+        "ORTHANC",
+        "--host",
+        "pacs.local",
+        "--port",
+        "4242",
+    )
+    call_command(
+        "dicom_destinations",
+        "add",
+        "--name",
+        "web",
+        "--stow-url",
+        "https://pacs.local/dicom-web/studies",
+    )
+    call_command("dicom_destinations", "list")
+    out = capsys.readouterr().out
+    assert "pacs\tC-STORE\tORTHANC@pacs.local:4242\tenabled" in out
+    assert "web\tSTOW-RS\thttps://pacs.local/dicom-web/studies\tenabled" in out
+    call_command("dicom_destinations", "remove", "--name", "web")
+    assert list(Destination.objects.values_list("name", flat=True)) == ["pacs"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--name", "x", "--host", "h", "--port", "1"], "needs ae_title"),
+        (["--name", "x", "--ae-title", "A" * 17, "--host", "h", "--port", "1"], "1 to 16"),
+        (["--name", "x", "--ae-title", "A", "--host", "h", "--port", "70000"], "65535"),
+        (["--name", "x", "--stow-url", "not a url"], "valid URL"),
+        (["--name", "x", "--stow-url", "http://a/b", "--host", "h"], "not both"),
+    ],
+)
+def test_the_destinations_command_refuses_bad_input_with_a_message(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("dicom_destinations", "add", *args)
+    assert not Destination.objects.exists()
+
+
+def test_removing_a_destination_with_history_disables_it_instead(pacs, predicted, enqueued, capsys):
+    predicted()
+    call_command("dicom_destinations", "remove", "--name", "pacs")
+    pacs.refresh_from_db()
+    assert not pacs.enabled
+    assert "disabled, not removed" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="no destination named"):
+        call_command("dicom_destinations", "remove", "--name", "nope")
