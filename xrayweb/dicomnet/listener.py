@@ -18,7 +18,7 @@ from pynetdicom.sop_class import Verification
 
 from xrayweb.audit.models import AuditEvent
 from xrayweb.audit.services import audit_record
-from xrayweb.dicomnet.receiving import instance_store
+from xrayweb.dicomnet.receiving import RECEIVED_NAME, instance_store
 from xrayweb.studies.dicom import SUPPORTED_SYNTAXES
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ ERROR_COMMENT_MAX = 64
 def error_comment(message: str) -> str:
     """The reason as an ErrorComment: the command set is in the default repertoire (ASCII),
     64 characters at most; the full message is in the audit log."""
-    text = message.removeprefix("the file: ").replace("×", "x")
+    text = message.removeprefix(f"{RECEIVED_NAME}: ").replace("×", "x")
     return text.encode("ascii", "replace").decode()[:ERROR_COMMENT_MAX]
 
 

@@ -84,11 +84,24 @@ def _header(data: bytes) -> dict[str, str]:
         return {}
 
 
+# What a received instance is called in messages and in the study's original file name.
+RECEIVED_NAME = "received.dcm"
+
+
+def as_part10(data: bytes) -> bytes:
+    """A DICOM file with its 128-byte preamble and "DICM" prefix. Some senders (dicomweb-client
+    among them) write the file meta group without them; the upload path wants a PS3.10 file."""
+    if data[128:132] != b"DICM" and data[:2] == b"\x02\x00":
+        return b"\x00" * 128 + b"DICM" + data
+    return data
+
+
 def instance_store(
     *, data: bytes, user, via: str, calling_ae: str = "", ip: str | None = None
 ) -> Received:
     """Store one received DICOM instance as a study with ``study_create``; never raises for
     a bad file. ``via`` is "c-store" or "stow-rs"; the audit names it and the calling AE."""
+    data = as_part10(data)
     header = _header(data)
     accession = ""
     if not header.get("accession") and header.get("study_uid"):
@@ -100,7 +113,13 @@ def instance_store(
     }
     try:
         study = study_create(
-            user=user, patient_id="", accession=accession, data=data, ip=ip, source=source
+            user=user,
+            patient_id="",
+            accession=accession,
+            data=data,
+            filename=RECEIVED_NAME,
+            ip=ip,
+            source=source,
         )
     except ApplicationError as exc:
         if exc.status == 409:  # the same SOP instance again (or twice at once): stored once

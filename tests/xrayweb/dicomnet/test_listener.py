@@ -215,14 +215,16 @@ def _open_connections() -> int:
             )
             return cursor.fetchone()[0]
 
-    def is_open(conn: sqlite3.Connection) -> bool:
+    def is_open(obj) -> bool:
         try:
-            return conn.total_changes >= 0
+            return isinstance(obj, sqlite3.Connection) and obj.total_changes >= 0
         except sqlite3.ProgrammingError:  # closed
+            return False
+        except ReferenceError:  # a weak proxy whose object is gone
             return False
 
     gc.collect()
-    return sum(1 for o in gc.get_objects() if isinstance(o, sqlite3.Connection) and is_open(o))
+    return sum(1 for o in gc.get_objects() if is_open(o))
 
 
 def test_six_parallel_associations_store_six_studies_and_leave_no_connection_open(
