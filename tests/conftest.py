@@ -17,6 +17,7 @@ MARKERS_BY_PATH = {
     "browser/": ("browser",),
     "faults/": ("faults", "worker"),
     "xrayweb/test_end_to_end.py": ("worker",),
+    "xrayweb/dicomnet/test_end_to_end.py": ("worker",),
 }
 
 

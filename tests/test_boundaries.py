@@ -124,7 +124,8 @@ def test_the_repository_top_level_holds_only_the_fixed_entries():
 
 
 # Inside xrayweb, apps import downwards only: a lower rank never imports a higher one, and apps
-# of one rank never import each other. ops (health, status, reconcile) sits beside api: both
+# of one rank never import each other. dicomnet (the DICOM node) sits above review: it sends
+# predictions and final readings out. ops (health, status, reconcile) sits beside api: both
 # may use everything below them and neither imports the other. Project-level modules
 # (xrayweb.errors, .downloads, .celery, .brokers, .settings) are shared by every app and import
 # none; xrayweb.urls and xrayweb.wsgi are the top that wires the apps together.
@@ -134,8 +135,9 @@ APP_RANKS = {
     "studies": 1,
     "inference": 2,
     "review": 3,
-    "api": 4,
-    "ops": 4,
+    "dicomnet": 4,
+    "api": 5,
+    "ops": 5,
 }
 SHARED = {"errors", "downloads", "celery", "brokers", "settings"}
 

@@ -76,6 +76,13 @@ MATRIX = {
     "api/audit/export.csv": {"GET": (401, 403, 200, 200), "POST": (401, 403, 405, 405)},
     "api/schema/": {"GET": (401, 200, 200, 200), "POST": (401, 405, 405, 405)},
     "api/docs/": {"GET": (401, 200, 200, 200), "POST": (401, 405, 405, 405)},
+    # STOW-RS: staff and admins store; an empty POST has no multipart/related body (415).
+    "dicomweb/studies": {
+        "GET": (401, 405, 405, 405),
+        "POST": (401, 415, 403, 415),
+        "PUT": (401, 405, 405, 405),
+        "DELETE": (401, 405, 405, 405),
+    },
     # Django's admin site (everything under it): admins only.
     "admin/": {"GET": (302, 302, 302, 200), "POST": (302, 302, 302, 200)},
 }
@@ -116,7 +123,7 @@ def _expected(pattern: str, method: str) -> tuple[int, ...]:
         return rows["GET"]
     if pattern == "accounts/login/":
         return (200,) * 4 if method == "PUT" else (405,) * 4
-    anonymous = 401 if pattern.startswith(("api/", "media/")) else 302
+    anonymous = 401 if pattern.startswith(("api/", "media/", "dicomweb/")) else 302
     if pattern == "healthz":
         anonymous = 405
     return (anonymous, *(403 if code == 403 else 405 for code in rows["POST"][1:]))

@@ -217,7 +217,8 @@ def _open_connections() -> int:
 
     def is_open(obj) -> bool:
         try:
-            return isinstance(obj, sqlite3.Connection) and obj.total_changes >= 0
+            # type(), not isinstance(): the latter asks some modules' __getattr__ for __class__.
+            return type(obj) is sqlite3.Connection and obj.total_changes >= 0
         except sqlite3.ProgrammingError:  # closed
             return False
         except ReferenceError:  # a weak proxy whose object is gone

@@ -158,3 +158,10 @@ def test_stow_is_in_the_openapi_schema(client, staff):
     operation = schema["paths"]["/dicomweb/studies"]["post"]
     assert "multipart/related" in operation["requestBody"]["content"]
     assert {"200", "202", "409", "411"} <= set(operation["responses"])
+
+
+def test_an_empty_body_is_refused(live_server, token):
+    _, headers = body(b"")
+    response = post(live_server, token, b"", headers)
+    assert response.status_code == 400
+    assert "no DICOM instances" in response.json()["detail"]

@@ -51,9 +51,17 @@ class StowApi(APIView):
                 "Send the body with a Content-Length: a chunked body cannot be read here.",
                 status=411,
             )
+        # Checked here too: DRF answers an empty body of any type with empty data.
+        if not request.content_type.lower().startswith("multipart/related"):
+            raise ApplicationError(
+                'STOW-RS takes multipart/related; type="application/dicom" bodies.', status=415
+            )
+        parts = request.data
+        if not parts:
+            raise ApplicationError("The request has no DICOM instances.")
         user, ip = request.user, client_ip(request)
         outcomes = []
-        for part in request.data:
+        for part in parts:
             outcomes.append(
                 part_refused(part)
                 or instance_store(data=part.data, user=user, via="stow-rs", ip=ip)
