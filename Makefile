@@ -17,7 +17,7 @@ REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEMO_PASSWORD ?= xrayweb-demo
 
-.PHONY: run test test-fast install clean bench-web bench-load services
+.PHONY: run test test-fast install clean bench-web bench-load bench-dicom services
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,7 +71,8 @@ test: $(STAMP) $(CHROMIUM) $(DOCKER_COMPOSE) $(DICOM_PEERS) services
 	$(DOCKER_COMPOSE) -f docker/compose.yaml --env-file docker/env.example config --quiet
 	DATABASE_URL=$(PG_TEST_URL) TEST_REDIS_URL=$(REDIS_TEST_URL) $(BIN)/python -m pytest
 	$(BIN)/python -m pytest tests/xrayweb/test_end_to_end.py tests/browser tests/xrayweb/test_worklist_queries.py \
-		tests/xrayweb/audit/test_chain.py tests/xrayweb/audit/test_migration.py
+		tests/xrayweb/audit/test_chain.py tests/xrayweb/audit/test_migration.py \
+		tests/xrayweb/dicomnet/test_listener.py tests/xrayweb/dicomnet/test_end_to_end.py
 
 # The edit-test loop: no browser, no worker process, no fault injection and none of the few
 # tests marked slow (markers set by path in tests/conftest.py), on the embedded SQLite and
@@ -79,6 +80,10 @@ test: $(STAMP) $(CHROMIUM) $(DOCKER_COMPOSE) $(DICOM_PEERS) services
 test-fast: $(STAMP) $(DOCKER_COMPOSE)
 	DATABASE_URL= REDIS_URL= CELERY_BROKER_URL= TEST_REDIS_URL= \
 	$(BIN)/python -m pytest -m "not browser and not worker and not faults and not slow"
+
+# How long a PACS waits for the C-STORE answer of a 3,000 x 3,000 16-bit film.
+bench-dicom: $(STAMP) $(DICOM_PEERS)
+	$(BIN)/python -m tests.bench.dicom_store
 
 # Server time per page with 10,000 studies in a throwaway PostgreSQL test database.
 bench-web: $(STAMP)

@@ -307,3 +307,14 @@ def test_the_listener_command_prints_its_address_and_stops_cleanly_on_sigterm(tm
     assert proc.returncode == 0, out
     assert "DICOM listener stopped" in out
     assert echo(port).returncode != 0  # nobody listens any more
+
+
+def test_the_readmes_routing_rule_is_the_one_tested_here():
+    """The front page's Orthanc Lua script is FORWARD_LUA, less its comments."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    shown = readme.split("```lua\n", 1)[1].split("```", 1)[0]
+    tested = FORWARD_LUA.format(modality="xrayweb", aet="XRAYWEB")
+    assert shown == "".join(
+        line for line in tested.splitlines(keepends=True) if not line.lstrip().startswith("--")
+    )
+    assert '"DicomModalities": {"xrayweb": ["XRAYWEB", "127.0.0.1", 11112]}' in readme
