@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from django.db.models import Prefetch
 from django.utils import timezone
 
+from xrayweb.accounts.roles import ADMIN, user_has_any_role
 from xrayweb.inference.models import Prediction
 from xrayweb.review.models import Review
 from xrayweb.review.selectors import reviews_visible
@@ -116,3 +117,9 @@ def export_rows(*, reader=None, chunk_size: int = 500) -> Iterator[list[str]]:
     )
     for prediction in qs.iterator(chunk_size=chunk_size):
         yield _row(prediction, reader)
+
+
+def export_rows_for(*, user) -> Iterator[list[str]]:
+    """The export as ``user`` may see it: every reading for an admin, the review page's
+    hiding rule for anyone else. The page and the API both export through this."""
+    return export_rows(reader=None if user_has_any_role(user, {ADMIN}) else user)

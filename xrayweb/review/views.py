@@ -11,7 +11,6 @@ from django.views.decorators.http import require_GET, require_POST
 
 from xrayweb.accounts.decorators import role_required
 from xrayweb.accounts.roles import (
-    ADMIN,
     CAN_READ_AUDIT_LOG,
     CAN_REVEAL,
     CAN_REVIEW,
@@ -34,7 +33,7 @@ from xrayweb.review.agreement import (
     assessability_counts,
     matrix_rows,
 )
-from xrayweb.review.export import COLUMNS, export_filename, export_rows
+from xrayweb.review.export import COLUMNS, export_filename, export_rows_for
 from xrayweb.review.saliency import saliency_distribution
 from xrayweb.review.selectors import (
     next_case,
@@ -230,8 +229,9 @@ def agreement_export(request):
     """Every prediction with its review history, as CSV. A radiologist's export hides a first
     read awaiting someone else's second read, as the review page does; an admin's shows all."""
     audit_record(actor=request.user, action=AuditEvent.Action.EXPORT_CSV, ip=client_ip(request))
-    reader = None if user_has_any_role(request.user, {ADMIN}) else request.user
-    return csv_download(export_rows(reader=reader), header=COLUMNS, filename=export_filename())
+    return csv_download(
+        export_rows_for(user=request.user), header=COLUMNS, filename=export_filename()
+    )
 
 
 @require_GET

@@ -8,7 +8,6 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.views import APIView
 
-from xrayweb.accounts.roles import ADMIN, user_has_any_role
 from xrayweb.api.permissions import CanExportDicom, CanExportPredictions
 from xrayweb.api.renderers import CSV_RENDERERS, DICOM_RENDERERS, FileDownloadMixin
 from xrayweb.audit.addresses import client_ip
@@ -16,7 +15,7 @@ from xrayweb.audit.models import AuditEvent
 from xrayweb.audit.services import audit_record
 from xrayweb.downloads import csv_download
 from xrayweb.inference.selectors import prediction_overlay_dicom
-from xrayweb.review.export import COLUMNS, export_filename, export_rows
+from xrayweb.review.export import COLUMNS, export_filename, export_rows_for
 from xrayweb.studies.models import Study
 from xrayweb.studies.services import study_export_dicom
 
@@ -80,5 +79,6 @@ class PredictionsExportApi(FileDownloadMixin, APIView):
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
     def get(self, request):
         audit_record(actor=request.user, action=AuditEvent.Action.EXPORT_CSV, ip=client_ip(request))
-        reader = None if user_has_any_role(request.user, {ADMIN}) else request.user
-        return csv_download(export_rows(reader=reader), header=COLUMNS, filename=export_filename())
+        return csv_download(
+            export_rows_for(user=request.user), header=COLUMNS, filename=export_filename()
+        )
