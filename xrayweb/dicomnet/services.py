@@ -194,9 +194,12 @@ class DeliveryPending(Exception):
     """This attempt failed and another will follow (the caller schedules it)."""
 
 
-def _audit(delivery: Delivery, outcome: str, **detail) -> None:
+def _audit(
+    delivery: Delivery, outcome: str, *, actor=None, ip: str | None = None, **detail
+) -> None:
     audit_record(
-        actor=None,
+        actor=actor,
+        ip=ip,
         action=AuditEvent.Action.DICOM_DELIVERY,
         study=delivery.study,
         detail={
@@ -259,18 +262,7 @@ def delivery_resend(*, delivery: Delivery, actor, ip: str | None = None) -> Deli
         delivery.status = Delivery.Status.PENDING
         delivery.attempts = 0
         delivery.save(update_fields=["status", "attempts", "updated_at"])
-        audit_record(
-            actor=actor,
-            action=AuditEvent.Action.DICOM_DELIVERY,
-            study=delivery.study,
-            detail={
-                "delivery": delivery.pk,
-                "destination": delivery.destination.name,
-                "kind": delivery.kind,
-                "outcome": "resend",
-            },
-            ip=ip,
-        )
+        _audit(delivery, "resend", actor=actor, ip=ip)
         deliveries_enqueue([delivery.pk])
     return delivery
 

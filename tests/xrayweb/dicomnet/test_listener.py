@@ -104,6 +104,27 @@ def test_a_calling_ae_title_outside_the_allow_list_is_refused(start_listener):
     assert rejected["reason"] == "calling AE title not allowed"
 
 
+def test_an_association_past_the_limit_is_refused(start_listener):
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    listener = start_listener(max_associations=1)
+    ae = AE(ae_title="HOLDER")
+    ae.add_requested_context(Verification)
+    held = ae.associate("127.0.0.1", listener.port, ae_title="XRAYWEB")
+    assert held.is_established
+    try:
+        refused = echo(listener.port, calling="SECOND")
+        assert refused.returncode != 0
+        assert "Local Limit Exceeded" in refused.stderr, refused.stderr
+    finally:
+        held.release()
+    (rejected,) = associations("rejected")
+    assert rejected["calling_ae"] == "SECOND" and rejected["reason"] == "too many associations"
+    # A free slot again, once the listener has seen the release.
+    assert wait_until(lambda: echo(listener.port).returncode == 0, timeout=10)
+
+
 @pytest.mark.parametrize(
     ("syntax", "propose"),
     [
