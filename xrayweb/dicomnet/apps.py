@@ -1,16 +1,32 @@
+import logging
+
 from django.apps import AppConfig
+
+logger = logging.getLogger(__name__)
+
+# The receivers run after the prediction or reading is committed: a failure here must not
+# reach the sender (the worker would take the committed prediction for a failed one). What
+# they could not make, the periodic backfill (tasks.resend_overdue) makes later.
 
 
 def _deliver_predictions(sender, *, prediction_ids: list[int], **kwargs) -> None:
     from xrayweb.dicomnet.services import deliveries_for_predictions
 
-    deliveries_for_predictions(prediction_ids=prediction_ids)
+    try:
+        deliveries_for_predictions(prediction_ids=prediction_ids)
+    except Exception:
+        logger.exception(
+            "deliveries for predictions %s not made; the backfill will", prediction_ids
+        )
 
 
 def _deliver_reading(sender, *, review_id: int, **kwargs) -> None:
     from xrayweb.dicomnet.services import deliveries_for_reading
 
-    deliveries_for_reading(review_id=review_id)
+    try:
+        deliveries_for_reading(review_id=review_id)
+    except Exception:
+        logger.exception("deliveries for review %s not made; the backfill will", review_id)
 
 
 class DicomnetConfig(AppConfig):

@@ -2,27 +2,19 @@
 once a prediction is stored, the radiologist's SR once a reading is final. Each object is a
 ``Delivery`` row whose sending is retried by ``tasks.deliver``."""
 
-import io
-import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
-from pydicom import dcmread
 
-from xrayweb.audit.models import AuditEvent
-from xrayweb.audit.services import audit_record
-from xrayweb.dicomnet import sr
 from xrayweb.dicomnet.models import Delivery, Destination
-from xrayweb.dicomnet.senders import DeliveryError, cstore_send, stow_send
+from xrayweb.dicomnet.sending import delivery_audit
 from xrayweb.errors import ApplicationError
 from xrayweb.inference.models import Prediction
 from xrayweb.review.models import Review
-from xrayweb.studies.services import study_overlay_dicom
-
-logger = logging.getLogger(__name__)
+from xrayweb.studies.models import Study
 
 
 def destination_add(
@@ -69,17 +61,30 @@ def destination_remove(*, name: str) -> bool:
 
 
 def _deliveries_create(rows: list[Delivery]) -> None:
-    """Insert the rows not there yet (a redelivered prediction task makes the same ones) and
-    enqueue the pending ones once committed."""
+    """Insert the rows not there yet (a redelivered prediction task, or the backfill, makes
+    the same ones again) and enqueue just those, once committed."""
     if not rows:
         return
-    Delivery.objects.bulk_create(rows, ignore_conflicts=True)
-    pending = Delivery.objects.filter(status=Delivery.Status.PENDING)
-    if rows[0].prediction_id:
-        pending = pending.filter(prediction__in={r.prediction_id for r in rows})
-    else:
-        pending = pending.filter(review__in={r.review_id for r in rows})
-    deliveries_enqueue(list(pending.values_list("pk", flat=True)))
+
+    def key(row: Delivery) -> tuple:
+        return (row.destination_id, row.kind, row.prediction_id, row.review_id)
+
+    existing = {
+        key(d)
+        for d in Delivery.objects.filter(
+            Q(prediction__in={r.prediction_id for r in rows if r.prediction_id})
+            | Q(review__in={r.review_id for r in rows if r.review_id})
+        ).only("destination_id", "kind", "prediction_id", "review_id")
+    }
+    new = [r for r in rows if key(r) not in existing]
+    Delivery.objects.bulk_create(new, ignore_conflicts=True)
+    keys = {key(r) for r in new}
+    made = Delivery.objects.filter(
+        Q(prediction__in={r.prediction_id for r in new if r.prediction_id})
+        | Q(review__in={r.review_id for r in new if r.review_id}),
+        status=Delivery.Status.PENDING,
+    ).only("pk", "destination_id", "kind", "prediction_id", "review_id")
+    deliveries_enqueue([d.pk for d in made if key(d) in keys])
 
 
 def deliveries_enqueue(delivery_ids: list[int]) -> None:
@@ -104,13 +109,14 @@ def deliveries_for_predictions(*, prediction_ids: list[int]) -> None:
         return
     predictions = Prediction.objects.filter(pk__in=prediction_ids).exclude(study__original="")
     rows = []
-    for prediction in predictions.only("pk", "study_id", "heatmaps", "assessable"):
+    for prediction in predictions.only("pk", "study_id", "heatmaps", "assessable", "created_at"):
         kinds = [Delivery.Kind.MODEL_SR]
         if prediction.heatmaps.get("fused") and prediction.assessable is not False:
             kinds.append(Delivery.Kind.OVERLAY)
         rows += [
             Delivery(destination=d, study_id=prediction.study_id, prediction=prediction, kind=k)
             for d in destinations
+            if d.created_at <= prediction.created_at
             for k in kinds
         ]
     _deliveries_create(rows)
@@ -124,145 +130,26 @@ def deliveries_for_reading(*, review_id: int) -> None:
         return
     _deliveries_create(
         [
-            Delivery(destination=d, study_id=review.study_id, review=review, kind=kind)
-            for d in Destination.objects.filter(enabled=True)
-            for kind in [Delivery.Kind.READING_SR]
+            Delivery(
+                destination=d,
+                study_id=review.study_id,
+                review=review,
+                kind=Delivery.Kind.READING_SR,
+            )
+            for d in Destination.objects.filter(enabled=True, created_at__lte=review.created_at)
         ]
     )
 
 
-def _reader_name(user) -> str:
-    return (user.get_full_name() or user.get_username()).strip()
-
-
-def delivery_object(*, delivery: Delivery) -> bytes:
-    """The DICOM object a delivery sends, built anew each time with the same UIDs."""
-    study = delivery.study
-    if not study.original:
-        raise ApplicationError(f"Study {study.pk} has no DICOM original.", status=404)
-    now = datetime.now()
-    if delivery.kind == Delivery.Kind.OVERLAY:
-        prediction = delivery.prediction
-        return study_overlay_dicom(
-            study=study,
-            heatmap_path=prediction.heatmaps["fused"],
-            key=f"prediction-{prediction.pk}",
-        )
-    with study.original.open("rb") as f:
-        source = f.read()
-    if delivery.kind == Delivery.Kind.MODEL_SR:
-        prediction = delivery.prediction
-        assessment = prediction.assessment or {}
-        result = sr.ModelResult(
-            label=prediction.label,
-            probabilities=prediction.probabilities,
-            model_name=prediction.model_version.name,
-            model_sha256=prediction.bundle_sha256,
-            assessable=prediction.assessable is not False,
-            reasons=[str(r) for r in assessment.get("reasons") or []],
-            flags=[str(f) for f in assessment.get("flags") or []],
-        )
-        return sr.model_result_sr(
-            source=source, result=result, key=f"prediction-{prediction.pk}", when=now
-        )
-    review = delivery.review
-    reading = sr.Reading(
-        label=review.label,
-        reader_name=_reader_name(review.reviewer),
-        assessability=review.assessability,
-        comment=review.comment,
-    )
-    return sr.reading_sr(source=source, reading=reading, key=f"review-{review.pk}", when=now)
-
-
-def _send(*, data: bytes, destination: Destination) -> None:
-    timeout = settings.DICOM_DELIVERY_TIMEOUT
-    if destination.kind == Destination.Kind.STOW:
-        stow_send(data=data, url=destination.stow_url, timeout=timeout)
-    else:
-        cstore_send(
-            data=data,
-            ae_title=destination.ae_title,
-            host=destination.host,
-            port=destination.port,
-            calling_ae=settings.DICOM_AE_TITLE,
-            timeout=timeout,
-        )
-
-
-class DeliveryPending(Exception):
-    """This attempt failed and another will follow (the caller schedules it)."""
-
-
-def _audit(
-    delivery: Delivery, outcome: str, *, actor=None, ip: str | None = None, **detail
-) -> None:
-    audit_record(
-        actor=actor,
-        ip=ip,
-        action=AuditEvent.Action.DICOM_DELIVERY,
-        study=delivery.study,
-        detail={
-            "delivery": delivery.pk,
-            "destination": delivery.destination.name,
-            "kind": delivery.kind,
-            "outcome": outcome,
-            "attempt": delivery.attempts,
-            **detail,
-        },
-    )
-
-
-def delivery_attempt(*, delivery_id: int) -> Delivery:
-    """One try at sending: delivered; or, on a peer that is down or refuses, the error kept
-    and ``DeliveryPending`` raised until DICOM_DELIVERY_MAX_ATTEMPTS tries have failed, then
-    failed for good. An object that cannot be built fails at once. A delivered or failed
-    delivery is left alone (a duplicate task)."""
-    delivery = Delivery.objects.select_related(
-        "destination", "study", "prediction__model_version", "review__reviewer"
-    ).get(pk=delivery_id)
-    if delivery.status != Delivery.Status.PENDING:
-        return delivery
-    delivery.attempts += 1
-    try:
-        data = delivery_object(delivery=delivery)
-        delivery.sop_instance_uid = str(
-            dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID
-        )
-        _send(data=data, destination=delivery.destination)
-    except DeliveryError as exc:
-        delivery.last_error = str(exc)[:2000]
-        exhausted = delivery.attempts >= settings.DICOM_DELIVERY_MAX_ATTEMPTS
-        if exhausted:
-            delivery.status = Delivery.Status.FAILED
-        delivery.save()
-        _audit(delivery, "failed" if exhausted else "retrying", error=delivery.last_error[:300])
-        if exhausted:
-            return delivery
-        raise DeliveryPending(delivery.last_error) from exc
-    except Exception as exc:  # the object itself cannot be made: retrying will not help
-        logger.exception("delivery %s: cannot build the object", delivery.pk)
-        delivery.status = Delivery.Status.FAILED
-        delivery.last_error = f"cannot build the object: {type(exc).__name__}: {exc}"[:2000]
-        delivery.save()
-        _audit(delivery, "failed", error=delivery.last_error[:300])
-        return delivery
-    delivery.status = Delivery.Status.DELIVERED
-    delivery.delivered_at = timezone.now()
-    delivery.last_error = ""
-    delivery.save()
-    _audit(delivery, "delivered", sop_instance_uid=delivery.sop_instance_uid)
-    return delivery
-
-
 def delivery_resend(*, delivery: Delivery, actor, ip: str | None = None) -> Delivery:
     """Send a delivery again, whatever its state (an admin's choice: the peer lost it, or it
-    failed for good and the peer is back). Its attempts start again."""
+    failed for good and the peer is back). Its attempts start again; an attempt in flight
+    meanwhile does not write its outcome over this."""
     with transaction.atomic():
         delivery.status = Delivery.Status.PENDING
         delivery.attempts = 0
         delivery.save(update_fields=["status", "attempts", "updated_at"])
-        _audit(delivery, "resend", actor=actor, ip=ip)
+        delivery_audit(delivery, "resend", actor=actor, ip=ip)
         deliveries_enqueue([delivery.pk])
     return delivery
 
@@ -271,8 +158,22 @@ def deliveries_overdue(*, older_than: timedelta) -> list[int]:
     """Pending deliveries untouched for longer than any retry waits: their task was lost
     (the broker was down when it was enqueued). The caller enqueues them again."""
     cutoff = timezone.now() - older_than
-    return list(
-        Delivery.objects.filter(status=Delivery.Status.PENDING, updated_at__lt=cutoff).values_list(
-            "pk", flat=True
-        )
+    pending = Delivery.objects.filter(status=Delivery.Status.PENDING, updated_at__lt=cutoff)
+    return list(pending.values_list("pk", flat=True))
+
+
+def deliveries_backfill(*, since: timedelta) -> None:
+    """Make the deliveries that the signals should have made in the last ``since`` and did
+    not (their receiver failed after the commit): for predictions of DICOM studies, and for
+    final readings. Each destination gets only what was made after it was added."""
+    cutoff = timezone.now() - since
+    predictions = Prediction.objects.filter(created_at__gte=cutoff).exclude(study__original="")
+    deliveries_for_predictions(prediction_ids=list(predictions.values_list("pk", flat=True)))
+    # The latest reading of a study that is final made it final (or kept it so).
+    final = Study.objects.filter(review_state="final", finalized_at__gte=cutoff).exclude(
+        original=""
     )
+    for study in final.only("pk"):
+        latest = study.reviews.order_by("-created_at", "-id").values_list("pk", flat=True).first()
+        if latest is not None:
+            deliveries_for_reading(review_id=latest)

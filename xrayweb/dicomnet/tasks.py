@@ -7,12 +7,21 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from xrayweb.dicomnet.services import DeliveryPending, deliveries_overdue, delivery_attempt
+from xrayweb.dicomnet.sending import DeliveryPending, delivery_attempt
+from xrayweb.dicomnet.services import deliveries_backfill, deliveries_overdue
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, queue="default", acks_late=True, max_retries=None)
+@shared_task(
+    bind=True,
+    queue="default",
+    acks_late=True,
+    max_retries=None,  # bounded by DICOM_DELIVERY_MAX_ATTEMPTS instead
+    # An object is built and sent within a few timeouts; a task stuck past that is killed,
+    # and its attempt (counted before sending) is not lost.
+    time_limit=10 * settings.DICOM_DELIVERY_TIMEOUT + 60,
+)
 def deliver(self, delivery_id: int) -> str:
     """Send one result object; a peer that is down is tried again with exponential backoff
     (jittered, capped) until the service gives up after DICOM_DELIVERY_MAX_ATTEMPTS."""
@@ -37,8 +46,10 @@ def delivery_enqueue(delivery_id: int) -> None:
 
 @shared_task(queue="default")
 def resend_overdue() -> int:
-    """Periodic (Celery beat): pending deliveries whose task was lost get a fresh one."""
-    wait = settings.DICOM_DELIVERY_BACKOFF_MAX * 1.25 + 2 * settings.DICOM_DELIVERY_TIMEOUT
+    """Periodic (Celery beat): deliveries the signals failed to make in the last day are
+    made, and pending ones whose task was lost get a fresh one."""
+    deliveries_backfill(since=timedelta(days=1))
+    wait = settings.DICOM_DELIVERY_BACKOFF_MAX * 1.25 + 12 * settings.DICOM_DELIVERY_TIMEOUT
     overdue = deliveries_overdue(older_than=timedelta(seconds=wait))
     for pk in overdue:
         delivery_enqueue(pk)

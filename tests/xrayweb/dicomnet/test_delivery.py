@@ -17,13 +17,9 @@ from tests.xrayweb.dicomnet.test_sr import dciodvfy_report
 from xrayweb.audit.models import AuditEvent
 from xrayweb.dicomnet import tasks
 from xrayweb.dicomnet.models import Delivery, Destination
-from xrayweb.dicomnet.services import (
-    DeliveryPending,
-    deliveries_for_predictions,
-    delivery_attempt,
-    delivery_object,
-    delivery_resend,
-)
+from xrayweb.dicomnet.senders import DeliveryError
+from xrayweb.dicomnet.sending import DeliveryPending, delivery_attempt, delivery_object
+from xrayweb.dicomnet.services import deliveries_for_predictions, delivery_resend
 from xrayweb.inference import runtime
 from xrayweb.review.services import review_submit
 from xrayweb.studies.services import study_create
@@ -207,28 +203,100 @@ def test_a_stow_rs_destination_receives_the_results(predicted, enqueued, orthanc
         assert orthanc_clean.find_instances(SOPInstanceUID=d.sop_instance_uid)
 
 
-def test_a_not_assessable_prediction_sends_its_sr_but_no_heatmap(
-    predicted, enqueued, orthanc_clean
-):
-    """A heatmap is never sent as if it explained a diagnosis the model did not make."""
-    study = predicted()  # no destination yet: nothing made
-    assert not Delivery.objects.exists()
-    prediction = study.current_prediction
-    prediction.assessable = False
-    prediction.assessment = {"assessable": False, "reasons": ["a lateral view"], "flags": []}
-    prediction.save()
-    destination = Destination.objects.create(
-        name="pacs",
-        kind="cstore",
-        ae_title="ORTHANC",
-        host="127.0.0.1",
-        port=orthanc_clean.dicom_port,
-    )
-    deliveries_for_predictions(prediction_ids=[prediction.pk])
-    (sr,) = Delivery.objects.filter(destination=destination)
+def test_a_not_assessable_prediction_sends_its_sr_but_no_heatmap(pacs, predicted, enqueued):
+    """A lateral film is out of scope: the SR says so, and no heatmap is sent as if it
+    explained a diagnosis the model did not make."""
+    study = predicted(ViewPosition="LL")
+    assert study.current_prediction.assessable is False
+    (sr,) = Delivery.objects.filter(study=study)
     assert sr.kind == Delivery.Kind.MODEL_SR
-    data = delivery_object(delivery=sr)
-    assert "not assessable" in str(dcmread(io.BytesIO(data)).ContentSequence).lower()
+    content = " ".join(_texts(dcmread(io.BytesIO(delivery_object(delivery=sr)))))
+    assert "Not assessable by algorithm" in content and "lateral" in content.lower()
+    assert "Probability" not in content and "COVID-19" not in content
+
+
+def _texts(ds) -> list[str]:
+    """Every text value and code meaning in an SR's content tree."""
+    found = []
+    for item in ds.get("ContentSequence", []):
+        found += [str(item.get("TextValue", ""))]
+        for name in ("ConceptNameCodeSequence", "ConceptCodeSequence"):
+            found += [str(code.CodeMeaning) for code in item.get(name, [])]
+        found += _texts(item)
+    return found
+
+
+def test_a_destination_gets_only_results_made_after_it_was_added(predicted, enqueued):
+    study = predicted()
+    Destination.objects.create(
+        name="late", kind="cstore", ae_title="LATE", host="127.0.0.1", port=104
+    )
+    deliveries_for_predictions(prediction_ids=[study.current_prediction_id])
+    assert not Delivery.objects.exists()
+
+
+def test_the_backfill_makes_what_a_failed_receiver_did_not(
+    pacs, predicted, enqueued, mocker, radiologist, django_capture_on_commit_callbacks
+):
+    """The receivers run after the commit: their failure is logged, never raised into the
+    worker, and the periodic task makes the missing deliveries."""
+    mocker.patch("xrayweb.dicomnet.services.deliveries_enqueue", side_effect=RuntimeError("broker"))
+    study = predicted()  # the receiver fails: the prediction stands, no delivery
+    assert study.status == "done" and not Delivery.objects.exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        review_submit(study=study, reviewer=radiologist, label="normal")
+    assert not Delivery.objects.exists()
+    mocker.stopall()
+    enqueued = mocker.patch("xrayweb.dicomnet.tasks.delivery_enqueue")
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.resend_overdue()
+    kinds = sorted(Delivery.objects.values_list("kind", flat=True))
+    assert kinds == ["model_sr", "overlay", "reading_sr"]
+    assert enqueued.call_count == 3
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.resend_overdue()  # nothing twice
+    assert Delivery.objects.count() == 3 and enqueued.call_count == 3
+
+
+def test_a_resend_during_an_attempt_is_not_overwritten_by_its_outcome(
+    pacs, predicted, enqueued, admin_user, mocker, settings
+):
+    settings.DICOM_DELIVERY_MAX_ATTEMPTS = 1
+    study = predicted()
+    sr = Delivery.objects.get(study=study, kind=Delivery.Kind.MODEL_SR)
+
+    def send_while_resent(**kwargs):
+        delivery_resend(delivery=Delivery.objects.get(pk=sr.pk), actor=admin_user)
+        raise DeliveryError("peer went away")
+
+    mocker.patch("xrayweb.dicomnet.sending._send", side_effect=send_while_resent)
+    delivery_attempt(delivery_id=sr.pk)  # its last attempt fails, but the resend stands
+    sr.refresh_from_db()
+    assert sr.status == Delivery.Status.PENDING and sr.attempts == 0
+
+
+def test_an_attempt_is_counted_before_sending(pacs, predicted, enqueued, mocker):
+    """A task that dies mid-send has still used up an attempt: the delivery cannot stay
+    pending for ever."""
+    study = predicted()
+    sr = Delivery.objects.get(study=study, kind=Delivery.Kind.MODEL_SR)
+    seen = []
+    mocker.patch(
+        "xrayweb.dicomnet.sending._send",
+        side_effect=lambda **kw: seen.append(Delivery.objects.get(pk=sr.pk).attempts),
+    )
+    delivery_attempt(delivery_id=sr.pk)
+    assert seen == [1]
+    sr.refresh_from_db()
+    assert sr.status == Delivery.Status.DELIVERED and sr.attempts == 1
+
+
+def test_of_two_tasks_that_read_the_same_delivery_only_one_sends(pacs, predicted, enqueued, mocker):
+    from xrayweb.dicomnet.sending import _claim
+
+    study = predicted()
+    first, second = (Delivery.objects.get(study=study, kind="model_sr") for _ in range(2))
+    assert _claim(first) and not _claim(second)
 
 
 def test_studies_uploaded_as_png_have_no_dicom_study_and_send_nothing(

@@ -31,6 +31,12 @@ class StowApi(APIView):
     parser_classes = [MultipartRelatedParser]
     renderer_classes = [DicomJsonRenderer, JSONRenderer]
 
+    def handle_exception(self, exc):
+        # Errors keep the API's one JSON shape and type, whatever the client accepts.
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return super().handle_exception(exc)
+
     @extend_schema(
         operation_id="dicomweb_stow",
         description=STOW_DESCRIPTION,
