@@ -43,6 +43,8 @@ def test_the_dicom_listener_runs_from_the_web_image_on_every_interface():
     assert listener["image"] == "xrayweb-web:local"  # the web image: no torch
     assert listener["command"] == ["python", "manage.py", "dicom_listener"]
     assert listener["environment"]["DICOM_HOST"] == "0.0.0.0"
+    # Published on the host: an allow-list of calling AE titles is required, not optional.
+    assert ":?" in listener["environment"]["DICOM_ALLOWED_CALLING_AETS"]
     assert listener["ports"] == ["${DICOM_PORT:-11112}:11112"]
 
 

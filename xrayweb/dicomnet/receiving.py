@@ -99,8 +99,8 @@ def as_part10(data: bytes) -> bytes:
 def instance_store(
     *, data: bytes, user, via: str, calling_ae: str = "", ip: str | None = None
 ) -> Received:
-    """Store one received DICOM instance as a study with ``study_create``; never raises for
-    a bad file. ``via`` is "c-store" or "stow-rs"; the audit names it and the calling AE."""
+    """Store one received DICOM instance as a study with ``study_create``; never raises.
+    ``via`` is "c-store" or "stow-rs"; the audit names it and the calling AE."""
     data = as_part10(data)
     header = _header(data)
     accession = ""
@@ -123,16 +123,37 @@ def instance_store(
         )
     except ApplicationError as exc:
         if exc.status == 409:  # the same SOP instance again (or twice at once): stored once
-            received = Received("duplicate", SUCCESS, str(exc), exc.extra.get("study"), **ids)
-        else:
-            status = OUT_OF_RESOURCES if exc.status == 413 else CANNOT_UNDERSTAND
-            received = Received("refused", status, str(exc), **ids)
-    except DatabaseError as exc:
-        # Transient: the sender is told to try again later, and nothing was stored.
+            existing = exc.extra.get("study") or _stored_as(ids["sop_instance_uid"])
+            received = Received("duplicate", SUCCESS, str(exc), existing, **ids)
+        else:  # a file that can never be stored: the sender must not retry it
+            received = Received("refused", CANNOT_UNDERSTAND, str(exc), **ids)
+    except DatabaseError:
+        # Transient: the sender is told to try again later, and nothing was stored. The
+        # database cannot take an audit event either; the log has the error.
         logger.exception("cannot store a received instance")
-        return Received("refused", OUT_OF_RESOURCES, f"cannot store it now ({exc}); resend", **ids)
+        return Received("refused", OUT_OF_RESOURCES, "cannot store it now; resend later", **ids)
+    except OSError as exc:  # the media storage (a full disk): transient too
+        logger.exception("cannot store a received instance")
+        received = Received(
+            "refused", OUT_OF_RESOURCES, f"cannot store it now ({type(exc).__name__})", **ids
+        )
     else:
         return Received("stored", SUCCESS, "", study.pk, **ids)
+    instance_refused_audit(received=received, user=user, source=source, ip=ip)
+    return received
+
+
+def _stored_as(sop_instance_uid: str) -> int | None:
+    if not sop_instance_uid:
+        return None
+    stored = Study.objects.filter(sop_instance_uid=sop_instance_uid)
+    return stored.values_list("pk", flat=True).first()
+
+
+def instance_refused_audit(
+    *, received: Received, user, source: dict, ip: str | None = None
+) -> None:
+    """A ``dicom.instance`` event for an instance not stored: refused, or a duplicate."""
     audit_record(
         actor=user,
         action=AuditEvent.Action.DICOM_INSTANCE,
@@ -145,4 +166,18 @@ def instance_store(
         },
         ip=ip,
     )
-    return received
+
+
+def stow_store(*, parts: list, user, ip: str | None = None) -> list[Received]:
+    """The instances of one STOW-RS request, in order; a part that is not application/dicom
+    is refused (and audited) without being read."""
+    outcomes = []
+    for part in parts:
+        media = part.content_type.split(";")[0].strip().lower()
+        if media != "application/dicom":
+            refused = Received("refused", CANNOT_UNDERSTAND, f"a {media} part is not DICOM")
+            instance_refused_audit(received=refused, user=user, source={"via": "stow-rs"}, ip=ip)
+            outcomes.append(refused)
+        else:
+            outcomes.append(instance_store(data=part.data, user=user, via="stow-rs", ip=ip))
+    return outcomes

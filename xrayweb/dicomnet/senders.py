@@ -3,6 +3,7 @@ way it can fail is a ``DeliveryError`` naming the peer and what it said."""
 
 import io
 import uuid
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from pydicom import dcmread
@@ -33,6 +34,8 @@ def cstore_send(
         why = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "no answer"
         raise DeliveryError(f"{peer}: association failed ({why})")
     try:
+        if not any(c.abstract_syntax == ds.SOPClassUID for c in assoc.accepted_contexts):
+            raise DeliveryError(f"{peer} does not accept {ds.SOPClassUID.name} objects")
         status = assoc.send_c_store(ds)
     finally:
         assoc.release()
@@ -57,15 +60,36 @@ def stow_send(*, data: bytes, url: str, timeout: int) -> None:
         "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
         "Accept": "application/dicom+json",
     }
+    shown = _without_credentials(url)
     try:
-        response = requests.post(url, data=body, headers=headers, timeout=timeout)
+        # No redirects: requests would follow one as a GET without the body, which a
+        # DICOMweb server answers as a study search, 200.
+        response = requests.post(
+            url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+        )
     except requests.RequestException as exc:
-        raise DeliveryError(f"{url}: {type(exc).__name__}: {exc}") from exc
-    # 202: stored with warnings, or partly stored; with one instance, failed if it is listed in
-    # the FailedSOPSequence (0008,1198).
-    failed = response.status_code == 202 and "00081198" in _json(response)
-    if response.status_code not in (200, 202) or failed:
-        raise DeliveryError(f"{url}: HTTP {response.status_code} {response.text[:300]}".strip())
+        why = str(exc).replace(url, shown)[:300]
+        raise DeliveryError(f"{shown}: {type(exc).__name__}: {why}") from exc
+    if response.status_code not in (200, 202):
+        raise DeliveryError(f"{shown}: HTTP {response.status_code} {response.text[:300]}".strip())
+    # Stored only if the response names it among the referenced instances.
+    uid = str(dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID)
+    referenced = _json(response).get("00081199", {}).get("Value", [])
+    uids = {v for item in referenced for v in item.get("00081155", {}).get("Value", [])}
+    if uid not in uids:
+        raise DeliveryError(
+            f"{shown}: HTTP {response.status_code} but the instance is not among those stored"
+        )
+
+
+def _without_credentials(url: str) -> str:
+    """The URL as it may be shown and logged: no user or password."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return urlunsplit(
+        parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
+    )
 
 
 def _json(response: requests.Response) -> dict:

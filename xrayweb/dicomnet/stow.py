@@ -98,7 +98,8 @@ def stow_response(*, outcomes: list[Received], study_url) -> tuple[int, dict]:
     for received in outcomes:
         item = _item(received)
         if received.ok:
-            item[RETRIEVE_URL] = {"vr": "UR", "Value": [study_url(received.study_id)]}
+            if received.study_id:
+                item[RETRIEVE_URL] = {"vr": "UR", "Value": [study_url(received.study_id)]}
             if received.outcome == "duplicate":
                 item[WARNING_REASON] = {"vr": "US", "Value": [DUPLICATE_WARNING]}
             referenced.append(item)
@@ -112,11 +113,3 @@ def stow_response(*, outcomes: list[Received], study_url) -> tuple[int, dict]:
         dataset[FAILED_SOP_SEQUENCE] = {"vr": "SQ", "Value": failed}
     status = 200 if not failed else 202 if referenced else 409
     return status, dataset
-
-
-def part_refused(part: Part) -> Received | None:
-    """A part that is not a DICOM file is refused without reading it."""
-    media, _ = _parameters(part.content_type)
-    if media != DICOM_MEDIA_TYPE:
-        return Received("refused", 0xC000, f"a {media} part is not application/dicom")
-    return None

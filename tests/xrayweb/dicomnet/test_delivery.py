@@ -133,7 +133,7 @@ def test_a_destination_that_is_down_is_retried_and_the_delivery_completes_when_i
 
 
 def test_after_the_last_attempt_a_delivery_fails_and_an_admin_can_send_it_again(
-    predicted, enqueued, settings, client, admin_user
+    predicted, enqueued, settings, client, admin_user, make_user
 ):
     settings.DICOM_DELIVERY_MAX_ATTEMPTS = 2
     settings.DICOM_DELIVERY_TIMEOUT = 2
@@ -156,7 +156,12 @@ def test_after_the_last_attempt_a_delivery_fails_and_an_admin_can_send_it_again(
     sr.refresh_from_db()
     assert sr.status == Delivery.Status.PENDING and sr.attempts == 0
     page = client.get(f"/studies/{study.pk}/").content.decode()
-    assert "Send again (admin)" in page
+    assert "Send again (admin)" in page and "association failed" in page
+    # Others see the status, not the peer's error.
+    client.force_login(make_user("radiologist"))
+    page = client.get(f"/studies/{study.pk}/").content.decode()
+    assert "pending</span>" in page and "association failed" not in page
+    assert "Send again" not in page
 
 
 def test_the_task_retries_a_pending_delivery_with_growing_backoff(mocker, settings):

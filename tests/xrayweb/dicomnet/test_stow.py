@@ -165,3 +165,37 @@ def test_an_empty_body_is_refused(live_server, token):
     response = post(live_server, token, b"", headers)
     assert response.status_code == 400
     assert "no DICOM instances" in response.json()["detail"]
+
+
+def test_a_part_that_is_not_dicom_is_refused_and_audited(live_server, token):
+    boundary = "b0"
+    data = (
+        f"--{boundary}\r\nContent-Type: application/json\r\n\r\n{{}}\r\n--{boundary}--\r\n"
+    ).encode()
+    headers = {"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'}
+    response = post(live_server, token, data, headers)
+    assert response.status_code == 409
+    refused = AuditEvent.objects.get(action=AuditEvent.Action.DICOM_INSTANCE)
+    assert refused.detail["outcome"] == "refused" and "application/json" in refused.detail["reason"]
+
+
+def test_errors_are_plain_json_whatever_the_client_accepts(live_server, token):
+    response = post(live_server, token, b"x", {"Content-Type": "application/dicom"})
+    assert response.status_code == 415
+    assert response.headers["Content-Type"] == "application/json"
+
+
+def test_two_stores_of_one_film_at_once_answer_with_the_stored_study(staff, mocker):
+    """The loser of a race meets the unique constraint (a 409 with no study id): it is told
+    which study holds the film, as a plain duplicate is."""
+    from xrayweb.dicomnet.receiving import instance_store
+    from xrayweb.errors import ApplicationError
+
+    data = films.to_bytes(films.film())
+    first = instance_store(data=data, user=staff, via="stow-rs")
+    mocker.patch(
+        "xrayweb.dicomnet.receiving.study_create",
+        side_effect=ApplicationError("already uploaded", status=409),
+    )
+    second = instance_store(data=data, user=staff, via="stow-rs")
+    assert second.outcome == "duplicate" and second.study_id == first.study_id

@@ -1,5 +1,6 @@
 """DICOMweb: STOW-RS, so a PACS or a modality's gateway can send films over HTTP."""
 
+from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -12,8 +13,8 @@ from xrayweb.api.parsers import MultipartRelatedParser
 from xrayweb.api.permissions import CanUpload
 from xrayweb.api.renderers import DicomJsonRenderer
 from xrayweb.audit.addresses import client_ip
-from xrayweb.dicomnet.receiving import instance_store
-from xrayweb.dicomnet.stow import part_refused, stow_response
+from xrayweb.dicomnet.receiving import stow_store
+from xrayweb.dicomnet.stow import stow_response
 from xrayweb.errors import ApplicationError
 
 STOW_DESCRIPTION = (
@@ -57,6 +58,10 @@ class StowApi(APIView):
                 "Send the body with a Content-Length: a chunked body cannot be read here.",
                 status=411,
             )
+        if not length.isdigit() or int(length) > settings.DICOMWEB_MAX_BYTES:
+            raise ApplicationError(
+                f"The request is larger than {settings.DICOMWEB_MAX_BYTES} bytes.", status=413
+            )
         # Checked here too: DRF answers an empty body of any type with empty data.
         if not request.content_type.lower().startswith("multipart/related"):
             raise ApplicationError(
@@ -65,13 +70,7 @@ class StowApi(APIView):
         parts = request.data
         if not parts:
             raise ApplicationError("The request has no DICOM instances.")
-        user, ip = request.user, client_ip(request)
-        outcomes = []
-        for part in parts:
-            outcomes.append(
-                part_refused(part)
-                or instance_store(data=part.data, user=user, via="stow-rs", ip=ip)
-            )
+        outcomes = stow_store(parts=parts, user=request.user, ip=client_ip(request))
         status, dataset = stow_response(
             outcomes=outcomes,
             study_url=lambda pk: request.build_absolute_uri(reverse("study-detail", args=[pk])),

@@ -5,21 +5,18 @@ from django import template
 from django.urls import reverse
 
 from xrayweb.accounts.roles import ADMIN, user_has_any_role
-from xrayweb.dicomnet.models import Delivery
+from xrayweb.dicomnet.selectors import study_deliveries as deliveries_of
 
 register = template.Library()
 
 
 @register.inclusion_tag("dicomnet/_deliveries.html")
 def study_deliveries(study, user) -> dict:
-    deliveries = (
-        Delivery.objects.filter(study=study).select_related("destination").order_by("created_at")
-        if study.original
-        else Delivery.objects.none()
-    )
     is_admin = user_has_any_role(user, {ADMIN})
     return {
-        "deliveries": list(deliveries),
+        "deliveries": list(deliveries_of(study=study)),
+        # The peer's error may name hosts and paths: for the admins who manage destinations.
+        "show_errors": is_admin,
         "dicom": bool(study.original),
         "resend_url": (
             reverse("admin:dicomnet_delivery_changelist") + f"?study__exact={study.pk}"
