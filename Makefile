@@ -44,6 +44,12 @@ $(DICOM_PEERS) &:
 	$(SUDO) apt-get update -q
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q orthanc orthanc-dicomweb dcmtk dicom3tools
 
+# axe-core, the accessibility checker the browser tests inject (tests/browser/package.json).
+AXE := tests/browser/node_modules/axe-core/axe.min.js
+$(AXE): tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel error
+	touch $(AXE)
+
 install: $(STAMP)
 
 run: $(STAMP)
@@ -65,7 +71,7 @@ services:
 	@pg_isready -h 127.0.0.1 -p 5432 || { echo "make test: PostgreSQL at 127.0.0.1:5432 cannot be reached" >&2; exit 1; }
 	@redis-cli -h 127.0.0.1 -p 6379 ping || { echo "make test: Redis at 127.0.0.1:6379 cannot be reached" >&2; exit 1; }
 
-test: $(STAMP) $(CHROMIUM) $(DOCKER_COMPOSE) $(DICOM_PEERS) services
+test: $(STAMP) $(CHROMIUM) $(AXE) $(DOCKER_COMPOSE) $(DICOM_PEERS) services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(DOCKER_COMPOSE) -f docker/compose.yaml --env-file docker/env.example config --quiet
