@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from xrayweb.accounts import views as account_views
 from xrayweb.api.views.dicomweb import StowApi
 from xrayweb.ops import views as ops_views
 from xrayweb.review import views as review_views
@@ -21,6 +22,7 @@ urlpatterns = [
     path("healthz", ops_views.healthz, name="healthz"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/shortcuts/", account_views.shortcuts_toggle, name="shortcuts"),
     path("upload/", study_views.upload, name="upload"),
     path("worklist/", review_views.worklist_page, name="worklist"),
     path("worklist/next/", review_views.worklist_next, name="worklist-next"),

@@ -43,11 +43,48 @@
     level.addEventListener("input", applyWindow);
   }
 
-  // Zoom (wheel, around the pointer) and pan (drag): one transform for image and overlay.
+  // Zoom (wheel around the pointer, + and − around the centre) and pan (drag, arrow keys):
+  // one transform for image and overlay.
   let scale = 1, x = 0, y = 0, drag = null;
+  const live = document.getElementById("live-status");
+  function announce(text) { if (live) live.textContent = text; }
   function transform() {
     stack.style.transform = `translate(${x}px, ${y}px) scale(${scale})`;
     stack.dataset.scale = scale.toFixed(2);
+    stack.dataset.pan = `${Math.round(x)},${Math.round(y)}`;
+  }
+  function zoomBy(factor) {
+    if (!viewport) return;
+    const px = viewport.clientWidth / 2, py = viewport.clientHeight / 2;
+    const next = Math.min(10, Math.max(1, scale * factor));
+    x = px - ((px - x) * next) / scale;
+    y = py - ((py - y) * next) / scale;
+    scale = next;
+    if (scale === 1) { x = 0; y = 0; }
+    transform();
+    announce(`Zoom ${Math.round(scale * 100)}%`);
+  }
+  function panBy(dx, dy) { x += dx; y += dy; transform(); }
+  function resetView() {
+    scale = 1; x = 0; y = 0; transform();
+    width.value = width.dataset.default; level.value = level.dataset.default; applyWindow();
+    announce("View reset");
+  }
+  // + − 0 and the arrows: always while the image view has focus; page-wide when single-key
+  // shortcuts are on (the user's setting).
+  const shortcutsOn = !viewport || viewport.dataset.shortcuts !== "off";
+  function viewKey(event) {
+    const step = 40;
+    const keys = {
+      "+": () => zoomBy(1.25), "=": () => zoomBy(1.25), "-": () => zoomBy(1 / 1.25),
+      "0": resetView, ArrowLeft: () => panBy(step, 0), ArrowRight: () => panBy(-step, 0),
+      ArrowUp: () => panBy(0, step), ArrowDown: () => panBy(0, -step),
+    };
+    const action = keys[event.key];
+    if (!action) return false;
+    event.preventDefault();
+    action();
+    return true;
   }
   if (viewport) {
     viewport.addEventListener("wheel", (event) => {
@@ -75,9 +112,14 @@
     });
     viewport.addEventListener("pointerup", () => { drag = null; });
     viewport.addEventListener("pointercancel", () => { drag = null; });
-    document.getElementById("view-reset").addEventListener("click", () => {
-      scale = 1; x = 0; y = 0; transform();
-      width.value = width.dataset.default; level.value = level.dataset.default; applyWindow();
+    transform();  // the starting state, for the page and its tests to read
+    document.getElementById("view-reset").addEventListener("click", resetView);
+    document.getElementById("zoom-in").addEventListener("click", () => zoomBy(1.25));
+    document.getElementById("zoom-out").addEventListener("click", () => zoomBy(1 / 1.25));
+    viewport.addEventListener("keydown", (event) => {
+      if (!(event.ctrlKey || event.metaKey || event.altKey) && viewKey(event)) {
+        event.stopPropagation();
+      }
     });
   }
 
@@ -161,20 +203,40 @@
       syncLabels();
     }));
   }
+  const help = document.getElementById("shortcut-help");
+  function toggleHelp(show) {
+    if (!help) return;
+    help.hidden = !show;
+    if (show) document.getElementById("shortcut-help-close").focus();
+  }
+  if (help) {
+    document.getElementById("shortcut-help-close").addEventListener("click", () => toggleHelp(false));
+  }
   document.addEventListener("keydown", (event) => {
-    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (help && !help.hidden && (event.key === "Escape" || event.key === "?")) {
+      event.preventDefault();
+      toggleHelp(false);
+      return;
+    }
+    if (!shortcutsOn) return;
     const typing = event.target.closest("textarea, input[type=text], input[type=number], select");
     if (typing) {
       if (event.key === "Escape") event.target.blur();
       return;
     }
+    if (event.key === "?") { event.preventDefault(); toggleHelp(true); return; }
+    const arrow = event.key.startsWith("Arrow");
+    if (event.repeat && !arrow) return;
+    // Arrows keep their own meaning in a control (radio buttons, sliders).
+    if (!(arrow && event.target.closest("input, button")) && viewKey(event)) return;
     const go = (id) => { const link = document.getElementById(id); if (link) link.click(); };
     if (event.key === "j" || event.key === "J") { go("next-case"); return; }
     if (event.key === "k" || event.key === "K") { go("previous-case"); return; }
     if (!form) return;
     if (/^[1-9]$/.test(event.key)) {
       const choice = form.querySelectorAll("input[name=label]")[Number(event.key) - 1];
-      if (choice) { choice.checked = true; event.preventDefault(); }
+      if (choice) { choice.checked = true; event.preventDefault(); announce(`Label ${choice.value}`); }
     } else if (event.key === "Enter") {
       // Enter on a link or button keeps its own meaning; elsewhere it saves the reading.
       if (event.target.closest("a, button") && !form.contains(event.target)) return;

@@ -4,6 +4,11 @@
   if (!table) return;
   const url = table.dataset.pollUrl;
   const FINAL = new Set(["done", "failed"]);
+  // Screen readers hear each change of status (the region is polite: it waits its turn).
+  const live = document.getElementById("live-status");
+  function announce(text) {
+    if (live) live.textContent = text;
+  }
 
   function pending() {
     return Array.from(table.querySelectorAll("tr[data-study-id]"))
@@ -21,6 +26,7 @@
         for (const study of body.results) {
           const row = table.querySelector(`tr[data-study-id="${study.id}"]`);
           if (!row) continue;
+          const changed = row.dataset.status !== study.status;
           row.dataset.status = study.status;
           const badge = row.querySelector(".status .badge");
           badge.textContent = study.status;
@@ -45,6 +51,12 @@
             cell.classList.add("not-assessable");
           } else if (study.prediction) {
             cell.textContent = study.prediction.label;
+          }
+          if (changed) {
+            const what = study.failure_reason ? `failed: ${study.failure_reason}` : study.status;
+            const detail = assessment && assessment.state === "not_assessable"
+              ? ` (not assessable: ${assessment.reasons.join("; ")})` : "";
+            announce(`Study ${study.id}: ${what}${detail}`);
           }
         }
       }

@@ -77,6 +77,8 @@ MATRIX = {
     "api/schema/": {"GET": (401, 200, 200, 200), "POST": (401, 405, 405, 405)},
     "api/docs/": {"GET": (401, 200, 200, 200), "POST": (401, 405, 405, 405)},
     # STOW-RS: staff and admins store; an empty POST has no multipart/related body (415).
+    # The review page's shortcut setting: a form POST that redirects back.
+    "accounts/shortcuts/": {"GET": (302, 405, 405, 405), "POST": (302, 302, 302, 302)},
     "dicomweb/studies": {
         "GET": (401, 405, 405, 405),
         "POST": (401, 415, 403, 415),

@@ -1,5 +1,6 @@
 from django.contrib.auth import get_user_model
 
+from xrayweb.accounts.models import Preferences
 from xrayweb.accounts.roles import CAN_MANAGE_MODELS, user_has_any_role
 from xrayweb.errors import ApplicationError
 
@@ -13,3 +14,12 @@ def admin_named(*, username: str | None, doing: str):
     if user is None or not user_has_any_role(user, CAN_MANAGE_MODELS):
         raise ApplicationError(f"{username!r} is not an admin; only admins may {doing}.")
     return user
+
+
+def shortcuts_enabled(*, user) -> bool:
+    """Whether the review page's single-key shortcuts are on for this user (on unless they
+    turned them off)."""
+    if not getattr(user, "is_authenticated", False):
+        return True
+    stored = Preferences.objects.filter(user=user).values_list("shortcuts", flat=True).first()
+    return True if stored is None else stored

@@ -2,6 +2,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
+from xrayweb.accounts.models import Preferences
 from xrayweb.accounts.roles import ADMIN, ROLES
 
 DEMO_USERS = {"staff": "staff", "radiologist": "radiologist", "admin": ADMIN}
@@ -33,3 +34,11 @@ def demo_users_ensure(*, password: str) -> list[tuple[str, str]]:
     for username, role in DEMO_USERS.items():
         user_create_with_role(username=username, password=password, role=role)
     return list(DEMO_USERS.items())
+
+
+def shortcuts_set(*, user, enabled: bool):
+    """Turn the review page's single-key shortcuts on or off for ``user``."""
+    preferences, _ = Preferences.objects.update_or_create(
+        user=user, defaults={"shortcuts": enabled}
+    )
+    return preferences

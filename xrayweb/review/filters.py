@@ -5,6 +5,7 @@ from django.conf import settings
 from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Value, When
 
 from xrayweb.inference.models import ModelVersion
+from xrayweb.inference.selectors import model_version_active
 from xrayweb.review.models import Review
 from xrayweb.studies.models import HIDDEN_ASSESSABILITY, Assessability, ReviewState, Study
 
@@ -22,7 +23,10 @@ SORTS = {
         [F("current_prediction__confidence").desc(nulls_last=True), "-created_at", "-id"],
     ),
     "patient": ("patient ID", ["patient_id", "-created_at", "-id"]),
+    "patient_desc": ("patient ID, Z to A", ["-patient_id", "-created_at", "-id"]),
 }
+# Always shown above the list; the rest sit behind "More filters".
+PRIMARY_FILTERS = ("q", "status", "review_state", "needs_me")
 
 
 def unreviewed_first(qs):
@@ -87,12 +91,15 @@ class WorklistFilter(django_filters.FilterSet):
         to_field_name="name",
         label="Model version",
     )
-    predicted = django_filters.CharFilter(
-        field_name="current_prediction__label", label="Predicted label"
+    # Choices filled in per request: the active bundle's classes, the sites and views seen.
+    predicted = django_filters.ChoiceFilter(
+        field_name="current_prediction__label", label="Predicted label", choices=[]
     )
-    confirmed = django_filters.CharFilter(field_name="final_label", label="Final label")
-    site = django_filters.CharFilter(field_name="site", label="Site")
-    view = django_filters.CharFilter(field_name="view", label="View")
+    confirmed = django_filters.ChoiceFilter(
+        field_name="final_label", label="Final label", choices=[]
+    )
+    site = django_filters.ChoiceFilter(field_name="site", label="Site", choices=[])
+    view = django_filters.ChoiceFilter(field_name="view", label="View", choices=[])
     sort = django_filters.ChoiceFilter(
         choices=[(k, v[0]) for k, v in SORTS.items() if k],
         method="sort_by",
@@ -107,6 +114,14 @@ class WorklistFilter(django_filters.FilterSet):
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
+        version = model_version_active()
+        classes = [(c, c.replace("_", " ")) for c in (version.classes if version else [])]
+        self.filters["predicted"].extra["choices"] = classes
+        self.filters["confirmed"].extra["choices"] = classes
+        for name in ("site", "view"):
+            seen = Study.objects.exclude(**{name: ""}).order_by(name)
+            values = seen.values_list(name, flat=True).distinct()
+            self.filters[name].extra["choices"] = [(v, v) for v in values]
 
     def filter_needs_me(self, qs, name, value):
         if value != "yes" or self.user is None or not self.user.is_authenticated:

@@ -17,6 +17,7 @@ from xrayweb.accounts.roles import (
     CAN_SEE_AGREEMENT,
     user_has_any_role,
 )
+from xrayweb.accounts.selectors import shortcuts_enabled
 from xrayweb.audit.addresses import client_ip
 from xrayweb.audit.models import AuditEvent
 from xrayweb.audit.selectors import audit_events
@@ -44,6 +45,7 @@ from xrayweb.review.selectors import (
     worklist_neighbours,
 )
 from xrayweb.review.services import review_submit
+from xrayweb.review.worklist_ui import filter_chips, filter_groups, sort_headers
 from xrayweb.studies.models import HIDDEN_ASSESSABILITY, Overrule
 
 MAX_PAGE_SIZE = 100
@@ -69,9 +71,16 @@ def worklist_page(request):
     filters = worklist(params=request.GET, user=request.user)
     status = 200 if filters.is_valid() else 400
     page = Paginator(filters.qs, _page_size(request)).get_page(request.GET.get("page"))
+    primary, more, more_open = filter_groups(filters=filters, params=request.GET)
     context = {
         "page": page,
         "filters": filters,
+        "primary_filters": primary,
+        "more_filters": more,
+        "more_open": more_open or not filters.is_valid(),
+        "chips": filter_chips(filters=filters, params=request.GET),
+        "sort": sort_headers(params=request.GET),
+        "current_sort": request.GET.get("sort", ""),
         "query": _query_without(request, "page"),
         "low_confidence": settings.REVIEW_LOW_CONFIDENCE,
         "outside_threshold": settings.CAM_OUTSIDE_LUNGS_THRESHOLD,
@@ -144,6 +153,7 @@ def study_detail(request, pk: int):
         "previous_id": previous_id,
         "next_id": next_id,
         "second_read": settings.REVIEW_SECOND_READ,
+        "shortcuts": shortcuts_enabled(user=request.user),
     }
     return render(request, "review/study.html", context)
 
