@@ -54,6 +54,7 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py thumbnails -v0
 	$(BIN)/python manage.py demo_users
 	$(BIN)/python manage.py ensure_model
 	@echo "xrayweb on http://$(HOST):$(PORT)/ and the DICOM listener on $${DICOM_HOST:-127.0.0.1}:$${DICOM_PORT:-11112} as $${DICOM_AE_TITLE:-XRAYWEB}"

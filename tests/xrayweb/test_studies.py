@@ -9,8 +9,15 @@ from xrayweb.studies.services import studies_upload_batch, study_create
 
 
 def _stored_files(settings) -> list:
+    """The stored images (each study also stores its worklist thumbnail beside them)."""
     root = settings.MEDIA_ROOT / "studies"
-    return list(root.iterdir()) if root.exists() else []
+    files = list(root.iterdir()) if root.exists() else []
+    return [f for f in files if not f.name.endswith("-thumb.png")]
+
+
+def _thumbnails(settings) -> list:
+    root = settings.MEDIA_ROOT / "studies"
+    return list(root.glob("*-thumb.png")) if root.exists() else []
 
 
 def test_a_valid_png_becomes_a_queued_study_and_enqueues_inference(
@@ -25,7 +32,7 @@ def test_a_valid_png_becomes_a_queued_study_and_enqueues_inference(
     assert study.status == Study.Status.QUEUED
     assert (study.image_width, study.image_height, study.image_format) == (64, 48, "PNG")
     assert study.image.name.startswith("studies/") and "cxr" not in study.image.name
-    assert len(_stored_files(settings)) == 1
+    assert len(_stored_files(settings)) == 1 and len(_thumbnails(settings)) == 1
     delay.assert_called_once_with(study.pk)
 
 
@@ -57,7 +64,7 @@ def test_bad_images_are_refused_with_a_message_and_nothing_is_stored(
         study_create(user=staff, patient_id="P1", accession="A1", data=data, filename="x")
     assert 400 <= info.value.status < 500
     assert Study.objects.count() == 0
-    assert _stored_files(settings) == []
+    assert _stored_files(settings) == [] and _thumbnails(settings) == []
 
 
 def test_a_tiff_is_refused_even_though_pillow_could_open_it(staff):

@@ -107,3 +107,16 @@ def image_validate(*, data: bytes, filename: str = "") -> ValidatedImage:
         height=height,
         sha256=hashlib.sha256(data).hexdigest(),
     )
+
+
+THUMBNAIL_SIDE = 64
+
+
+def thumbnail_png(data: bytes, side: int = THUMBNAIL_SIDE) -> bytes:
+    """A greyscale PNG of a validated image, its longest side ``side`` pixels."""
+    with Image.open(io.BytesIO(data)) as image:
+        small = image.convert("L")
+        small.thumbnail((side, side), Image.BILINEAR)
+        out = io.BytesIO()
+        small.save(out, format="PNG", optimize=True)
+    return out.getvalue()

@@ -13,6 +13,10 @@ def study_display_path(instance: "Study", filename: str) -> str:
     return f"studies/{uuid.uuid4().hex}-display.png"
 
 
+def study_thumbnail_path(instance: "Study", filename: str) -> str:
+    return f"studies/{uuid.uuid4().hex}-thumb.png"
+
+
 def study_original_path(instance: "Study", filename: str) -> str:
     # Originals are never served as they are: only de-identified, through the export.
     return f"originals/{uuid.uuid4().hex}.dcm"
@@ -93,6 +97,8 @@ class Study(models.Model):
     # (level, width on its 0..255 scale), and header fields. PNG/JPEG uploads leave them empty.
     original = models.FileField(upload_to=study_original_path, max_length=255, blank=True)
     display_image = models.FileField(upload_to=study_display_path, max_length=255, blank=True)
+    # A small PNG for the worklist, made once at upload (never per request).
+    thumbnail = models.FileField(upload_to=study_thumbnail_path, max_length=255, blank=True)
     window_level = models.FloatField(null=True, blank=True)
     window_width = models.FloatField(null=True, blank=True)
     patient_sex = models.CharField(max_length=16, blank=True)

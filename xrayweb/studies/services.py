@@ -14,7 +14,12 @@ from xrayweb.audit.services import audit_record
 from xrayweb.errors import ApplicationError
 from xrayweb.studies.dicom import dicom_decode, looks_like_dicom
 from xrayweb.studies.dicom_export import ExportRefused, deidentify, secondary_capture
-from xrayweb.studies.images import filename_check, image_validate, upload_size_check
+from xrayweb.studies.images import (
+    filename_check,
+    image_validate,
+    thumbnail_png,
+    upload_size_check,
+)
 from xrayweb.studies.models import Study
 from xrayweb.studies.signals import study_uploaded
 
@@ -124,8 +129,9 @@ def study_create(
             site=site,
             **fields,
         )
-        saved = [study.image]
+        saved = [study.image, study.thumbnail]
         study.image.save("upload", ContentFile(image_data), save=False)
+        study.thumbnail.save("thumb.png", ContentFile(thumbnail_png(image_data)), save=False)
         try:
             if original is not None:
                 study.original.save("upload.dcm", ContentFile(original), save=False)
@@ -243,3 +249,16 @@ def study_overlay_dicom(
         )
     except ExportRefused as exc:
         raise ApplicationError(f"Study {study.pk}: {exc}.", status=409) from exc
+
+
+def thumbnails_backfill(*, batch: int = 200) -> int:
+    """Make the worklist thumbnail of every study that has none (studies stored before
+    thumbnails existed). Returns how many were made."""
+    made = 0
+    for study in Study.objects.filter(thumbnail="").iterator(chunk_size=batch):
+        with study.image.open("rb") as f:
+            data = f.read()
+        study.thumbnail.save("thumb.png", ContentFile(thumbnail_png(data)), save=False)
+        Study.objects.filter(pk=study.pk).update(thumbnail=study.thumbnail.name)
+        made += 1
+    return made
