@@ -57,6 +57,9 @@
             const detail = assessment && assessment.state === "not_assessable"
               ? ` (not assessable: ${assessment.reasons.join("; ")})` : "";
             announce(`Study ${study.id}: ${what}${detail}`);
+            // The upload page's own line for this file says it too.
+            const file = document.querySelector(`#upload-files li[data-study-id="${study.id}"] .file-result`);
+            if (file) file.textContent = `study #${study.id}: ${what}${detail || (study.prediction ? `, ${study.prediction.label}` : "")}`;
           }
         }
       }
@@ -65,4 +68,30 @@
     }
   }
   setTimeout(poll, 1000);
+  // A study uploaded from this page without a reload (upload.js): a row of its own, polled.
+  let polling = false;
+  document.addEventListener("studies:added", (event) => {
+    const id = event.detail.id;
+    const body = table.querySelector("tbody");
+    const empty = body.querySelector("td[colspan]");
+    if (empty) empty.parentElement.remove();
+    const row = document.createElement("tr");
+    row.dataset.studyId = id;
+    row.dataset.status = "queued";
+    const link = document.createElement("a");
+    link.href = `/studies/${id}/`;
+    link.textContent = `#${id}`;
+    const cells = Array.from({ length: table.querySelectorAll("thead th").length }, () => document.createElement("td"));
+    cells[0].append(link);
+    const status = cells[cells.length - 2];
+    status.className = "status";
+    const badge = document.createElement("span");
+    badge.className = "badge queued";
+    badge.textContent = "queued";
+    status.append(badge);
+    cells[cells.length - 1].className = "label";
+    row.append(...cells);
+    body.prepend(row);
+    if (!polling) { polling = true; setTimeout(() => { polling = false; poll(); }, 1000); }
+  });
 })();

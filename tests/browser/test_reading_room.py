@@ -50,10 +50,10 @@ def test_filter_chips_and_header_sorting(page, login, live_server, studies):
     page.click("a[data-column=patient]")
     expect(header).to_have_attribute("aria-sort", "ascending")
     assert "site=north" in page.url and "sort=patient" in page.url  # kept in the URL
-    expect(rows.first.locator("td").nth(1)).to_have_text("P-1")
+    expect(rows.first.locator("td").nth(2)).to_have_text("P-1")
     page.click("a[data-column=patient]")
     expect(header).to_have_attribute("aria-sort", "descending")
-    expect(rows.first.locator("td").nth(1)).to_have_text("P-3")
+    expect(rows.first.locator("td").nth(2)).to_have_text("P-3")
 
     page.click('.chip[data-filter="site"] a')  # removing the chip keeps the sort
     expect(rows).to_have_count(3)
@@ -99,3 +99,45 @@ def test_keyboard_zoom_pan_help_and_the_shortcut_setting(page, login, live_serve
     expect(stack).to_have_attribute("data-scale", "1.00")
     page.click("#shortcut-setting button")
     expect(page.locator(".messages")).to_contain_text("Single-key shortcuts are on")
+
+
+DROP = """([name, b64, bad]) => {
+  const dt = new DataTransfer();
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  dt.items.add(new File([bytes], name, { type: "image/jpeg" }));
+  dt.items.add(new File([new TextEncoder().encode("not an image")], bad, { type: "image/png" }));
+  return dt;
+}"""
+
+
+def test_drag_and_drop_upload_with_per_file_progress_and_results(
+    page, login, live_server, tiny_bundle, sample_images, settings, tmp_path
+):
+    import base64
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    model_version_register(bundle_path=tiny_bundle, activate=True)
+    user_create_with_role(username="stf", password="pw-Test-12345", role="staff")
+    login("stf")
+    page.goto(f"{live_server.url}/upload/")
+    page.fill("input[name=patient_id]", "DND-1")
+    page.fill("input[name=accession]", "ACC-DND")
+    film = sample_images[0]
+    transfer = page.evaluate_handle(
+        DROP, [film.name, base64.b64encode(film.read_bytes()).decode(), "broken.png"]
+    )
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})
+    files = page.locator("#upload-files li")
+    expect(files).to_have_count(2)
+    page.click("form.upload button[type=submit]")
+    good, bad = files.nth(0), files.nth(1)
+    expect(good.locator(".file-result")).to_contain_text("queued as study #")
+    expect(good.locator("progress")).to_have_attribute("value", "100")
+    expect(bad.locator(".file-result")).to_contain_text("not a PNG or JPEG image")
+    study = Study.objects.get(patient_id="DND-1")
+    row = page.locator(f'tr[data-study-id="{study.pk}"]')
+    expect(row.locator(".badge")).to_have_text("queued")
+    runtime.prediction_batch_run(study_id=study.pk, max_studies=1)  # the worker's job
+    expect(row.locator(".badge")).to_have_text("done", timeout=10_000)
+    expect(page.locator("#live-status")).to_contain_text(f"Study {study.pk}: done")
+    expect(good.locator(".file-result")).to_contain_text(f"study #{study.pk}: done")

@@ -3,7 +3,7 @@ import mimetypes
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.html import format_html
@@ -41,10 +41,22 @@ def _upload_message(request, outcome: Uploaded) -> None:
         messages.error(request, exc.message)
 
 
+def _upload_result(outcome: Uploaded) -> dict:
+    """One file's result, as upload.js shows it next to the file."""
+    if outcome.error is None:
+        study = outcome.study
+        return {"name": outcome.name, "study": study.pk, "warning": study.scope_warning}
+    exc = outcome.error
+    return {"name": outcome.name, "error": exc.message, "existing": exc.extra.get("study")}
+
+
 @require_http_methods(["GET", "POST"])
 @role_required(CAN_UPLOAD)
 def upload(request):
     status = 200
+    # upload.js sends one file per request and asks for JSON, to show each file's progress
+    # and result next to it; the plain form posts all files and gets the page back.
+    wants_json = request.headers.get("Accept") == "application/json"
     if request.method == "POST":
         try:
             outcomes = studies_upload_batch(
@@ -57,8 +69,16 @@ def upload(request):
                 ip=client_ip(request),
             )
         except ApplicationError as exc:
+            if wants_json:
+                return JsonResponse({"files": [], "detail": exc.message}, status=exc.status)
             messages.error(request, exc.message)
             outcomes, status = [], 400
+        if wants_json:
+            failed = [o.error.status for o in outcomes if o.error is not None]
+            return JsonResponse(
+                {"files": [_upload_result(o) for o in outcomes]},
+                status=failed[0] if failed and len(failed) == len(outcomes) else 201,
+            )
         for outcome in outcomes:
             _upload_message(request, outcome)
         created = sum(outcome.study is not None for outcome in outcomes)
