@@ -67,6 +67,7 @@ def test_the_readme_screenshots(page, login, live_server, settings, tmp_path):
     contour = page.locator("#contour-toggle")
     if contour.count():
         contour.check()
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(SHOTS / "review.png"))
 
     page.goto(f"{live_server.url}/agreement/")

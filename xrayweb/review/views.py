@@ -1,3 +1,4 @@
+import json
 from datetime import date
 from urllib.parse import urlencode
 
@@ -244,6 +245,20 @@ def agreement_export(request):
     )
 
 
+def _detail_text(detail: dict) -> str:
+    """An event's detail for people: "key: value" pairs, a dash for an empty value (never
+    Python's None)."""
+
+    def shown(value) -> str:
+        if value is None or value == "":
+            return "–"
+        if isinstance(value, dict | list):
+            return json.dumps(value, ensure_ascii=False).replace("null", "–")
+        return str(value)
+
+    return "; ".join(f"{key}: {shown(value)}" for key, value in sorted(detail.items()))
+
+
 @require_GET
 @role_required(CAN_READ_AUDIT_LOG)
 def audit_log_page(request):
@@ -261,6 +276,8 @@ def audit_log_page(request):
         ip=client_ip(request),
     )
     page = Paginator(events, _page_size(request)).get_page(request.GET.get("page"))
+    for event in page:
+        event.detail_text = _detail_text(event.detail)
     context = {
         "page": page,
         "actions": AuditEvent.Action.choices,
