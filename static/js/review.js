@@ -203,6 +203,35 @@
       syncLabels();
     }));
   }
+  // A study still queued or running: its status is polled and announced, with a link to
+  // reload once the prediction is there.
+  const badge = document.getElementById("study-status");
+  async function pollStatus() {
+    try {
+      const response = await fetch(`${badge.dataset.pollUrl}?ids=${badge.dataset.studyId}`,
+        { headers: { Accept: "application/json" } });
+      const study = response.ok ? (await response.json()).results[0] : null;
+      if (study && study.status !== badge.textContent) {
+        badge.textContent = study.status;
+        badge.className = `badge ${study.status}`;
+        const final = study.status === "done" || study.status === "failed";
+        announce(`Study ${study.id}: ${study.status}${final ? ". Reload the page to see the result." : ""}`);
+        if (final) {
+          const reload = document.createElement("a");
+          reload.href = window.location.href;
+          reload.id = "reload";
+          reload.textContent = " reload to see the result";
+          badge.after(reload);
+          return;
+        }
+      }
+    } catch (e) { /* the next poll tries again */ }
+    setTimeout(pollStatus, 2000);
+  }
+  if (badge && (badge.textContent === "queued" || badge.textContent === "running")) {
+    setTimeout(pollStatus, 1000);
+  }
+
   const help = document.getElementById("shortcut-help");
   function toggleHelp(show) {
     if (!help) return;

@@ -141,3 +141,23 @@ def test_drag_and_drop_upload_with_per_file_progress_and_results(
     expect(row.locator(".badge")).to_have_text("done", timeout=10_000)
     expect(page.locator("#live-status")).to_contain_text(f"Study {study.pk}: done")
     expect(good.locator(".file-result")).to_contain_text(f"study #{study.pk}: done")
+
+
+def test_the_review_page_announces_when_its_study_is_done(
+    page, login, live_server, tiny_bundle, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    model_version_register(bundle_path=tiny_bundle, activate=True)
+    staff = user_create_with_role(username="stf", password="pw-Test-12345", role="staff")
+    user_create_with_role(username="rad", password="pw-Test-12345", role="radiologist")
+    data = films.to_bytes(films.film(width=96))
+    study = study_create(user=staff, patient_id="", accession="", data=data)
+    login("rad")
+    page.goto(f"{live_server.url}/studies/{study.pk}/")
+    expect(page.locator("#study-status")).to_have_text("queued")
+    runtime.prediction_batch_run(study_id=study.pk, max_studies=1)  # the worker's job
+    expect(page.locator("#study-status")).to_have_text("done", timeout=10_000)
+    expect(page.locator("#live-status")).to_contain_text(f"Study {study.pk}: done")
+    page.click("#reload")
+    expect(page.locator("#xray-canvas")).to_have_attribute("data-ready", "1", timeout=10_000)
+    expect(page.locator("#review-form")).to_be_visible()
