@@ -53,15 +53,18 @@
     stack.dataset.scale = scale.toFixed(2);
     stack.dataset.pan = `${Math.round(x)},${Math.round(y)}`;
   }
-  function zoomBy(factor) {
-    if (!viewport) return;
-    const px = viewport.clientWidth / 2, py = viewport.clientHeight / 2;
+  // Zoom by ``factor`` keeping the point (px, py) of the viewport where it is.
+  function zoomAt(px, py, factor) {
     const next = Math.min(10, Math.max(1, scale * factor));
     x = px - ((px - x) * next) / scale;
     y = py - ((py - y) * next) / scale;
     scale = next;
     if (scale === 1) { x = 0; y = 0; }
     transform();
+  }
+  function zoomBy(factor) {
+    if (!viewport) return;
+    zoomAt(viewport.clientWidth / 2, viewport.clientHeight / 2, factor);
     announce(`Zoom ${Math.round(scale * 100)}%`);
   }
   function panBy(dx, dy) { x += dx; y += dy; transform(); }
@@ -90,14 +93,7 @@
     viewport.addEventListener("wheel", (event) => {
       event.preventDefault();
       const rect = viewport.getBoundingClientRect();
-      const px = event.clientX - rect.left, py = event.clientY - rect.top;
-      const factor = event.deltaY < 0 ? 1.15 : 1 / 1.15;
-      const next = Math.min(10, Math.max(1, scale * factor));
-      x = px - ((px - x) * next) / scale;
-      y = py - ((py - y) * next) / scale;
-      scale = next;
-      if (scale === 1) { x = 0; y = 0; }
-      transform();
+      zoomAt(event.clientX - rect.left, event.clientY - rect.top, event.deltaY < 0 ? 1.15 : 1 / 1.15);
     }, { passive: false });
     viewport.addEventListener("pointerdown", (event) => {
       if (event.button !== 0) return;
