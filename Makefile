@@ -84,7 +84,7 @@ test: $(STAMP) $(CHROMIUM) $(AXE) $(DOCKER_COMPOSE) $(DICOM_PEERS) services
 # The edit-test loop: no browser, no worker process, no fault injection and none of the few
 # tests marked slow (markers set by path in tests/conftest.py), on the embedded SQLite and
 # filesystem broker whatever the shell exports.
-test-fast: $(STAMP) $(DOCKER_COMPOSE)
+test-fast: $(STAMP) $(DOCKER_COMPOSE) $(DICOM_PEERS)
 	DATABASE_URL= REDIS_URL= CELERY_BROKER_URL= TEST_REDIS_URL= \
 	$(BIN)/python -m pytest -m "not browser and not worker and not faults and not slow"
 

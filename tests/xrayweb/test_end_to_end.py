@@ -29,21 +29,27 @@ def _test_database_url() -> str:
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
+def process_env(*, settings, broker, data_dir: Path) -> dict:
+    """The environment of a process (a worker, the DICOM listener) that shares this test's
+    database, media and queues."""
+    return (
+        os.environ
+        | broker.worker_env
+        | {
+            "DATABASE_URL": _test_database_url(),
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "XRAYWEB_DATA_DIR": str(data_dir),
+        }
+    )
+
+
 @pytest.fixture
 def worker(settings, tmp_path, test_broker):
     """A real `celery worker` process sharing this test's database, media and broker (the
     suite's Redis under make test, else a folder), on queues of its own."""
     broker = test_broker.fresh(tmp_path / "broker")
     broker.use()
-    env = (
-        os.environ
-        | broker.worker_env
-        | {
-            "DATABASE_URL": _test_database_url(),
-            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-            "XRAYWEB_DATA_DIR": str(tmp_path / "worker-data"),
-        }
-    )
+    env = process_env(settings=settings, broker=broker, data_dir=tmp_path / "worker-data")
     log = (tmp_path / "worker.log").open("w")
     proc = subprocess.Popen(
         worker_argv(

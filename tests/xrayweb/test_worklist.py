@@ -138,3 +138,25 @@ def test_the_api_list_takes_the_worklist_filters(client, radiologist, cases):
     assert [s["id"] for s in body["results"]] == [cases["uncertain"].pk, cases["split"].pk]
     bad = client.get("/api/studies/?reviewed=perhaps")
     assert bad.status_code == 400 and "reviewed" in bad.json()["detail"]
+
+
+def test_filter_choices_are_read_for_the_page_and_never_for_the_status_polls(
+    client, staff, active_version
+):
+    """Labels from the active bundle, sites seen: choices on the page, a 400 for a value
+    outside them, and no extra query on GET /api/studies/?ids=… (polled every 2 s)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.xrayweb.conftest import png_bytes
+    from xrayweb.studies.services import study_create
+
+    study = study_create(user=staff, patient_id="P", accession="A", data=png_bytes(), site="north")
+    client.force_login(staff)
+    with CaptureQueriesContext(connection) as poll:
+        assert client.get(f"/api/studies/?ids={study.pk}").status_code == 200
+    assert not [q for q in poll.captured_queries if "DISTINCT" in q["sql"].upper()]
+    page = client.get("/worklist/?site=north&predicted=normal").content.decode()
+    assert '<option value="north" selected>north</option>' in page
+    assert '<option value="viral_pneumonia">viral pneumonia</option>' in page
+    assert client.get("/worklist/?site=nowhere").status_code == 400

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from xrayweb.dicomnet.models import Delivery, Destination
@@ -14,7 +14,7 @@ from xrayweb.dicomnet.sending import delivery_audit
 from xrayweb.errors import ApplicationError
 from xrayweb.inference.models import Prediction
 from xrayweb.review.models import Review
-from xrayweb.studies.models import Study
+from xrayweb.studies.models import ReviewState
 
 
 def destination_add(
@@ -165,15 +165,24 @@ def deliveries_overdue(*, older_than: timedelta) -> list[int]:
 def deliveries_backfill(*, since: timedelta) -> None:
     """Make the deliveries that the signals should have made in the last ``since`` and did
     not (their receiver failed after the commit): for predictions of DICOM studies, and for
-    final readings. Each destination gets only what was made after it was added."""
+    final readings, that have none. Each destination gets only what was made after it was
+    added."""
+    if not Destination.objects.filter(enabled=True).exists():
+        return
     cutoff = timezone.now() - since
-    predictions = Prediction.objects.filter(created_at__gte=cutoff).exclude(study__original="")
-    deliveries_for_predictions(prediction_ids=list(predictions.values_list("pk", flat=True)))
-    # The latest reading of a study that is final made it final (or kept it so).
-    final = Study.objects.filter(review_state="final", finalized_at__gte=cutoff).exclude(
-        original=""
+    missing = (
+        Prediction.objects.filter(created_at__gte=cutoff)
+        .exclude(study__original="")
+        .filter(~Exists(Delivery.objects.filter(prediction=OuterRef("pk"))))
     )
-    for study in final.only("pk"):
-        latest = study.reviews.order_by("-created_at", "-id").values_list("pk", flat=True).first()
-        if latest is not None:
-            deliveries_for_reading(review_id=latest)
+    deliveries_for_predictions(prediction_ids=list(missing.values_list("pk", flat=True)))
+    # The latest reading of a study that is final made it final (or kept it so).
+    latest = Review.objects.filter(study=OuterRef("study")).order_by("-created_at", "-id")
+    readings = (
+        Review.objects.filter(created_at__gte=cutoff, study__review_state=ReviewState.FINAL)
+        .exclude(study__original="")
+        .filter(pk=Subquery(latest.values("pk")[:1]))
+        .filter(~Exists(Delivery.objects.filter(review=OuterRef("pk"))))
+    )
+    for review_id in readings.values_list("pk", flat=True):
+        deliveries_for_reading(review_id=review_id)

@@ -56,6 +56,19 @@ def _yes_no(qs, condition: Q, value: str):
     return qs
 
 
+def _active_classes() -> list[tuple[str, str]]:
+    version = model_version_active()
+    return [(c, c.replace("_", " ")) for c in (version.classes if version else [])]
+
+
+def _seen(column: str):
+    def choices() -> list[tuple[str, str]]:
+        values = Study.objects.exclude(**{column: ""}).order_by(column)
+        return [(v, v) for v in values.values_list(column, flat=True).distinct()]
+
+    return choices
+
+
 class WorklistFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Patient ID or accession")
     status = django_filters.ChoiceFilter(choices=Study.Status.choices, label="Status")
@@ -91,15 +104,16 @@ class WorklistFilter(django_filters.FilterSet):
         to_field_name="name",
         label="Model version",
     )
-    # Choices filled in per request: the active bundle's classes, the sites and views seen.
+    # Choices read when the form is drawn or one of these is given, never on the status polls
+    # (GET /api/studies/?ids=…) that use the same filters.
     predicted = django_filters.ChoiceFilter(
-        field_name="current_prediction__label", label="Predicted label", choices=[]
+        field_name="current_prediction__label", label="Predicted label", choices=_active_classes
     )
     confirmed = django_filters.ChoiceFilter(
-        field_name="final_label", label="Final label", choices=[]
+        field_name="final_label", label="Final label", choices=_active_classes
     )
-    site = django_filters.ChoiceFilter(field_name="site", label="Site", choices=[])
-    view = django_filters.ChoiceFilter(field_name="view", label="View", choices=[])
+    site = django_filters.ChoiceFilter(field_name="site", label="Site", choices=_seen("site"))
+    view = django_filters.ChoiceFilter(field_name="view", label="View", choices=_seen("view"))
     sort = django_filters.ChoiceFilter(
         choices=[(k, v[0]) for k, v in SORTS.items() if k],
         method="sort_by",
@@ -114,14 +128,6 @@ class WorklistFilter(django_filters.FilterSet):
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
-        version = model_version_active()
-        classes = [(c, c.replace("_", " ")) for c in (version.classes if version else [])]
-        self.filters["predicted"].extra["choices"] = classes
-        self.filters["confirmed"].extra["choices"] = classes
-        for name in ("site", "view"):
-            seen = Study.objects.exclude(**{name: ""}).order_by(name)
-            values = seen.values_list(name, flat=True).distinct()
-            self.filters[name].extra["choices"] = [(v, v) for v in values]
 
     def filter_needs_me(self, qs, name, value):
         if value != "yes" or self.user is None or not self.user.is_authenticated:

@@ -2,7 +2,6 @@
 listener (`manage.py dicom_listener`), a Celery worker predicts it with the shipped model and
 sends the SR and the Secondary Capture to Orthanc, into the film's own study."""
 
-import os
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from classifier import DEFAULT_BUNDLE
 from tests.conftest import redis_forget, worker_argv
 from tests.xrayweb.dicomnet import films
 from tests.xrayweb.dicomnet.peers import free_port, tool, wait_until
-from tests.xrayweb.test_end_to_end import _test_database_url
+from tests.xrayweb.test_end_to_end import process_env
 from xrayweb.dicomnet.models import Delivery, Destination
 from xrayweb.inference.services import model_version_register
 from xrayweb.studies.models import Study
@@ -29,16 +28,9 @@ def node(settings, tmp_path, test_broker):
     broker = test_broker.fresh(tmp_path / "broker")
     broker.use()
     port = free_port()
-    env = (
-        os.environ
-        | broker.worker_env
-        | {
-            "DATABASE_URL": _test_database_url(),
-            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-            "XRAYWEB_DATA_DIR": str(tmp_path / "data"),
-            "DICOM_PORT": str(port),
-        }
-    )
+    env = process_env(settings=settings, broker=broker, data_dir=tmp_path / "data") | {
+        "DICOM_PORT": str(port)
+    }
     logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("worker", "listener")}
     procs = [
         subprocess.Popen(argv, cwd=ROOT, env=env, stdout=logs[name], stderr=subprocess.STDOUT)
