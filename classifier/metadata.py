@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from classifier.conformal import conformal_problem
 from classifier.errors import BundleError
 
 FORMAT_VERSION = 1
@@ -77,6 +78,9 @@ class BundleMetadata:
     intensity: str = "as_is"
     crop: str = "none"
     crop_margin: float = 0.1
+    # Conformal prediction sets' thresholds per coverage level ({} when the bundle has none;
+    # classifier.conformal).
+    conformal: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -101,6 +105,9 @@ class BundleMetadata:
         unknown = set(meta.decision_thresholds) - set(meta.classes)
         if unknown:
             raise BundleError(f"decision thresholds for unknown classes {sorted(unknown)}")
+        problem = conformal_problem(meta.conformal, meta.classes)
+        if problem:
+            raise BundleError(f"bundle metadata: {problem}")
         return meta
 
 

@@ -10,6 +10,7 @@ from torchvision.transforms.v2.functional import affine
 
 from classifier.bundle import Gate, load_bundle_members, load_gate, load_segmenter
 from classifier.cam import fuse, gradcam_maps, library_gradcam, scale_to
+from classifier.conformal import prediction_sets
 from classifier.device import resolve_device, use_bf16
 from classifier.ensemble import Member, decide, soft_vote, temper
 from classifier.errors import BundleError
@@ -65,6 +66,9 @@ class Prediction:
     assessment: Assessment | None = None
     # The ensemble's pooled features (the gate's distance is measured on them), on request.
     features: np.ndarray | None = None
+    # Conformal prediction sets: coverage level ("0.90") -> the classes the model cannot rule
+    # out, most probable first ({} when the bundle has no conformal thresholds).
+    prediction_sets: dict[str, list[str]] = field(default_factory=dict)
 
 
 class Predictor:
@@ -205,12 +209,14 @@ class Predictor:
             for member, acts in zip(self.members, activations, strict=True):
                 maps[member.name] = self._cams(member, acts, batch, class_sets)
         kinds, distances, pooled = self._gate_scores(arrays, contents, activations, features)
+        sets = prediction_sets(probs.float().cpu().numpy(), self.meta.classes, self.meta.conformal)
         results = []
         for i, array in enumerate(arrays):
             seen = scale_box(boxes[i], array.shape, cam_shapes[i])
             result = self._result(
                 i, probs, member_probs, predicted, maps, seen, cam_shapes[i], extra
             )
+            result.prediction_sets = sets[i]
             if masks[i] is not None:
                 mask = paste(
                     masks[i],

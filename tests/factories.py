@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from xrayweb.inference.conformal import set_size
 from xrayweb.inference.models import ModelVersion, Prediction
 from xrayweb.review.models import Review
 from xrayweb.studies.models import ReviewState, Study
@@ -75,6 +76,12 @@ class PredictionFactory(factory.django.DjangoModelFactory):
         lambda p: {"mobilenet": p.probabilities, "vgg": p.probabilities}
     )
     members_agree = True
+    assessable = None  # as before the gate; the set size reads it
+    # No conformal sets unless given, like a bundle without conformal calibration.
+    prediction_sets = factory.LazyFunction(dict)
+    set_size = factory.LazyAttribute(
+        lambda p: set_size(prediction_sets=p.prediction_sets, assessable=p.assessable)
+    )
     heatmaps = factory.LazyAttribute(
         lambda p: {m: f"heatmaps/synthetic-{m}.png" for m in ("fused", *p.member_probabilities)}
     )
@@ -99,6 +106,22 @@ def _probabilities(rng: random.Random, classes: list[str]) -> dict[str, float]:
     raw = [rng.random() ** 3 for _ in classes]
     total = sum(raw)
     return {c: v / total for c, v in zip(classes, raw, strict=True)}
+
+
+def prediction_sets_for(probabilities: dict[str, float]) -> dict[str, list[str]]:
+    """Plausible conformal sets: the most probable classes until their mass reaches the level
+    (not the classifier's LAC thresholds, but sets of every size, most probable first)."""
+    ranked = sorted(probabilities, key=probabilities.get, reverse=True)
+    sets = {}
+    for level in (0.90, 0.95):
+        kept, mass = [], 0.0
+        for name in ranked:
+            kept.append(name)
+            mass += probabilities[name]
+            if mass >= level:
+                break
+        sets[f"{level:.2f}"] = kept
+    return sets
 
 
 @transaction.atomic
@@ -137,6 +160,7 @@ def studies_generate(
                 model_version=version,
                 probabilities=probs,
                 member_probabilities=members,
+                prediction_sets=prediction_sets_for(probs),
                 members_agree={max(p, key=p.get) for p in members.values()} == {label},
             )
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 from classifier import DEFAULT_BUNDLE
 from classifier.metadata import CROPS, INTENSITIES
 from training import gate_cli
-from training.config import BALANCES, STRATEGIES, TrainConfig
+from training.config import BALANCES, CAM_EMPTY, STRATEGIES, TrainConfig
 from training.data import ManifestError, read_manifest, write_manifest
 
 
@@ -66,6 +66,21 @@ def _train_parser(sub) -> None:
     cv = sub.add_parser("cv", help="patient-grouped k-fold cross-validation of a recipe")
     cv.add_argument("--manifest", type=Path, action="append", required=True)
     cv.add_argument("--folds", type=int, default=5)
+    cv.add_argument(
+        "--by",
+        choices=["patient", "location"],
+        default="patient",
+        help="patient: k folds of patients; location: leave one hospital/collection out",
+    )
+    cv.add_argument(
+        "--groups", type=_csv, default=None, help="with --by location: only these groups"
+    )
+    cv.add_argument(
+        "--min-covid",
+        type=int,
+        default=14,
+        help="with --by location: hold out the groups with at least this many covid19 films",
+    )
     cv.add_argument("--json", type=Path)
     cv.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     cv.add_argument(
@@ -129,6 +144,12 @@ def _train_options(train) -> None:
         action="store_true",
         help="augment renderings: window, gamma, resolution, JPEG quality, black borders",
     )
+    train.add_argument(
+        "--artifacts",
+        action="store_true",
+        help="augment with what the collections differ by: markers, text, captions, arrows, "
+        "tubes, crops and borders, vendor processing",
+    )
     train.add_argument("--intensity", choices=INTENSITIES, default="as_is")
     train.add_argument("--crop", choices=CROPS, default="none")
     train.add_argument("--crop-margin", type=float, default=0.1)
@@ -144,6 +165,12 @@ def _train_options(train) -> None:
         type=float,
         default=0.0,
         help="weight of the penalty on class activation outside the lungs (needs --segmenter)",
+    )
+    train.add_argument(
+        "--cam-empty",
+        choices=CAM_EMPTY,
+        default="outside",
+        help="the penalty counts an empty map as wholly outside the lungs, or as free",
     )
     train.add_argument(
         "--adversary",
@@ -267,6 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ev.add_argument("--no-cam", action="store_true", help="skip Grad-CAM (no CAM lung fraction)")
     ev.add_argument(
+        "--occlusion",
+        action="store_true",
+        help="grey out all but the predicted lungs, predict again, report label agreement",
+    )
+    ev.add_argument(
         "--tta",
         type=lambda v: tuple(float(x) for x in _csv(v)),
         default=(),
@@ -326,12 +358,14 @@ def _config(args) -> TrainConfig:
         source_power=args.source_power,
         hflip=args.hflip,
         render=args.render,
+        artifacts=args.artifacts,
         intensity=args.intensity,
         crop=args.crop,
         crop_margin=args.crop_margin,
         not_covid_labels=args.not_covid_labels,
         ema=args.ema,
         cam_lungs=args.cam_lungs,
+        cam_empty=args.cam_empty,
         adversary=args.adversary,
         augment=not args.no_augment,
         calibrate=not args.no_calibrate,
@@ -356,6 +390,17 @@ def _run(args) -> int:
         meta = fit(records, args.out, _config(args), data_sources=sources)
         print(format_report(meta.metrics["ensemble"]))
         print(f"wrote {args.out}")
+    elif args.command == "cv" and args.by == "location":
+        from training.holdout import format_holdout, leave_group_out
+
+        records = [r for m in args.manifest for r in read_manifest(m)]
+        result = leave_group_out(
+            records, _config(args), groups=args.groups, min_covid=args.min_covid
+        )
+        result["manifests"] = [str(m) for m in args.manifest]
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+        print(format_holdout(result))
     elif args.command == "cv":
         from training.cv import cross_validate
         from training.report import format_cv
@@ -400,6 +445,10 @@ def _run(args) -> int:
             cam=not args.no_cam,
             tta=args.tta,
         )
+        if args.occlusion:
+            from training.occlusion import occlusion_agreement
+
+            report["occlusion"] = occlusion_agreement(args.bundle, records, device=args.device)
         print(format_report(report))
         print(format_evaluation(report))
         if args.json:

@@ -4,6 +4,7 @@ from classifier.metadata import seeing_problem
 
 STRATEGIES = ("finetune", "freeze", "features")
 BALANCES = ("loss", "sampler", "source")
+CAM_EMPTY = ("outside", "free")
 
 
 @dataclass
@@ -41,6 +42,9 @@ class TrainConfig:
     # Renderings a film may arrive in: window, gamma, black borders, JPEG quality, resolution
     # (training.data.RenderAugment), applied before the intensity normalisation.
     render: bool = False
+    # The marks the collections differ by (training.artifacts): text and side markers,
+    # captions, arrows and circles, tubes and leads, crops and borders, vendor processing.
+    artifacts: bool = False
     intensity: str = "as_is"  # classifier.metadata.INTENSITIES
     crop: str = "none"  # classifier.metadata.CROPS; "lungs" needs ``segmenter``
     crop_margin: float = 0.1
@@ -52,11 +56,16 @@ class TrainConfig:
     # Weight of a penalty on the share of each training film's Grad-CAM map (for its class)
     # outside the predicted lungs. Needs ``segmenter``; 0: off.
     cam_lungs: float = 0.0
+    # How the penalty counts a map with no positive evidence: "outside" (wholly outside the
+    # lungs, plus a term that lifts the map's best lung cell) or "free" (costs nothing).
+    cam_empty: str = "outside"
     # Weight of a gradient-reversal adversary that predicts a film's ``source`` from the pooled
     # features and the class: the backbone is pushed to carry no collection cue beyond what the
     # class explains. 0: off.
     adversary: float = 0.0
     calibrate: bool = True  # member and ensemble temperatures, member weights
+    # Conformal prediction sets' thresholds (classifier.conformal), fitted on validation.
+    conformal: bool = True
     covid_sensitivity: float | None = 0.95  # fit a covid19 threshold for this; None: argmax
     covid_min_specificity: float = 0.95  # ...but never below this validation specificity
     device: str = "auto"
@@ -84,6 +93,8 @@ class TrainConfig:
             raise ValueError("crop margin must be between 0 and 1")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError("ema must be in [0, 1): a decay such as 0.999, or 0 for off")
+        if self.cam_empty not in CAM_EMPTY:
+            raise ValueError(f"cam_empty must be one of {CAM_EMPTY}, not {self.cam_empty!r}")
         if self.cam_lungs < 0 or self.adversary < 0:
             raise ValueError("cam_lungs and adversary are weights: 0 (off) or more")
         if self.cam_lungs and not self.segmenter:

@@ -1,4 +1,4 @@
-"""Manifests (file,label,patient_id[,source,view,mask,external,age_group]), patient-level
+"""Manifests (file,label,patient_id[,source,view,mask,external,age_group,location]), patient-level
 splits, cached datasets.
 
 Optional columns: ``mask`` (a lung mask image, for segmentation), ``external`` (1/true/yes:
@@ -38,7 +38,7 @@ from classifier.preprocess import crop as crop_to
 from classifier.segmentation import predict_masks
 
 REQUIRED_COLUMNS = ("file", "label", "patient_id")
-OPTIONAL_COLUMNS = ("source", "view", "mask", "external", "age_group")
+OPTIONAL_COLUMNS = ("source", "view", "mask", "external", "age_group", "location")
 AGE_GROUPS = ("adult", "pediatric")
 # The collections whose age group is known for every film (../shared/data READMEs): Kermany
 # is children aged 1-5; the others are adult collections (ieee8023 has one covid19 film of a
@@ -71,6 +71,9 @@ class Record:
     mask: Path | None = None
     external: bool = False
     age_group: str = ""
+    # Where the film was taken, as its source says ("Hannover Medical School, Hannover,
+    # Germany"); the last comma-separated part is the country (training.holdout).
+    location: str = ""
 
     @property
     def adult(self) -> bool:
@@ -92,6 +95,7 @@ def _optional(row: dict, path: Path, line: int) -> dict:
     if age and age not in AGE_GROUPS:
         raise ManifestError(f"{path}:{line}: age_group must be one of {AGE_GROUPS} or blank")
     extra["age_group"] = age
+    extra["location"] = (row.get("location") or "").strip()
     return extra
 
 
@@ -152,6 +156,7 @@ def write_manifest(path: Path, records: list[Record], *, relative_to: Path | Non
                     rel(r.mask),
                     int(r.external),
                     r.age_group,
+                    r.location,
                 ]
             )
 
@@ -327,6 +332,7 @@ class XrayDataset(Dataset):
         std: list[float],
         augment: v2.Transform | None = None,
         render: RenderAugment | None = None,
+        artifacts=None,
         intensity: str = "as_is",
         crop: str = "none",
         crop_margin: float = 0.1,
@@ -362,6 +368,7 @@ class XrayDataset(Dataset):
             else None
         )
         self.augment, self.render, self.intensity = augment, render, intensity
+        self.artifacts = artifacts  # training.artifacts.ArtifactAugment, or None
 
     @property
     def extras(self) -> bool:
@@ -374,8 +381,10 @@ class XrayDataset(Dataset):
         image = self.images[index].float() / 255.0
         if self.render is not None:
             image = self.render(image)
-        image = canonical(image[None], self.intensity)[0]
         mask = self.masks[index] if self.masks is not None else None
+        if self.artifacts is not None:
+            image, mask = self.artifacts(image, mask)
+        image = canonical(image[None], self.intensity)[0]
         if self.augment is not None:
             if mask is not None:
                 image, mask = self.augment(image, tv_tensors.Mask(mask))

@@ -9,13 +9,14 @@ scored only where that makes sense: they are certainly not covid19.
 """
 
 import hashlib
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from classifier import load_bundle, read_metadata
+from training.conformal import coverage_table
 from training.data import Record, load_gray, records_sha256, split_by_patient
 from training.metrics import (
     COVID,
@@ -28,6 +29,8 @@ from training.metrics import (
 # The worker's default (INFERENCE_CAM_MAX_SIDE): the CAM lung fraction is measured on the
 # same maps a radiologist sees.
 CAM_MAX_SIDE = 512
+# A heatmap whose largest value is at most this shows no evidence (maps are scaled to [0, 1]).
+EMPTY_MAP = 1e-6
 
 
 @dataclass
@@ -40,6 +43,10 @@ class Outputs:
     cam_lung: list[float | None]
     lung_area: list[float | None]
     has_segmenter: bool
+    # Conformal prediction sets per film (level key -> classes; {} without thresholds).
+    sets: list[dict[str, list[str]]] | None = None
+    # Per member (and "fused"), whether each film's heatmap is empty: no positive evidence.
+    empty_maps: dict[str, list[bool]] | None = None
 
 
 def predict_outputs(
@@ -54,7 +61,8 @@ def predict_outputs(
     predictor = load_bundle(
         bundle, device=device, batch_size=batch_size, cam_max_side=CAM_MAX_SIDE, tta=tta
     )
-    probs, labels, cam_lung, lung_area = [], [], [], []
+    probs, labels, cam_lung, lung_area, sets = [], [], [], [], []
+    empty: dict[str, list[bool]] = defaultdict(list)
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
         for result in predictor.predict([load_gray(r.path) for r in chunk], cam=cam):
@@ -62,6 +70,10 @@ def predict_outputs(
             labels.append(result.label)
             cam_lung.append(result.cam_lung_fraction)
             lung_area.append(result.lung_area_fraction)
+            sets.append(result.prediction_sets)
+            maps = {**result.heatmaps, "fused": result.fused_heatmap} if cam else {}
+            for name, heatmap in maps.items():
+                empty[name].append(heatmap is None or float(heatmap.max()) <= EMPTY_MAP)
     return Outputs(
         predictor.classes,
         np.array(probs).reshape(len(records), len(predictor.classes)),
@@ -69,6 +81,8 @@ def predict_outputs(
         cam_lung,
         lung_area,
         predictor.segmenter is not None,
+        sets,
+        dict(empty) if cam else None,
     )
 
 
@@ -158,6 +172,42 @@ def _external(rows: list[int], records: list[Record], out: Outputs) -> dict:
     return table
 
 
+def _coverage(records: list[Record], out: Outputs) -> dict:
+    """Conformal coverage of the films whose label is a class, per class and per source
+    (external hospitals included: how far coverage falls where the model has never been)."""
+    rows = [i for i, r in enumerate(records) if r.label in out.classes]
+    labels = [records[i].label for i in rows]
+    return coverage_table(
+        [out.sets[i] for i in rows],
+        labels,
+        {"class": labels, "source": [records[i].source for i in rows]},
+    )
+
+
+def _empty_maps(records: list[Record], out: Outputs) -> dict:
+    """How often each member's heatmap (and the fused one) shows nothing, overall and per
+    source; and the CAM lung share with an empty fused map counted as 0 (evidence hidden is
+    not evidence in the lungs)."""
+    sources = [r.source for r in records]
+    table = {
+        name: {
+            "all": rate(np.array(flags)),
+            "per_source": {
+                s: rate(np.array([f for f, t in zip(flags, sources, strict=True) if t == s]))
+                for s in sorted(set(sources))
+            },
+        }
+        for name, flags in out.empty_maps.items()
+    }
+    if out.has_segmenter:
+        zeroed = [
+            0.0 if empty else share
+            for share, empty in zip(out.cam_lung, out.empty_maps["fused"], strict=True)
+        ]
+        table["cam_lung_fraction_empty_as_zero"] = quartiles(zeroed)
+    return table
+
+
 def evaluate_bundle(
     bundle,
     records: list[Record],
@@ -185,6 +235,10 @@ def evaluate_bundle(
     )
     if out.has_segmenter:
         report["lungs"] = _lung_tables(records, out)
+    if out.empty_maps:
+        report["empty_maps"] = _empty_maps(records, out)
+    if any(out.sets):
+        report["conformal_coverage"] = _coverage(records, out)
     if COVID in classes:
         adults = [
             i for i, r in enumerate(records) if r.adult and r.label != COVID and not r.external

@@ -10,12 +10,15 @@ import numpy as np
 import torch
 
 from classifier.bundle import load_bundle_members, load_gate, load_segmenter, save_bundle
+from classifier.conformal import prediction_sets
 from classifier.device import resolve_device, use_bf16
 from classifier.ensemble import decide
 from classifier.errors import BundleError
 from classifier.metadata import BundleMetadata, MemberSpec
+from training.artifacts import ArtifactAugment
 from training.calibration import fit_member_weights, fit_temperature, fit_threshold, soften
 from training.config import TrainConfig
+from training.conformal import coverage_table, fit_conformal
 from training.data import (
     Record,
     RenderAugment,
@@ -121,6 +124,10 @@ def package(*, specs, logits, y_val, eval_set, split, classes, cfg, training) ->
         logits["eval"], specs, ensemble_t, classes, thresholds
     )
     y = eval_set.targets.numpy()
+    conformal = {}
+    if cfg.conformal:
+        _, val_probs, _ = ensemble_outputs(logits["val"], specs, ensemble_t, classes, thresholds)
+        conformal = fit_conformal(val_probs, y_val, classes)
     metrics = {
         "split": split,
         "ensemble": report_with_sources(
@@ -128,6 +135,11 @@ def package(*, specs, logits, y_val, eval_set, split, classes, cfg, training) ->
         ),
         "ensemble_argmax": classification_report(y, probs, classes, n_boot=0),
         "binary": binary_aucs(y, probs, classes),
+        "conformal_coverage": coverage_table(
+            prediction_sets(probs, classes, conformal),
+            [classes[i] for i in y],
+            {"class": [classes[i] for i in y], "source": [r.source for r in eval_set.records]},
+        ),
         "members": {
             s.name: classification_report(y, p, classes, n_boot=0)
             for s, p in zip(specs, member_probs, strict=True)
@@ -145,6 +157,7 @@ def package(*, specs, logits, y_val, eval_set, split, classes, cfg, training) ->
         intensity=cfg.intensity,
         crop=cfg.crop,
         crop_margin=cfg.crop_margin,
+        conformal=conformal,
         **NORMALIZATION,
     )
 
@@ -275,6 +288,11 @@ def fit(
             classes,
             augment=augment if cfg.augment and name == "train" else None,
             render=RenderAugment() if training_split and name == "train" else None,
+            artifacts=(
+                ArtifactAugment(seed=cfg.seed)
+                if cfg.augment and cfg.artifacts and name == "train"
+                else None
+            ),
             **dataset_options(cfg, segmenter),
             **(training_extras(cfg, rs) if name == "train" else {}),
         )

@@ -86,16 +86,36 @@ def reverse_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
     return _Reverse.apply(x, scale)
 
 
-def outside_share(cam: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Per image, the share of a ReLU'd activation map's mass outside its lung mask.
+def outside_share(cam: torch.Tensor, masks: torch.Tensor, *, empty: float = 1.0) -> torch.Tensor:
+    """Per image, the share of a Grad-CAM map's positive mass outside its lung mask.
 
-    ``cam`` is Nxhxw, ``masks`` Nx1xSxS in [0, 1] at the input's size; the mask is averaged
-    down to the map's cells. A map with no positive mass counts 0."""
-    cam = F.relu(cam.float())
-    inside = F.adaptive_avg_pool2d(masks.float(), cam.shape[-2:])[:, 0]
-    total = cam.sum(dim=(1, 2))
-    outside = (cam * (1.0 - inside)).sum(dim=(1, 2))
-    return outside / total.clamp_min(1e-6)
+    ``cam`` is the Nxhxw map before its ReLU, ``masks`` Nx1xSxS in [0, 1] at the input's size;
+    the mask is averaged down to the map's cells. A map with no positive mass counts
+    ``empty``: 1, wholly outside, so that hiding the evidence is not free (0 made an empty map
+    the cheapest answer, and the first CAM-penalised MobileNet learned it)."""
+    pos = F.relu(cam.float())
+    inside = lung_cells(masks, cam.shape[-2:])
+    total = pos.sum(dim=(1, 2))
+    outside = (pos * (1.0 - inside)).sum(dim=(1, 2))
+    share = outside / total.clamp_min(1e-6)
+    return torch.where(total > 1e-6, share, torch.full_like(share, empty))
+
+
+def lung_cells(masks: torch.Tensor, shape) -> torch.Tensor:
+    """The lung masks averaged down to a map's cells (Nxhxw in [0, 1])."""
+    return F.adaptive_avg_pool2d(masks.float(), shape)[:, 0]
+
+
+def empty_lungs(cam: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Per image, how far the map's strongest cell in the lungs is from positive evidence,
+    relative to the map's scale: 0 once the map shows any evidence in the lungs. An empty map's
+    share (above) is a constant with no gradient; this term's lifts the lungs' best cell."""
+    raw = cam.float()
+    inside = lung_cells(masks, cam.shape[-2:]) > 0.5
+    inside = inside | ~inside.flatten(1).any(1)[:, None, None]  # no lung cell: every cell
+    scale = raw.abs().flatten(1).mean(1).clamp_min(1e-6).detach()
+    best = raw.masked_fill(~inside, -torch.inf).flatten(1).max(1).values
+    return F.relu(-best / scale)
 
 
 class Objective:
@@ -103,7 +123,8 @@ class Objective:
 
     - ``cam_lungs`` x the share of the Grad-CAM map outside the predicted lungs: the map of
       the image's class (its label; the predicted class for a partial-label row), computed as
-      the Predictor computes it and differentiated through;
+      the Predictor computes it and differentiated through; an empty map counts as wholly
+      outside (``cam_empty`` "outside", the default) or costs nothing ("free");
     - ``adversary``: a small head predicts the film's source from the pooled features and the
       class; its gradient reaches the backbone reversed and scaled by ``adversary``, so the
       features lose what tells the collections apart beyond the class.
@@ -113,6 +134,7 @@ class Objective:
     def __init__(self, model, arch, loss_fn, cfg: TrainConfig, num_classes, num_sources):
         self.model, self.loss_fn, self.num_classes = model, loss_fn, num_classes
         self.cam_lungs, self.adversary_scale = cfg.cam_lungs, cfg.adversary
+        self.cam_empty = cfg.cam_empty
         self.body, head = split_at_cam_layer(model, arch)
         self.pool, self.classifier = head[:-1], head[-1]
         self.adversary = None
@@ -161,7 +183,11 @@ class Objective:
             # graph: the extra backward runs through the head alone.
             (grads,) = torch.autograd.grad(score, acts, create_graph=True)
             cam = grad_weighted(acts, grads)
-            loss = loss + self.cam_lungs * outside_share(cam, masks).mean()
+            if self.cam_empty == "free":  # the first penalty, kept to measure against
+                share = outside_share(cam, masks, empty=0.0)
+            else:
+                share = outside_share(cam, masks) + empty_lungs(cam, masks)
+            loss = loss + self.cam_lungs * share.mean()
         if self.adversary is not None and sources is not None and (sources >= 0).any():
             known = sources >= 0
             cls = torch.where(targets >= 0, targets, torch.full_like(targets, self.num_classes))

@@ -6,7 +6,8 @@ def _f(value) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
-def _rate(entry: dict) -> str:
+def rate_text(entry: dict | None) -> str:
+    """A rate with its count and Wilson interval: "0.900 (9/10; 0.596–0.982)"."""
     if not entry or entry["rate"] is None:
         return "–"
     low, high = entry["ci"]
@@ -49,9 +50,9 @@ def not_covid_table(title: str, table: dict) -> list[str]:
         "",
         "| group | not called covid19 |",
         "| --- | --- |",
-        f"| all | {_rate(table['all'])} |",
+        f"| all | {rate_text(table['all'])} |",
     ]
-    lines += [f"| {k} | {_rate(v)} |" for k, v in table["per_source_label"].items()]
+    lines += [f"| {k} | {rate_text(v)} |" for k, v in table["per_source_label"].items()]
     return [*lines, ""]
 
 
@@ -65,8 +66,8 @@ def external_table(external: dict) -> list[str]:
     for key, entry in external["per_source_label"].items():
         called = ", ".join(f"{k} {v}" for k, v in sorted(entry["called"].items()))
         lines.append(
-            f"| {key} | {entry['not_covid19']['n']} | {_rate(entry['not_covid19'])} | "
-            f"{_rate(entry.get('correct', {}))} | {called} |"
+            f"| {key} | {entry['not_covid19']['n']} | {rate_text(entry['not_covid19'])} | "
+            f"{rate_text(entry.get('correct', {}))} | {called} |"
         )
     return [*lines, ""]
 
@@ -87,6 +88,7 @@ def format_evaluation(report: dict) -> str:
         )
     if "external" in report:
         lines += external_table(report["external"])
+    lines += evidence_tables(report)
     return "\n".join(lines).rstrip()
 
 
@@ -133,7 +135,7 @@ def format_cv(result: dict) -> str:
             "| --- | --- | --- | --- | --- |",
         ]
         for source, e in result["per_source"].items():
-            cells = [_rate(e[k]) if e[k] else "–" for k in CV_SOURCE_KEYS]
+            cells = [rate_text(e[k]) if e[k] else "–" for k in CV_SOURCE_KEYS]
             lines.append(f"| {source} | {e['n']} | " + " | ".join(cells) + " |")
     cfg = result["config"]
     lines += [
@@ -143,3 +145,63 @@ def format_cv(result: dict) -> str:
         f"{result['bf16']}; {result['seconds'] / 60:.1f} min in all.",
     ]
     return "\n".join(lines)
+
+
+def evidence_tables(report: dict) -> list[str]:
+    """Empty heatmaps per member, conformal coverage and the occlusion check, where present."""
+    lines = []
+    empty = report.get("empty_maps")
+    if empty:
+        lines += [
+            "**Empty heatmaps** (no positive Grad-CAM evidence for the called class):",
+            "",
+            "| map | empty |",
+            "| --- | --- |",
+        ]
+        lines += [f"| {k} | {rate_text(v['all'])} |" for k, v in empty.items() if "all" in v]
+        zeroed = empty.get("cam_lung_fraction_empty_as_zero")
+        if zeroed:
+            lines += [
+                "",
+                f"Fused CAM share in the lungs with empty maps counted as 0: median "
+                f"{_f(zeroed['median'])} (quartiles {_f(zeroed['q1'])}–{_f(zeroed['q3'])}, "
+                f"n={zeroed['n']}).",
+            ]
+        lines.append("")
+    lines += coverage_lines(report.get("conformal_coverage") or {})
+    occlusion = report.get("occlusion")
+    if occlusion:
+        lines += [
+            "**Occlusion check** (all but the predicted lungs greyed out; label unchanged):",
+            "",
+            "| source | agreement |",
+            "| --- | --- |",
+            f"| all | {rate_text(occlusion['all'])} |",
+            *[f"| {k} | {rate_text(v)} |" for k, v in occlusion["per_source"].items()],
+            "",
+            "Changed calls: "
+            + (", ".join(f"{k} {v}" for k, v in occlusion["changed"].items()) or "none")
+            + f"; films without predicted lungs: {occlusion['no_lungs_found']}.",
+            "",
+        ]
+    return lines
+
+
+def coverage_lines(coverage: dict) -> list[str]:
+    """Conformal coverage per level, class and source, with the mean set size."""
+    if not coverage:
+        return []
+    lines = [
+        "**Conformal coverage** (true label in the set; mean set size):",
+        "",
+        "| level | group | coverage | mean size |",
+        "| --- | --- | --- | --- |",
+    ]
+    for level, table in coverage.items():
+        rows = [("all", table["all"])]
+        for grouping in ("class", "source"):
+            rows += [(f"{grouping} {k}", v) for k, v in table.get(grouping, {}).items()]
+        lines += [
+            f"| {level} | {name} | {rate_text(e)} | {_f(e['mean_size'])} |" for name, e in rows
+        ]
+    return [*lines, ""]

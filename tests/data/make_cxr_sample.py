@@ -61,7 +61,17 @@ def main(src: Path, out: Path) -> None:
     with (out / "manifest.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(
-            ["file", "label", "patient_id", "source", "view", "split", "licence", "original_file"]
+            [
+                "file",
+                "label",
+                "patient_id",
+                "source",
+                "view",
+                "split",
+                "licence",
+                "original_file",
+                "location",
+            ]
         )
         for record in chosen:
             row = rows[str(record.path)]
@@ -78,6 +88,7 @@ def main(src: Path, out: Path) -> None:
                     split_of[record.patient_id],
                     row["licence"],
                     row["original_file"],
+                    row.get("location", ""),
                 ]
             )
     print(f"wrote {len(chosen)} images to {out}")

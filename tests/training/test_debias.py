@@ -18,6 +18,7 @@ from training.loop import (
     PartialLoss,
     _ema,
     _refresh_bn,
+    empty_lungs,
     outside_share,
     reverse_gradient,
 )
@@ -35,8 +36,45 @@ def test_outside_share_is_the_map_mass_outside_the_mask():
     masks[:, :, :8] = 1.0  # the top half is "lung"
     share = outside_share(cam, masks)
     assert share.tolist() == pytest.approx([0.0, 1.0, 0.5])
-    # Negative evidence is not mass (Grad-CAM's ReLU), and an empty map counts 0.
-    assert outside_share(-torch.ones(1, 4, 4), masks[:1]).item() == 0.0
+    # Negative evidence is not mass (Grad-CAM's ReLU); an empty map counts as wholly outside,
+    # unless asked to cost nothing (the first penalty, kept to measure against).
+    assert outside_share(-torch.ones(1, 4, 4), masks[:1]).item() == 1.0
+    assert outside_share(-torch.ones(1, 4, 4), masks[:1], empty=0.0).item() == 0.0
+
+
+def test_an_empty_map_is_pushed_to_show_evidence_in_the_lungs():
+    masks = torch.zeros(2, 1, 16, 16)
+    masks[:, :, :8] = 1.0
+    cam = -torch.ones(2, 4, 4)
+    cam[1, 0, 0] = 2.0  # evidence in the lungs: nothing to lift
+    cam[0, 3, 3] = -0.1  # the best cell, but outside the lungs
+    cam.requires_grad_(True)
+    term = empty_lungs(cam, masks)
+    assert term[1].item() == 0.0 and term[0].item() > 0.0
+    term.sum().backward()
+    lifted = cam.grad[0] < 0  # descending the loss raises these cells
+    assert lifted.sum() == 1 and lifted[:2].any()  # one cell, in the lung half
+
+
+def test_the_free_penalty_lets_an_empty_map_cost_nothing_the_default_does_not():
+    torch.manual_seed(0)
+    model = build_member("mobilenet_v2", 4)
+    inputs, targets = torch.randn(2, 3, 64, 64), torch.tensor([0, 1])
+    masks = torch.ones(2, 1, 64, 64)
+    model.eval()
+    costs = {}
+    for how in ("outside", "free"):
+        cfg = TrainConfig(
+            archs=["mobilenet_v2"], epochs=[1], cam_lungs=1.0, cam_empty=how, segmenter="x"
+        )
+        objective = Objective(model, "mobilenet_v2", PartialLoss(), cfg, 4, 0)
+        with torch.no_grad():
+            model.classifier[-1].weight.zero_()  # every map empty: no gradient to weigh
+        costs[how] = (
+            objective(inputs, targets, masks).item() - PartialLoss()(model(inputs), targets).item()
+        )
+    assert costs["free"] == pytest.approx(0.0, abs=1e-6)
+    assert costs["outside"] == pytest.approx(1.0, abs=1e-4)
 
 
 def test_reverse_gradient_is_identity_forward_and_flips_the_gradient():

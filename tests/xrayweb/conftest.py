@@ -68,9 +68,11 @@ def api_client():
 @pytest.fixture
 def predicted(active_version, staff, png):
     """make(probabilities, members=None, lung_mask="", cam_lung_fraction=None, gate=None,
-    **study fields) -> a done study with that prediction, recorded through the real services
-    (upload, then the worker's predictions_record). ``gate``: the gate's verdict as
-    Assessment.to_dict() gives it (default: assessable, no reasons)."""
+    prediction_sets=None, **study fields) -> a done study with that prediction, recorded
+    through the real services (upload, then the worker's predictions_record). ``gate``: the
+    gate's verdict as Assessment.to_dict() gives it (default: assessable, no reasons);
+    ``prediction_sets``: the classifier's conformal sets (default: none, an uncalibrated
+    bundle)."""
     from xrayweb.inference.services import PredictionResult, predictions_record
     from xrayweb.studies.services import study_create
 
@@ -82,6 +84,7 @@ def predicted(active_version, staff, png):
         lung_mask: str = "",
         cam_lung_fraction: float | None = None,
         gate: dict | None = None,
+        prediction_sets: dict | None = None,
         **fields,
     ):
         i = next(counter)
@@ -108,6 +111,7 @@ def predicted(active_version, staff, png):
                     lung_mask,
                     cam_lung_fraction,
                     gate or {"assessable": True, "reasons": [], "scores": {}},
+                    prediction_sets=prediction_sets or {},
                 )
             ],
             cam_layers={},

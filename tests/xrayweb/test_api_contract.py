@@ -107,6 +107,9 @@ def live_api(live_server, staff, radiologist, admin_user, predicted):
         predicted({"covid19": 0.7, "normal": 0.3}, patient_id=f"LIVE-{i}")
     # One with the lung fields filled in, so both their null and their non-null forms are checked.
     predicted({"normal": 0.9}, lung_mask="masks/live.png", cam_lung_fraction=0.42)
+    # And one with conformal sets, so prediction_set and set_certainty are checked non-null too.
+    sets = {"0.90": ["covid19", "viral_pneumonia"], "0.95": ["covid19", "viral_pneumonia"]}
+    predicted({"covid19": 0.6, "viral_pneumonia": 0.4}, prediction_sets=sets)
     users = {"admin": admin_user, "staff": staff, "radiologist": radiologist}
 
     def tokens():  # DELETE /api/auth/token/ revokes a token: put it back for the next case

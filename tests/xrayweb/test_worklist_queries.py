@@ -24,6 +24,7 @@ def _pages(study_id: int, per_page: int) -> dict[str, str]:
         "worklist": f"/worklist/?per_page={per_page}",
         "worklist filtered": f"/worklist/?per_page={per_page}&reviewed=yes&sort=uncertain",
         "worklist disagree": f"/worklist/?per_page={per_page}&disagree=yes&members_disagree=no",
+        "needs my reading": f"/worklist/?per_page={per_page}&needs_me=yes&sort=uncertain",
         "review page": f"/studies/{study_id}/?per_page={per_page}&sort=uncertain",
         "next case": "/worklist/next/",
         "agreement dashboard": "/agreement/",

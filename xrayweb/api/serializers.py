@@ -2,6 +2,12 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from xrayweb.inference.conformal import (
+    CERTAINTIES,
+    DISPLAY_LEVEL,
+    set_certainty,
+    sets_trusted,
+)
 from xrayweb.inference.models import ModelVersion, Prediction
 from xrayweb.inference.selectors import study_assessment
 from xrayweb.review.models import Review
@@ -81,6 +87,19 @@ class PredictionSerializer(serializers.ModelSerializer):
         help_text="Share of the fused Grad-CAM's mass inside the predicted lungs, in [0, 1]; "
         "null without a lung segmenter.",
     )
+    prediction_sets = serializers.SerializerMethodField(
+        help_text='Conformal prediction sets by coverage level ("0.90", "0.95"): the classes '
+        "the model cannot rule out, most probable first. Empty for a model without conformal "
+        "calibration and for a film that is not assessable."
+    )
+    prediction_set = serializers.SerializerMethodField(
+        help_text="The 0.90 set (9 in 10 such sets contain the true label, measured on "
+        "held-out films); null when there is none."
+    )
+    set_certainty = serializers.SerializerMethodField(
+        help_text="The 0.90 set in a word: `confident` (one class), `two classes`, "
+        "`cannot tell` (three or more); null when there is no set."
+    )
 
     class Meta:
         model = Prediction
@@ -94,6 +113,9 @@ class PredictionSerializer(serializers.ModelSerializer):
             "lung_mask",
             "cam_lung_fraction",
             "assessable",
+            "prediction_sets",
+            "prediction_set",
+            "set_certainty",
             "cam_layers",
             "duration_ms",
             "batch_size",
@@ -108,6 +130,20 @@ class PredictionSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.URLField(allow_null=True))
     def get_lung_mask(self, obj: Prediction) -> str | None:
         return _media_url(self.context.get("request"), obj.lung_mask) if obj.lung_mask else None
+
+    @extend_schema_field(
+        serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+    )
+    def get_prediction_sets(self, obj: Prediction) -> dict[str, list[str]]:
+        return sets_trusted(prediction_sets=obj.prediction_sets, assessable=obj.assessable)
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField(), allow_null=True))
+    def get_prediction_set(self, obj: Prediction) -> list[str] | None:
+        return self.get_prediction_sets(obj).get(DISPLAY_LEVEL)
+
+    @extend_schema_field(serializers.ChoiceField(choices=CERTAINTIES, allow_null=True))
+    def get_set_certainty(self, obj: Prediction) -> str | None:
+        return set_certainty(self.get_prediction_set(obj))
 
 
 class AssessmentSerializer(serializers.Serializer):

@@ -16,6 +16,7 @@ from xrayweb.dicomnet import sr
 from xrayweb.dicomnet.models import Delivery, Destination
 from xrayweb.dicomnet.senders import DeliveryError, cstore_send, stow_send
 from xrayweb.errors import ApplicationError
+from xrayweb.inference.conformal import sets_trusted
 from xrayweb.studies.services import study_overlay_dicom
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ def delivery_object(*, delivery: Delivery) -> bytes:
             assessable=prediction.assessable is not False,
             reasons=[str(r) for r in assessment.get("reasons") or []],
             flags=[str(f) for f in assessment.get("flags") or []],
+            prediction_sets=sets_trusted(
+                prediction_sets=prediction.prediction_sets, assessable=prediction.assessable
+            ),
         )
         when = timezone.localtime(prediction.created_at)
         return sr.model_result_sr(

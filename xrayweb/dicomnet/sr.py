@@ -7,7 +7,7 @@ gives no finding. Pure pydicom/highdicom: no Django, no torch."""
 
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import highdicom as hd
@@ -76,6 +76,8 @@ class ModelResult:
     assessable: bool
     reasons: list[str]
     flags: list[str]
+    # Conformal prediction sets: coverage level ("0.90") -> classes, most probable first.
+    prediction_sets: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ def model_result_sr(*, source: bytes, result: ModelResult, key: str, when: datet
                 _probability(label=label, value=value)
                 for label, value in result.probabilities.items()
             ],
+            "qualitative_evaluations": _set_members(result.prediction_sets),
         }
     else:
         # Honesty over completeness: no finding and no probabilities, only the refusal.
@@ -212,6 +215,18 @@ def _film(source: bytes) -> Dataset:
 def _probability(*, label: str, value: float) -> Measurement:
     name = CodedConcept(f"P-{label}", PRIVATE_SCHEME, f"Probability of {label}"[:64])
     return Measurement(name=name, value=float(value), unit=codes.UCUM.NoUnits)
+
+
+def _set_members(prediction_sets: dict[str, list[str]]) -> list[QualitativeEvaluation]:
+    # One CODE item per class and level, so a PACS reads the set as codes, not prose.
+    members = []
+    for level in sorted(prediction_sets, key=float):
+        percent = round(float(level) * 100)
+        name = CodedConcept(
+            f"PSET-{percent}", PRIVATE_SCHEME, f"Prediction set at {percent}% coverage"
+        )
+        members += [QualitativeEvaluation(name, finding_code(c)) for c in prediction_sets[level]]
+    return members
 
 
 def _uid(film: Dataset, *parts: str) -> str:

@@ -34,6 +34,7 @@ class PredictionAdmin(admin.ModelAdmin):
         "study",
         "label",
         "assessable",
+        "set_size",
         "cam_lung_fraction",
         "model_version",
         "duration_ms",

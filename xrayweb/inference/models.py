@@ -78,6 +78,12 @@ class Prediction(models.Model):
     # for filtering; both are empty for predictions made before the gate.
     assessment = models.JSONField(default=dict, blank=True)
     assessable = models.BooleanField(null=True, db_index=True)
+    # Conformal prediction sets, as the classifier gave them: {"0.90": ["covid19", …], "0.95":
+    # […]}, most probable first; {} for a bundle without conformal calibration. The column is
+    # the size of the 0.90 set for the worklist's sort, null with no set or on a film that is
+    # not assessable (xrayweb.inference.conformal).
+    prediction_sets = models.JSONField(default=dict, blank=True)
+    set_size = models.PositiveSmallIntegerField(null=True, blank=True, db_index=True)
     # Compute time of the predict() call that served this study, and how many studies it served.
     duration_ms = models.PositiveIntegerField()
     batch_size = models.PositiveSmallIntegerField(default=1)

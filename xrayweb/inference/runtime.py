@@ -138,6 +138,9 @@ def prediction_batch_run(*, study_id: int, max_studies: int, token: str = "") ->
                     lung_mask=mask,
                     cam_lung_fraction=r.cam_lung_fraction,
                     assessment=r.assessment.to_dict(),
+                    # Bundles made before conformal calibration give none (and older
+                    # classifier code has no such attribute).
+                    prediction_sets=getattr(r, "prediction_sets", None) or {},
                 )
                 for study, r, maps, mask in zip(ready, results, heatmaps, masks, strict=True)
             ],

@@ -15,6 +15,7 @@ from classifier import BundleError, bundle_sha256, read_metadata
 from xrayweb.audit.models import AuditEvent
 from xrayweb.audit.services import audit_record, audit_record_studies
 from xrayweb.errors import ApplicationError
+from xrayweb.inference.conformal import set_size
 from xrayweb.inference.models import ModelVersion, Prediction
 from xrayweb.inference.selectors import model_version_active
 from xrayweb.inference.signals import predictions_recorded
@@ -229,6 +230,9 @@ class PredictionResult:
     # The gate's verdict, classifier.gate.Assessment.to_dict(): {"assessable", "reasons",
     # "scores"}. Empty when the caller ran no gate: the DICOM header alone then decides.
     assessment: dict = field(default_factory=dict)
+    # Conformal prediction sets, classifier Prediction.prediction_sets: {"0.90": [classes, most
+    # probable first], …}; empty for a bundle without conformal calibration.
+    prediction_sets: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _score(value) -> float | None:
@@ -268,11 +272,12 @@ def predictions_record(
     cam_layers: dict[str, str],
     duration_ms: int,
 ) -> list[Prediction]:
-    """Store a batch's predictions with their assessments, make each its study's current one
-    and mark the studies done (a study that is not assessable too: its output is kept for the
-    audit): one upsert and one update for the whole batch, all or nothing. A redelivered task
-    overwrites its own row (one per study and model version), never adds a second; the
-    heatmap and mask files of an overwritten row are deleted once the new row is committed."""
+    """Store a batch's predictions with their assessments and conformal sets, make each its
+    study's current one and mark the studies done (a study that is not assessable too: its
+    output is kept for the audit): one upsert and one update for the whole batch, all or
+    nothing. A redelivered task overwrites its own row (one per study and model version), never
+    adds a second; the heatmap and mask files of an overwritten row are deleted once the new
+    row is committed."""
     now = timezone.now()
     overwritten = Prediction.objects.filter(
         model_version=version, study__in=[r.study for r in results]
@@ -289,6 +294,9 @@ def predictions_record(
         assessment = assessment_build(
             study=r.study, gate=r.assessment, confidence=confidence, checked_by=version.name
         )
+        sets = {
+            str(level): [str(c) for c in classes] for level, classes in r.prediction_sets.items()
+        }
         predictions.append(
             Prediction(
                 study=r.study,
@@ -304,6 +312,8 @@ def predictions_record(
                 cam_lung_fraction=r.cam_lung_fraction,
                 assessment=assessment,
                 assessable=assessment["assessable"],
+                prediction_sets=sets,
+                set_size=set_size(prediction_sets=sets, assessable=assessment["assessable"]),
                 cam_layers=cam_layers,
                 duration_ms=duration_ms,
                 batch_size=len(results),
@@ -346,6 +356,7 @@ def predictions_record(
                 "prediction": p.pk,
                 "model_version": p.model_version_id,
                 "assessable": p.assessable,
+                "set_size": p.set_size,
             }
             for p in predictions
         },

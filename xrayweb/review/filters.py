@@ -25,6 +25,9 @@ SORTS = {
     "patient": ("patient ID", ["patient_id", "-created_at", "-id"]),
     "patient_desc": ("patient ID, Z to A", ["-patient_id", "-created_at", "-id"]),
 }
+# "Needs my reading" puts the widest 0.90 prediction sets first (the model cannot tell), ahead
+# of whatever order was chosen: those films need a reader's judgment most.
+WIDEST_SET_FIRST = F("current_prediction__set_size").desc(nulls_last=True)
 # Always shown above the list; the rest sit behind "More filters".
 PRIMARY_FILTERS = ("q", "status", "review_state", "needs_me")
 
@@ -129,10 +132,18 @@ class WorklistFilter(django_filters.FilterSet):
         super().__init__(*args, **kwargs)
         self.user = user
 
-    def filter_needs_me(self, qs, name, value):
-        if value != "yes" or self.user is None or not self.user.is_authenticated:
+    def filter_queryset(self, queryset):
+        qs = super().filter_queryset(queryset)
+        if not self._needs_me(self.form.cleaned_data.get("needs_me")):
             return qs
-        return readable_by(qs, self.user)
+        # After the sort filter, which replaces the ordering: set size leads, the rest follows.
+        return qs.order_by(WIDEST_SET_FIRST, *(qs.query.order_by or Study._meta.ordering))
+
+    def _needs_me(self, value) -> bool:
+        return value == "yes" and self.user is not None and self.user.is_authenticated
+
+    def filter_needs_me(self, qs, name, value):
+        return readable_by(qs, self.user) if self._needs_me(value) else qs
 
     def search(self, qs, name, value):
         value = value.strip()

@@ -4,7 +4,12 @@ from django.db.models import F, Prefetch, QuerySet
 
 from xrayweb.inference.models import Prediction
 from xrayweb.inference.selectors import model_version_active, prediction_current
-from xrayweb.review.filters import WorklistFilter, readable_by, unreviewed_first
+from xrayweb.review.filters import (
+    WIDEST_SET_FIRST,
+    WorklistFilter,
+    readable_by,
+    unreviewed_first,
+)
 from xrayweb.review.models import Review
 from xrayweb.studies.models import ReviewState, Study
 
@@ -25,6 +30,7 @@ WORKLIST_DEFERRED = [
     "current_prediction__heatmaps",
     "current_prediction__cam_layers",
     "current_prediction__assessment",
+    "current_prediction__prediction_sets",
     "current_prediction__model_version__classes",
     "current_prediction__model_version__members",
     "current_prediction__model_version__metrics",
@@ -47,12 +53,18 @@ def worklist(*, params, user=None) -> WorklistFilter:
 
 
 def next_case(*, user) -> Study | None:
-    """The most uncertain study still waiting for this user's reading; arbitrations first,
-    because they already hold two radiologists' time."""
+    """The most uncertain study still waiting for this user's reading: the widest prediction
+    set, then the lowest confidence; arbitrations first, because they already hold two
+    radiologists' time."""
     qs = readable_by(Study.objects.all(), user)
     arbitration = qs.filter(review_state=ReviewState.ARBITRATION)
     qs = arbitration if arbitration.exists() else qs
-    order = [F("current_prediction__confidence").asc(nulls_last=True), "created_at", "id"]
+    order = [
+        WIDEST_SET_FIRST,
+        F("current_prediction__confidence").asc(nulls_last=True),
+        "created_at",
+        "id",
+    ]
     return qs.order_by(*order).first()
 
 

@@ -25,6 +25,11 @@ from xrayweb.audit.selectors import audit_events
 from xrayweb.audit.services import audit_record
 from xrayweb.downloads import csv_download
 from xrayweb.errors import ApplicationError
+from xrayweb.inference.conformal import (
+    prediction_set_rows,
+    set_absent_reason,
+    sets_explanation,
+)
 from xrayweb.inference.models import ModelVersion
 from xrayweb.inference.selectors import study_assessment
 from xrayweb.review import charts
@@ -82,6 +87,7 @@ def worklist_page(request):
         "chips": filter_chips(filters=filters, params=request.GET),
         "sort": sort_headers(params=request.GET),
         "current_sort": request.GET.get("sort", ""),
+        "needs_me": request.GET.get("needs_me") == "yes",
         "query": _query_without(request, "page"),
         "low_confidence": settings.REVIEW_LOW_CONFIDENCE,
         "outside_threshold": settings.CAM_OUTSIDE_LUNGS_THRESHOLD,
@@ -137,6 +143,13 @@ def study_detail(request, pk: int):
     )
     query = _query_without(request, "page", "reveal")
     fraction = prediction.cam_lung_fraction if prediction else None
+    set_rows = (
+        prediction_set_rows(
+            prediction_sets=prediction.prediction_sets, assessable=prediction.assessable
+        )
+        if prediction
+        else []
+    )
     context = {
         "study": study,
         "prediction": prediction,
@@ -148,6 +161,9 @@ def study_detail(request, pk: int):
         "outside_threshold": settings.CAM_OUTSIDE_LUNGS_THRESHOLD,
         "member_names": sorted(prediction.member_probabilities) if prediction else [],
         "rows": rows,
+        "set_rows": set_rows,
+        "sets_explanation": sets_explanation(set_rows),
+        "set_absent": set_absent_reason(assessable=prediction.assessable if prediction else None),
         "reviews": reviews_visible(study=study, user=request.user),
         "classes": review_classes(study=study),
         "query": query,

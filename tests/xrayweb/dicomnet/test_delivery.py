@@ -21,6 +21,7 @@ from xrayweb.dicomnet.senders import DeliveryError
 from xrayweb.dicomnet.sending import DeliveryPending, delivery_attempt, delivery_object
 from xrayweb.dicomnet.services import deliveries_for_predictions, delivery_resend
 from xrayweb.inference import runtime
+from xrayweb.inference.services import PredictionResult, predictions_record
 from xrayweb.review.services import review_submit
 from xrayweb.studies.services import study_create
 
@@ -311,6 +312,40 @@ def test_studies_uploaded_as_png_have_no_dicom_study_and_send_nothing(
     with django_capture_on_commit_callbacks(execute=True):
         runtime.prediction_batch_run(study_id=study.pk, max_studies=1)
     assert not Delivery.objects.exists()
+
+
+@pytest.mark.parametrize(("gate", "expected"), [(True, 2), (False, 0)], ids=["read", "refused"])
+def test_the_model_sr_sent_carries_the_prediction_sets_of_a_readable_film(
+    active_version, staff, enqueued, django_capture_on_commit_callbacks, gate, expected
+):
+    """Built as it would be sent (no peer needed): the 90% set as coded classes beside the
+    probabilities; a film the gate refused gets none."""
+    Destination.objects.create(
+        name="pacs", kind=Destination.Kind.CSTORE, ae_title="PACS", host="127.0.0.1", port=104
+    )
+    data = films.to_bytes(films.film(width=96))
+    study = study_create(user=staff, patient_id="", accession="", data=data)
+    sets = {"0.90": ["covid19", "normal"], "0.95": ["covid19", "normal", "viral_pneumonia"]}
+    probabilities = {"covid19": 0.6, "normal": 0.3, "viral_pneumonia": 0.1}
+    result = PredictionResult(
+        study,
+        "covid19",
+        probabilities,
+        {},
+        {},
+        assessment={"assessable": gate, "reasons": ["x"]},
+        prediction_sets=sets,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        predictions_record(version=active_version, results=[result], cam_layers={}, duration_ms=1)
+    (sr,) = Delivery.objects.filter(study=study, kind=Delivery.Kind.MODEL_SR)
+
+    content = _texts(dcmread(io.BytesIO(delivery_object(delivery=sr))))
+
+    at_90 = [i for i, text in enumerate(content) if text == "Prediction set at 90% coverage"]
+    assert len(at_90) == expected
+    assert [content[i + 1] for i in at_90] == ["COVID-19", "Normal"][:expected]
+    assert content.count("Prediction set at 95% coverage") == (3 if gate else 0)
 
 
 def test_what_is_sent_passes_dciodvfy(

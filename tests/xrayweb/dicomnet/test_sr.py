@@ -34,6 +34,7 @@ PROBABILITIES = {
     "normal": 0.05,
 }
 WHEN = datetime(2026, 12, 4, 10, 15, 30, tzinfo=UTC)
+SETS = {"0.95": ["covid19", "viral_pneumonia", "normal"], "0.90": ["covid19", "viral_pneumonia"]}
 SNOMED = {
     "covid19": "840539006",
     "bacterial_pneumonia": "53084003",
@@ -186,6 +187,34 @@ def test_model_sr_names_the_algorithm_the_device_and_the_contributing_equipment(
     assert ours[0].PurposeOfReferenceCodeSequence[0].CodeValue == "109102"  # Processing
 
 
+def test_model_sr_names_each_prediction_set_as_coded_classes_most_probable_first(source):
+    sr = read(
+        model_result_sr(source=source, result=result(prediction_sets=SETS), key="p1", when=WHEN)
+    )
+
+    at_90 = named(sr, "Prediction set at 90% coverage")
+    at_95 = named(sr, "Prediction set at 95% coverage")
+    assert [code_of(i) for i in at_90] == [SNOMED["covid19"], SNOMED["viral_pneumonia"]]
+    assert [code_of(i) for i in at_95] == [SNOMED[c] for c in SETS["0.95"]]
+    assert {i.ValueType for i in at_90 + at_95} == {"CODE"}
+    assert {i.RelationshipType for i in at_90 + at_95} == {"CONTAINS"}
+    assert [i.ConceptNameCodeSequence[0].CodeValue for i in at_90[:1] + at_95[:1]] == [
+        "PSET-90",
+        "PSET-95",
+    ]
+    # Beside, not instead of, the finding and the probabilities.
+    assert len(named(sr, "Finding")) == 1
+    assert len([i for i in items(sr) if i.ValueType == "NUM"]) == len(PROBABILITIES)
+
+
+def test_model_sr_without_prediction_sets_has_no_set_items(source):
+    sr = read(model_result_sr(source=source, result=result(), key="p1", when=WHEN))
+
+    assert [
+        i for i in items(sr) if "Prediction set" in i.ConceptNameCodeSequence[0].CodeMeaning
+    ] == []
+
+
 def test_uids_are_stable_per_key_and_differ_between_keys_and_kinds(source):
     first = model_result_sr(source=source, result=result(), key="p1", when=WHEN)
     again = model_result_sr(source=source, result=result(), key="p1", when=WHEN)
@@ -208,12 +237,17 @@ def test_uids_are_stable_per_key_and_differ_between_keys_and_kinds(source):
 
 def test_not_assessable_result_gives_no_finding_and_no_probabilities(source):
     refused = result(
-        label="normal", assessable=False, reasons=["lateral view", "too dark"], flags=[]
+        label="normal",
+        assessable=False,
+        reasons=["lateral view", "too dark"],
+        flags=[],
+        prediction_sets=SETS,
     )
     sr = read(model_result_sr(source=source, result=refused, key="p1", when=WHEN))
 
     assert named(sr, "Finding") == []
     assert [i for i in items(sr) if i.ValueType == "NUM"] == []
+    assert named(sr, "Prediction set at 90% coverage") == []
     (evaluation,) = named(sr, "Algorithm assessability")
     assert evaluation.ConceptCodeSequence[0].CodeMeaning == "Not assessable by algorithm"
     assert [i.TextValue for i in named(sr, "Reason not assessable")] == ["lateral view", "too dark"]
@@ -286,6 +320,9 @@ def _sparse_film() -> bytes:
 CASES = {
     "model-assessable": lambda src: model_result_sr(
         source=src, result=result(), key="k", when=WHEN
+    ),
+    "model-with-prediction-sets": lambda src: model_result_sr(
+        source=src, result=result(prediction_sets=SETS), key="k", when=WHEN
     ),
     "model-not-assessable": lambda src: model_result_sr(
         source=src,
