@@ -185,6 +185,18 @@ def tiny_bundle_with_lungs(tiny_bundle, tmp_path_factory) -> Path:
     return path
 
 
+def bundle_with(source: Path, out: Path, **changes) -> Path:
+    """A copy of the bundle at ``source`` (its members and segmenter) at ``out``, with these
+    metadata fields replaced."""
+    from dataclasses import replace
+
+    from classifier.bundle import load_bundle_members, load_segmenter, save_bundle
+
+    meta, members = load_bundle_members(source)
+    save_bundle(out, members, replace(meta, **changes), segmenter=load_segmenter(source))
+    return out
+
+
 @pytest.fixture
 def sample_images() -> list[Path]:
     return sorted((SAMPLE_DIR / "images").glob("*.jpg"))

@@ -26,6 +26,22 @@ def _class_table(report: dict) -> list[str]:
     return lines
 
 
+def _conformal_lines(conformal: dict) -> list[str]:
+    if not conformal:
+        return ["- **Prediction sets:** none (no conformal calibration in this bundle)."]
+    cal = conformal["calibration"]
+    levels = ", ".join(
+        f"{key}: " + ", ".join(f"{c} {q:.3f}" for c, q in per_class.items())
+        for key, per_class in conformal["thresholds"].items()
+    )
+    return [
+        f"- **Prediction sets:** split conformal ({conformal['method'].upper()} score 1 − p), "
+        f"fitted on the {cal['split']} split ({cal['n']} films), class-conditional for "
+        f"{', '.join(conformal['mondrian']) or 'no class'}; thresholds on 1 − p per level: "
+        f"{levels}."
+    ]
+
+
 def _segmenter_lines(seg: dict) -> list[str]:
     if not seg:
         return ["- **Lung segmenter:** none (predictions carry no lung mask)."]
@@ -85,6 +101,7 @@ def model_card(bundle: Path, command: str = "") -> str:
         f"- **What the model sees:** intensity `{meta.intensity}`, crop `{meta.crop}`"
         + (f" (margin {meta.crop_margin:g})" if meta.crop == "lungs" else "")
         + f"; rendering augmentation {'on' if cfg.get('render') else 'off'}"
+        + f"; collection-mark augmentation {'on' if cfg.get('artifacts') else 'off'}"
         + (
             f"; partial labels (not covid19) {', '.join(cfg['not_covid_labels'])}"
             if cfg.get("not_covid_labels")
@@ -92,7 +109,12 @@ def model_card(bundle: Path, command: str = "") -> str:
         )
         + (f"; weight EMA {cfg['ema']:g}" if cfg.get("ema") else "")
         + (
-            f"; penalty on Grad-CAM outside the lungs {cfg['cam_lungs']:g}"
+            f"; penalty on Grad-CAM outside the lungs {cfg['cam_lungs']:g}, an empty map "
+            + (
+                "costing nothing"
+                if cfg.get("cam_empty", "free") == "free"
+                else "counted as outside"
+            )
             if cfg.get("cam_lungs")
             else ""
         )
@@ -107,6 +129,7 @@ def model_card(bundle: Path, command: str = "") -> str:
             if "covid19" in meta.decision_thresholds
             else "no threshold below the argmax's met that floor, so the argmax decides."
         ),
+        *_conformal_lines(meta.conformal),
         f"- **Data:** {', '.join(str(s.get('manifest', s)) for s in t['data_sources'])} (images "
         f"and labels sha256 `{t['data_sha256'][:16]}…`), split by patient: "
         + "; ".join(

@@ -205,3 +205,50 @@ def coverage_lines(coverage: dict) -> list[str]:
             f"| {level} | {name} | {rate_text(e)} | {_f(e['mean_size'])} |" for name, e in rows
         ]
     return [*lines, ""]
+
+
+def holdout_table(result: dict) -> list[str]:
+    """One leave-one-hospital-out run, a row per held-out group (Markdown)."""
+    lines = [
+        "| held out | films | covid19 found | missed covid19 called | its other films not "
+        "covid19 | test split specificity | 90% set coverage (held out) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in result["groups"]:
+        missed = ", ".join(f"{k} {v}" for k, v in row["missed_called"].items()) or "–"
+        held = row["coverage"]["held"].get("0.90", {}).get("all")
+        lines.append(
+            f"| {row['group']} | {row['n']} | {rate_text(row['covid19_sensitivity'])} | {missed} "
+            f"| {rate_text(row['held_not_covid19'])} | {rate_text(row['test_specificity'])} | "
+            f"{rate_text(held)} |"
+        )
+    pooled = result["pooled"]
+    lines.append(
+        f"| **all groups** | {sum(r['n'] for r in result['groups'])} | "
+        f"{rate_text(pooled['covid19_sensitivity'])} | | | mean "
+        f"{_f(pooled['mean_test_specificity'])}, min {_f(pooled['min_test_specificity'])} | |"
+    )
+    return [*lines, ""]
+
+
+def holdout_levers_table(results: dict[str, dict]) -> list[str]:
+    """Leave-one-hospital-out runs side by side: covid19 found per held-out group, pooled and
+    in the worst group, and the test-split specificity (Markdown)."""
+    names = list(results)
+    groups = [g["group"] for g in results[names[0]]["groups"]]
+    lines = [
+        "| setting | " + " | ".join(groups) + " | all groups | worst | test spec. mean (min) |",
+        "| --- | " + " | ".join("---" for _ in groups) + " | --- | --- | --- |",
+    ]
+    for name in names:
+        by_group = {g["group"]: g for g in results[name]["groups"]}
+        cells = [
+            _f((by_group.get(g, {}).get("covid19_sensitivity") or {}).get("rate")) for g in groups
+        ]
+        pooled = results[name]["pooled"]
+        lines.append(
+            f"| {name} | " + " | ".join(cells) + f" | {rate_text(pooled['covid19_sensitivity'])} | "
+            f"{_f(pooled['worst_group_sensitivity'])} | {_f(pooled['mean_test_specificity'])} "
+            f"({_f(pooled['min_test_specificity'])}) |"
+        )
+    return [*lines, ""]

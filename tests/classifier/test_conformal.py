@@ -59,15 +59,11 @@ def test_bundle_metadata_refuses_malformed_conformal_thresholds(conformal, probl
 
 
 def test_the_predictor_gives_each_film_its_sets(tiny_bundle, sample_images, tmp_path):
-    from dataclasses import replace
-
     from classifier import load_bundle
-    from classifier.bundle import load_bundle_members, save_bundle
+    from tests.conftest import bundle_with
     from training.data import load_gray
 
-    meta, members = load_bundle_members(tiny_bundle)
-    path = tmp_path / "with-sets.safetensors"
-    save_bundle(path, members, replace(meta, conformal=CONFORMAL))
+    path = bundle_with(tiny_bundle, tmp_path / "with-sets.safetensors", conformal=CONFORMAL)
     predictor = load_bundle(path, device="cpu")
     results = predictor.predict([load_gray(p) for p in sample_images[:3]], cam=False)
     for result in results:

@@ -190,6 +190,7 @@ def test_fit_with_both_levers_keeps_the_member_and_records_them(tmp_path):
         crop="content",
         cam_lungs=1.0,
         adversary=0.3,
+        artifacts=True,
         segmenter=str(DEFAULT_BUNDLE),
         input_size=32,
         batch_size=16,
@@ -213,7 +214,10 @@ def test_fit_with_both_levers_keeps_the_member_and_records_them(tmp_path):
     card = model_card(path, "make it")
     sees = next(line for line in card.splitlines() if "What the model sees" in line)
     assert "intensity `equalize`, crop `content`" in sees
-    assert "penalty on Grad-CAM outside the lungs 1" in sees and "source adversary 0.3" in sees
+    assert "penalty on Grad-CAM outside the lungs 1, an empty map counted as outside" in sees
+    assert "source adversary 0.3" in sees and "collection-mark augmentation on" in sees
+    assert "**Prediction sets:** split conformal" in card
+    assert set(meta.conformal["thresholds"]) == {"0.90", "0.95"}
 
 
 def test_config_and_cli_refuse_the_levers_without_what_they_need(tmp_path, capsys):

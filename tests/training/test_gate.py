@@ -3,7 +3,6 @@
 import contextlib
 import io
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,8 +10,8 @@ import torch
 from PIL import Image
 
 from classifier import load_bundle, read_metadata
-from classifier.bundle import load_bundle_members, load_gate, load_segmenter, save_bundle
-from tests.conftest import SAMPLE_MANIFEST
+from classifier.bundle import load_gate
+from tests.conftest import SAMPLE_MANIFEST, bundle_with
 from training import gate as gate_module
 from training.__main__ import main
 from training.config import TrainConfig
@@ -119,16 +118,9 @@ def test_thresholds_keep_at_least_98_percent_of_the_validation_films():
 @pytest.fixture(scope="module")
 def sample_bundle(tiny_bundle_with_lungs, tmp_path_factory, films):
     """The tiny bundle, recorded as trained on the sample films with CONFIG's split."""
-    meta, members = load_bundle_members(tiny_bundle_with_lungs)
     training = {"data_sha256": records_sha256(films), "config": CONFIG}
     path = tmp_path_factory.mktemp("gate") / "sample.safetensors"
-    save_bundle(
-        path,
-        members,
-        replace(meta, training=training),
-        segmenter=load_segmenter(tiny_bundle_with_lungs),
-    )
-    return path
+    return bundle_with(tiny_bundle_with_lungs, path, training=training)
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,11 @@
 empty maps as 0, conformal coverage in the evaluation, and the occlusion check."""
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from classifier.bundle import load_bundle_members, load_segmenter, save_bundle
-from tests.conftest import LUNGS_MANIFEST, SAMPLE_MANIFEST
+from tests.conftest import LUNGS_MANIFEST, SAMPLE_MANIFEST, bundle_with
 from training.__main__ import main
 from training.data import read_manifest
 from training.evaluate import evaluate_bundle
@@ -19,16 +17,9 @@ CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
 
 @pytest.fixture(scope="module")
 def bundle_with_sets(tiny_bundle_with_lungs, tmp_path_factory):
-    meta, members = load_bundle_members(tiny_bundle_with_lungs)
     conformal = {"thresholds": {"0.90": dict.fromkeys(CLASSES, 0.7)}}
     path = tmp_path_factory.mktemp("sets") / "sets.safetensors"
-    save_bundle(
-        path,
-        members,
-        replace(meta, conformal=conformal),
-        segmenter=load_segmenter(tiny_bundle_with_lungs),
-    )
-    return path
+    return bundle_with(tiny_bundle_with_lungs, path, conformal=conformal)
 
 
 def test_occlude_keeps_the_lungs_and_greys_out_the_rest():

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The shipped bundle, from the data to the model card (issue 14). From the repository root:
+# The shipped bundle, from the data to the model card (issues 14 and 26). From the repository
+# root:
 #   bash classifier/models/evaluation/ship.sh
-# Trains the winning recipe of the lever table (lever-table.md), evaluates it on its own
-# patient-disjoint test split, the held-out Shenzhen patients and Montgomery (never trained
-# on), measures rendering agreement and speed, installs the bundle and rewrites the card.
-# The lung segmenter comes from the bundle being replaced (python -m training segment made it).
+# Trains the recipe the card's lever tables chose, with conformal prediction sets fitted on
+# validation, then the gate again for the new ensemble's features (gate.sh); evaluates
+# it on its own patient-disjoint test split, the held-out Shenzhen patients and Montgomery
+# (never trained on), with the occlusion check, empty heatmaps and set coverage; measures
+# rendering agreement and speed, installs the bundle and rewrites the card. The lung
+# segmenter comes from the bundle being replaced (python -m training segment made it).
 set -euo pipefail
 PY=.venv/bin/python
 EV=classifier/models/evaluation
@@ -23,12 +26,14 @@ $PY -m training train --manifest "$CXR" --manifest var/shenzhen.csv --out "$NEW"
   | tee "$EV/train.txt"
 echo "train: $(( $(date +%s) - START )) s wall, recipe ${RECIPE[*]}" | tee -a "$EV/train.txt"
 $PY -m training evaluate --bundle "$NEW" --test-split-of "$CXR" --test-split-of var/shenzhen.csv \
-  --manifest var/montgomery.csv --json "$EV/test-and-external.json" | tee "$EV/test-and-external.txt"
+  --manifest var/montgomery.csv --occlusion --json "$EV/test-and-external.json" \
+  | tee "$EV/test-and-external.txt"
 $PY -m training evaluate --bundle "$NEW" --test-split-of "$CXR" --test-split-of var/shenzhen.csv \
   --manifest var/montgomery.csv --no-cam --tta 0.92,1.08 --json "$EV/test-and-external-tta.json" \
   > "$EV/test-and-external-tta.txt"
 DJANGO_SETTINGS_MODULE=xrayweb.settings $PY manage.py renderings --bundle "$NEW" \
   --images tests/data/cxr_sample/images --json "$EV/renderings.json" | tee "$EV/renderings.txt"
 cp "$NEW" classifier/models/default.safetensors
-$PY -m classifier.bench --images 16 --json "classifier/benchmarks/$(date +%F)-cpu-issue14-bundle.json"
+$PY -m classifier.bench --images 16 --json "classifier/benchmarks/$(date +%F)-cpu-issue26-bundle.json"
+bash "$EV/gate.sh"
 $PY classifier/models/evaluation/make_card.py
