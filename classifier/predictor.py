@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms.v2.functional import affine
 
@@ -119,6 +120,10 @@ class Predictor:
         # False only to measure what they cost: classifier.bench).
         self.gate = gate
         self.checks = checks
+        # The occlusion check (training.occlusion): the model input outside the predicted lungs
+        # set to the normalisation's mean, after the intensity step, so the lungs keep their
+        # grey levels. Never on in the worker.
+        self.lungs_only = False
         self.gate_spec = gate.spec if gate is not None else GateSpec()
         self.limits = Limits(**self.gate_spec.limits)
         if gate is not None:
@@ -188,6 +193,8 @@ class Predictor:
             mean=self.meta.mean,
             std=self.meta.std,
         )
+        if self.lungs_only:
+            batch = batch * self._input_lungs(masks, batch.shape[-1])
         batch = batch.to(self.device).contiguous(memory_format=self.memory_format)
         member_probs, activations = [], []
         with torch.inference_mode(), self._autocast():
@@ -240,6 +247,18 @@ class Predictor:
                 result.features = pooled[i].numpy()
             results.append(result)
         return results
+
+    def _input_lungs(self, masks, size: int) -> torch.Tensor:
+        """The predicted lungs on the model's input grid (Nx1xSxS, 1 inside): each mask is of
+        the content box, which is what the model sees unless it crops to the lungs."""
+        if self.segmenter is None or self.meta.crop == "lungs":
+            raise BundleError("lungs_only needs a segmenter, and a bundle that does not crop")
+        return torch.cat(
+            [
+                F.interpolate(torch.from_numpy(m.astype(np.float32))[None, None], size=(size, size))
+                for m in masks
+            ]
+        )
 
     def _gate_scores(self, arrays, contents, activations, features: bool):
         """The gate network's kind probabilities (on each image inside its uniform borders:

@@ -87,7 +87,9 @@ def _coverage(records: list[Record], sets: list[dict], classes: list[str]) -> di
     )
 
 
-def score_group(name: str, held: list[Record], test: list[Record], bundle: Path, cfg) -> dict:
+def score_group(
+    *, name: str, held: list[Record], test: list[Record], bundle: Path, cfg: TrainConfig
+) -> dict:
     """What the bundle trained without ``held`` says about it and about its own test split."""
     out = predict_outputs(bundle, held + test, device=cfg.device, cam=False)
     n = len(held)
@@ -142,7 +144,7 @@ def leave_group_out(
             split = split_by_patient(
                 rest, val=cfg.val_fraction, test=cfg.test_fraction, seed=cfg.seed
             )
-            row = score_group(name, held, split["test"], bundle, cfg)
+            row = score_group(name=name, held=held, test=split["test"], bundle=bundle, cfg=cfg)
             row["seconds"] = round(time.perf_counter() - group_start, 1)
             results.append(row)
             if progress:

@@ -2,7 +2,10 @@
 
 A heatmap penalty can be gamed (the map shows the lungs while something else moves the
 call). Here everything outside the predicted lungs is greyed out and the film predicted
-again: a model that reads the lungs keeps its label.
+again: a model that reads the lungs keeps its label. Two ways, because the model's intensity
+step (histogram equalisation) reacts to a large flat region: the film greyed out before the
+Predictor sees it (its lungs are then equalised differently), and the model input greyed out
+after that step (``Predictor.lungs_only``: the lungs keep the grey levels the model saw).
 """
 
 from collections import defaultdict
@@ -36,8 +39,12 @@ def occlusion_agreement(
     predictor = load_bundle(bundle, device=device, batch_size=batch_size, gate=False)
     if predictor.segmenter is None:
         raise ValueError("the occlusion check needs a bundle with a lung segmenter")
+    lungs_only = load_bundle(bundle, device=device, batch_size=batch_size, gate=False)
+    lungs_only.lungs_only = True
     agree: dict[str, list[bool]] = defaultdict(list)
     changed: dict[str, int] = defaultdict(int)
+    agree_input: dict[str, list[bool]] = defaultdict(list)
+    changed_input: dict[str, int] = defaultdict(int)
     no_lungs = 0
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
@@ -48,16 +55,32 @@ def occlusion_agreement(
         if not kept:
             continue
         occluded = [occlude(to_gray_array(films[i]), first[i].lung_mask) for i in kept]
-        for i, second in zip(kept, predictor.predict(occluded, cam=False), strict=True):
-            same = first[i].label == second.label
-            agree[chunk[i].source].append(same)
-            if not same:
-                changed[f"{first[i].label} -> {second.label}"] += 1
+        _compare(kept, first, predictor.predict(occluded, cam=False), chunk, agree, changed)
+        again = lungs_only.predict([films[i] for i in kept], cam=False)
+        _compare(kept, first, again, chunk, agree_input, changed_input)
+    return {
+        **_summary(agree, changed),
+        "grey": "the film's median, before the model's intensity step",
+        "input": {
+            **_summary(agree_input, changed_input),
+            "grey": "the model input's mean, after the intensity step",
+        },
+        "no_lungs_found": no_lungs,
+    }
+
+
+def _compare(kept, first, second, chunk, agree, changed) -> None:
+    for i, again in zip(kept, second, strict=True):
+        same = first[i].label == again.label
+        agree[chunk[i].source].append(same)
+        if not same:
+            changed[f"{first[i].label} -> {again.label}"] += 1
+
+
+def _summary(agree: dict, changed: dict) -> dict:
     every = [v for values in agree.values() for v in values]
     return {
         "all": rate(np.array(every)),
         "per_source": {s: rate(np.array(v)) for s, v in sorted(agree.items())},
         "changed": dict(sorted(changed.items(), key=lambda kv: -kv[1])),
-        "no_lungs_found": no_lungs,
-        "grey": "the film's median",
     }

@@ -171,19 +171,24 @@ def evidence_tables(report: dict) -> list[str]:
     lines += coverage_lines(report.get("conformal_coverage") or {})
     occlusion = report.get("occlusion")
     if occlusion:
+        variants = [("film greyed before the intensity step", occlusion)]
+        if "input" in occlusion:
+            variants.append(("model input greyed after it", occlusion["input"]))
         lines += [
             "**Occlusion check** (all but the predicted lungs greyed out; label unchanged):",
             "",
-            "| source | agreement |",
-            "| --- | --- |",
-            f"| all | {rate_text(occlusion['all'])} |",
-            *[f"| {k} | {rate_text(v)} |" for k, v in occlusion["per_source"].items()],
-            "",
-            "Changed calls: "
-            + (", ".join(f"{k} {v}" for k, v in occlusion["changed"].items()) or "none")
-            + f"; films without predicted lungs: {occlusion['no_lungs_found']}.",
-            "",
+            "| source | " + " | ".join(name for name, _ in variants) + " |",
+            "| --- | " + " | ".join("---" for _ in variants) + " |",
+            "| all | " + " | ".join(rate_text(v["all"]) for _, v in variants) + " |",
         ]
+        for source in occlusion["per_source"]:
+            cells = [rate_text(v["per_source"].get(source)) for _, v in variants]
+            lines.append(f"| {source} | " + " | ".join(cells) + " |")
+        lines.append("")
+        for name, v in variants:
+            changed = ", ".join(f"{k} {n}" for k, n in v["changed"].items()) or "none"
+            lines.append(f"Changed calls, {name}: {changed}.")
+        lines += [f"Films without predicted lungs: {occlusion['no_lungs_found']}.", ""]
     return lines
 
 

@@ -46,7 +46,7 @@ def test_no_held_out_patient_trains_the_model_that_scores_them(monkeypatch, tmp_
     def fake_fit(rest, bundle, cfg, **_):
         seen["rest"] = rest
 
-    def fake_score(name, held, test, bundle, cfg):
+    def fake_score(*, name, held, test, bundle, cfg):
         seen[name] = (held, test)
         return {"group": name, "covid19_sensitivity": None, "test_specificity": None}
 

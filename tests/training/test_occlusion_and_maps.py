@@ -40,6 +40,30 @@ def test_the_occlusion_check_reports_agreement_per_source(bundle_with_sets):
     assert counted == len(records) and result["all"]["n"] > 0
     assert sum(v["n"] for v in result["per_source"].values()) == result["all"]["n"]
     assert sum(result["changed"].values()) == result["all"]["n"] - result["all"]["k"]
+    # The second way: the model input greyed out after the intensity step, same films.
+    assert result["input"]["all"]["n"] == result["all"]["n"]
+    moved = result["input"]["all"]["n"] - result["input"]["all"]["k"]
+    assert sum(result["input"]["changed"].values()) == moved
+
+
+def test_lungs_only_greys_the_model_input_outside_the_predicted_lungs(bundle_with_sets):
+    import torch
+
+    from classifier import load_bundle
+    from training.data import load_gray
+
+    predictor = load_bundle(bundle_with_sets, device="cpu")
+    films = [load_gray(r.path) for r in read_manifest(SAMPLE_MANIFEST)[:2]]
+    seen = []
+    original = predictor.members[0].body
+    predictor.members[0].body = lambda batch: seen.append(batch.clone()) or original(batch)
+    predictor.predict(films, cam=False)
+    predictor.lungs_only = True
+    predictor.predict(films, cam=False)
+    plain, greyed = seen
+    outside = greyed == 0
+    assert outside.any() and (~outside).any()  # the normalised mean: 0 outside the lungs
+    assert torch.equal(greyed[~outside], plain[~outside])
 
 
 def test_the_occlusion_check_needs_a_segmenter(tiny_bundle):
