@@ -49,11 +49,14 @@ def test_default_bundle_looks_at_the_lungs_of_unseen_sample_films():
     rows = [r for r in csv.DictReader(SAMPLE_MANIFEST.open()) if r["split"] == "test"]
     predictor = load_bundle(DEFAULT_BUNDLE, device="cpu")
     results = predictor.predict([Image.open(SAMPLE_DIR / r["file"]) for r in rows], cam=True)
-    fractions = [r.cam_lung_fraction for r in results if r.cam_lung_fraction is not None]
-    assert len(fractions) >= 0.9 * len(rows)
-    # Measured 0.970 (43 of 46 films with a non-empty map) when this bundle shipped, bf16 and
-    # fp32 alike; the old bundle's was near chance. The margin is for other CPUs.
-    assert float(np.median(fractions)) >= 0.92
+    # An empty map counts as 0: evidence hidden is not evidence in the lungs.
+    fractions = [r.cam_lung_fraction or 0.0 for r in results]
+    assert sum(r.cam_lung_fraction is None for r in results) <= 1
+    # Measured 0.853 (46 of 46 films with a non-empty map, bf16) when this bundle shipped;
+    # the bundle before it, whose penalty let a map be empty for free, 0.970 over 43 films;
+    # the first bundle's was near chance. Issue 26's target is 0.70; the margin is for other
+    # CPUs.
+    assert float(np.median(fractions)) >= 0.80
 
 
 def test_default_bundle_ships_the_lung_segmenter_with_its_measured_dice():

@@ -139,7 +139,7 @@ def test_the_cam_penalty_moves_grad_cam_into_the_mask(arch):
 
     before = share()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    for _ in range(15):
+    for _ in range(25):
         penalty = objective(inputs, targets, masks)
         optimizer.zero_grad()
         penalty.backward()

@@ -129,8 +129,15 @@ def test_cli_evaluate_writes_exactly_the_report_keys_and_plots(tiny_bundle, tmp_
     assert code == 0
     report = json.loads(out.read_text())
     # The sample has adults that are not covid19, no external rows and no unknown labels, and
-    # the tiny bundle no segmenter: no "external" and no "lungs" section.
-    assert list(report) == [*REPORT_KEYS, "per_source", "unscored_labels", "adult_non_covid"]
+    # the tiny bundle no segmenter and no prediction sets: no "external", "lungs" or
+    # "conformal_coverage" section; every member's empty heatmaps are counted.
+    assert list(report) == [
+        *REPORT_KEYS,
+        "per_source",
+        "unscored_labels",
+        "empty_maps",
+        "adult_non_covid",
+    ]
     assert report["unscored_labels"] == {}
     assert report["n"] == 119
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [

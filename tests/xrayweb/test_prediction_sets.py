@@ -199,7 +199,8 @@ def test_the_review_page_words_the_90_and_95_sets_and_explains_them(client, radi
     )
     assert "the model cannot tell (covid19, viral pneumonia, normal)" in side
     assert "the classes the model cannot rule out; 9 in 10 such sets contain the true label" in side
-    assert "(19 in 20 for the 95% set), measured on held-out films" in side
+    assert "(19 in 20 for the 95% set) on new patients of the hospitals" in side
+    assert "fewer at hospitals it never saw" in side
 
 
 @pytest.mark.parametrize(("sets", "words"), [(ONE, "confident (normal)"), (THREE, "cannot tell")])

@@ -93,8 +93,8 @@ class PredictionSerializer(serializers.ModelSerializer):
         "calibration and for a film that is not assessable."
     )
     prediction_set = serializers.SerializerMethodField(
-        help_text="The 0.90 set (9 in 10 such sets contain the true label, measured on "
-        "held-out films); null when there is none."
+        help_text="The 0.90 set (9 in 10 such sets contain the true label on new patients of "
+        "the hospitals the model trained on, fewer elsewhere); null when there is none."
     )
     set_certainty = serializers.SerializerMethodField(
         help_text="The 0.90 set in a word: `confident` (one class), `two classes`, "

@@ -1,9 +1,9 @@
 """A prediction's conformal sets as the web shows them (classifier.conformal makes them): the
 classes the model cannot rule out at a coverage level. Torch-free, Django-free.
 
-Coverage was measured on held-out films that the gate passes, so a film refused by the gate or
-by its DICOM header carries no set here, whatever the classifier returned for it (the stored
-row keeps that output for the audit)."""
+Coverage was measured on held-out patients' films that the gate passes, so a film refused by
+the gate or by its DICOM header carries no set here, whatever the classifier returned for it
+(the stored row keeps that output for the audit)."""
 
 from fractions import Fraction
 
@@ -80,7 +80,8 @@ def sets_explanation(rows: list[dict]) -> str:
     extra = "".join(f" ({r['odds']} for the {r['percent']} set)" for r in others)
     return (
         f"The {first['percent']} set: the classes the model cannot rule out; {first['odds']} "
-        f"such sets contain the true label{extra}, measured on held-out films."
+        f"such sets contain the true label{extra} on new patients of the hospitals the model "
+        "trained on; fewer at hospitals it never saw (the model card has both)."
     )
 
 
