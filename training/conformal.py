@@ -89,3 +89,15 @@ def coverage_table(
 
 def _mean(values: np.ndarray) -> float | None:
     return float(values.mean()) if len(values) else None
+
+
+def records_coverage(records, sets: list[dict], classes: list[str]) -> dict:
+    """``coverage_table`` of the films whose label is one of ``classes``, per class and
+    source (partial labels such as tuberculosis have no place in a set)."""
+    keep = [i for i, r in enumerate(records) if r.label in classes]
+    labels = [records[i].label for i in keep]
+    return coverage_table(
+        [sets[i] for i in keep],
+        labels,
+        {"class": labels, "source": [records[i].source for i in keep]},
+    )

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier import load_bundle, read_metadata
-from training.conformal import coverage_table
+from training.conformal import records_coverage
 from training.data import Record, load_gray, records_sha256, split_by_patient
 from training.metrics import (
     COVID,
@@ -172,18 +172,6 @@ def _external(rows: list[int], records: list[Record], out: Outputs) -> dict:
     return table
 
 
-def _coverage(records: list[Record], out: Outputs) -> dict:
-    """Conformal coverage of the films whose label is a class, per class and per source
-    (external hospitals included: how far coverage falls where the model has never been)."""
-    rows = [i for i, r in enumerate(records) if r.label in out.classes]
-    labels = [records[i].label for i in rows]
-    return coverage_table(
-        [out.sets[i] for i in rows],
-        labels,
-        {"class": labels, "source": [records[i].source for i in rows]},
-    )
-
-
 def _empty_maps(records: list[Record], out: Outputs) -> dict:
     """How often each member's heatmap (and the fused one) shows nothing, overall and per
     source; and the CAM lung share with an empty fused map counted as 0 (evidence hidden is
@@ -238,7 +226,7 @@ def evaluate_bundle(
     if out.empty_maps:
         report["empty_maps"] = _empty_maps(records, out)
     if any(out.sets):
-        report["conformal_coverage"] = _coverage(records, out)
+        report["conformal_coverage"] = records_coverage(records, out.sets, out.classes)
     if COVID in classes:
         adults = [
             i for i, r in enumerate(records) if r.adult and r.label != COVID and not r.external

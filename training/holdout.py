@@ -23,11 +23,11 @@ import numpy as np
 
 from classifier.device import machine, resolve_device, use_bf16
 from training.config import TrainConfig
-from training.conformal import coverage_table
+from training.conformal import records_coverage
 from training.data import Record, refuse_external, split_by_patient
 from training.evaluate import predict_outputs
 from training.fit import class_list, fit, scored
-from training.metrics import COVID, rate
+from training.metrics import COVID, rate, wilson_ci
 from training.report import rate_text
 
 # Collections that name no hospital: each is held out as a whole.
@@ -78,15 +78,6 @@ def _not_covid(records: list[Record], labels: list[str]) -> dict | None:
     return rate(np.array(others)) if others else None
 
 
-def _coverage(records: list[Record], sets: list[dict], classes: list[str]) -> dict:
-    keep = [i for i, r in enumerate(records) if r.label in classes]
-    return coverage_table(
-        [sets[i] for i in keep],
-        [records[i].label for i in keep],
-        {"class": [records[i].label for i in keep], "source": [records[i].source for i in keep]},
-    )
-
-
 def score_group(
     *, name: str, held: list[Record], test: list[Record], bundle: Path, cfg: TrainConfig
 ) -> dict:
@@ -108,8 +99,8 @@ def score_group(
         "test_specificity": _not_covid(test, test_labels),
         "test_sensitivity": test_sensitivity,
         "coverage": {
-            "held": _coverage(held, out.sets[:n], out.classes),
-            "test": _coverage(test, out.sets[n:], out.classes),
+            "held": records_coverage(held, out.sets[:n], out.classes),
+            "test": records_coverage(test, out.sets[n:], out.classes),
         },
     }
 
@@ -133,6 +124,11 @@ def leave_group_out(
     if unknown:
         raise ValueError(f"no such group (with {min_covid}+ covid19 films): {unknown}")
     chosen = {g: rs for g, rs in found.items() if not groups or g in groups}
+    if not chosen:
+        raise ValueError(
+            f"no group has {min_covid}+ covid19 films: the manifests need a location column "
+            f"({', '.join(LOCATED_SOURCES)}) or films of {', '.join(WHOLE_SOURCES)}"
+        )
     results = []
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         for name, held in chosen.items():
@@ -169,9 +165,12 @@ def _pooled(results: list[dict]) -> dict:
     total = sum(r["covid19_sensitivity"]["n"] for r in results if r["covid19_sensitivity"])
     rates = [r["covid19_sensitivity"]["rate"] for r in results if r["covid19_sensitivity"]]
     specs = [r["test_specificity"]["rate"] for r in results if r["test_specificity"]]
-    hits = np.array([True] * found + [False] * (total - found))
     return {
-        "covid19_sensitivity": rate(hits) if total else None,
+        "covid19_sensitivity": (
+            {"n": total, "k": found, "rate": found / total, "ci": wilson_ci(found, total)}
+            if total
+            else None
+        ),
         "worst_group_sensitivity": min(rates) if rates else None,
         "mean_test_specificity": float(np.mean(specs)) if specs else None,
         "min_test_specificity": min(specs) if specs else None,

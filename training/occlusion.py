@@ -39,8 +39,6 @@ def occlusion_agreement(
     predictor = load_bundle(bundle, device=device, batch_size=batch_size, gate=False)
     if predictor.segmenter is None:
         raise ValueError("the occlusion check needs a bundle with a lung segmenter")
-    lungs_only = load_bundle(bundle, device=device, batch_size=batch_size, gate=False)
-    lungs_only.lungs_only = True
     agree: dict[str, list[bool]] = defaultdict(list)
     changed: dict[str, int] = defaultdict(int)
     agree_input: dict[str, list[bool]] = defaultdict(list)
@@ -56,7 +54,9 @@ def occlusion_agreement(
             continue
         occluded = [occlude(to_gray_array(films[i]), first[i].lung_mask) for i in kept]
         _compare(kept, first, predictor.predict(occluded, cam=False), chunk, agree, changed)
-        again = lungs_only.predict([films[i] for i in kept], cam=False)
+        predictor.lungs_only = True
+        again = predictor.predict([films[i] for i in kept], cam=False)
+        predictor.lungs_only = False
         _compare(kept, first, again, chunk, agree_input, changed_input)
     return {
         **_summary(agree, changed),

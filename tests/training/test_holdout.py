@@ -69,6 +69,9 @@ def test_unknown_groups_and_external_rows_are_refused_before_training():
     cfg = TrainConfig(archs=["mobilenet_v3_small"], epochs=[1])
     with pytest.raises(ValueError, match="no such group"):
         holdout.leave_group_out(records, cfg, groups=["ieee8023/Mars"], min_covid=2)
+    unlocated = [r for r in records if r.source != "ieee8023"]
+    with pytest.raises(ValueError, match="need a location column"):
+        holdout.leave_group_out(unlocated, cfg, min_covid=2)
     with pytest.raises(ValueError, match="never trains the classifier"):
         holdout.leave_group_out(records + read_manifest(LUNGS_MANIFEST), cfg, min_covid=2)
 
