@@ -150,6 +150,14 @@ def _train_options(train) -> None:
         help="augment with what the collections differ by: markers, text, captions, arrows, "
         "tubes, crops and borders, vendor processing",
     )
+    train.add_argument(
+        "--lungs-only",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="show a training film with only its predicted lungs (the rest at the mean grey) "
+        "with probability P; needs --segmenter",
+    )
     train.add_argument("--intensity", choices=INTENSITIES, default="as_is")
     train.add_argument("--crop", choices=CROPS, default="none")
     train.add_argument("--crop-margin", type=float, default=0.1)
@@ -359,6 +367,7 @@ def _config(args) -> TrainConfig:
         hflip=args.hflip,
         render=args.render,
         artifacts=args.artifacts,
+        lungs_only=args.lungs_only,
         intensity=args.intensity,
         crop=args.crop,
         crop_margin=args.crop_margin,

@@ -102,6 +102,7 @@ def model_card(bundle: Path, command: str = "") -> str:
         + (f" (margin {meta.crop_margin:g})" if meta.crop == "lungs" else "")
         + f"; rendering augmentation {'on' if cfg.get('render') else 'off'}"
         + f"; collection-mark augmentation {'on' if cfg.get('artifacts') else 'off'}"
+        + (f"; lungs-only augmentation p {cfg['lungs_only']:g}" if cfg.get("lungs_only") else "")
         + (
             f"; partial labels (not covid19) {', '.join(cfg['not_covid_labels'])}"
             if cfg.get("not_covid_labels")

@@ -45,6 +45,11 @@ class TrainConfig:
     # The marks the collections differ by (training.artifacts): text and side markers,
     # captions, arrows and circles, tubes and leads, crops and borders, vendor processing.
     artifacts: bool = False
+    # Probability that a training film is shown with only its predicted lungs, everything
+    # outside them at the normalisation mean: the Predictor's occlusion check
+    # (``Predictor.lungs_only``) as an augmentation, so the lungs alone must carry the call.
+    # Needs ``segmenter``; 0: off.
+    lungs_only: float = 0.0
     intensity: str = "as_is"  # classifier.metadata.INTENSITIES
     crop: str = "none"  # classifier.metadata.CROPS; "lungs" needs ``segmenter``
     crop_margin: float = 0.1
@@ -97,6 +102,10 @@ class TrainConfig:
             raise ValueError(f"cam_empty must be one of {CAM_EMPTY}, not {self.cam_empty!r}")
         if self.cam_lungs < 0 or self.adversary < 0:
             raise ValueError("cam_lungs and adversary are weights: 0 (off) or more")
+        if not 0.0 <= self.lungs_only <= 1.0:
+            raise ValueError("lungs_only is a probability: between 0 (off) and 1")
+        if self.lungs_only and not self.segmenter:
+            raise ValueError("lungs_only needs a lung segmenter (--segmenter)")
         if self.cam_lungs and not self.segmenter:
             raise ValueError("cam_lungs needs a lung segmenter (--segmenter)")
         if (self.cam_lungs or self.adversary) and self.strategy == "features":

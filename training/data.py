@@ -340,9 +340,12 @@ class XrayDataset(Dataset):
         not_covid_labels=(),
         lung_masks: bool = False,
         sources: list[str] | None = None,
+        lungs_only: float = 0.0,
     ) -> None:
         if lung_masks and segmenter is None:
             raise ValueError("lung masks need a lung segmenter")
+        if lungs_only and not lung_masks:
+            raise ValueError("lungs_only needs lung masks")
         self.records = records
         self.mean, self.std = mean, std
         self.targets = torch.tensor(
@@ -369,6 +372,9 @@ class XrayDataset(Dataset):
         )
         self.augment, self.render, self.intensity = augment, render, intensity
         self.artifacts = artifacts  # training.artifacts.ArtifactAugment, or None
+        # With this probability an item shows only its lungs: outside them the normalised
+        # image is 0 (the mean grey), as Predictor.lungs_only shows a film.
+        self.lungs_only = lungs_only
 
     @property
     def extras(self) -> bool:
@@ -392,6 +398,8 @@ class XrayDataset(Dataset):
                 image = self.augment(image)
             image = image.clamp(0.0, 1.0)
         image = normalize(image[None], self.mean, self.std)[0]
+        if self.lungs_only and torch.rand(()) < self.lungs_only:
+            image = image * (mask > 0.5)
         if not self.extras:
             return image, self.targets[index]
         mask = mask.float() if mask is not None else torch.zeros_like(image[:1])

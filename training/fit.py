@@ -102,11 +102,14 @@ def dataset_options(cfg: TrainConfig, segmenter=None) -> dict:
 
 
 def training_extras(cfg: TrainConfig, records: list[Record]) -> dict:
-    """What the training split's items carry for the extra loss terms: lung masks for
-    ``cam_lungs``, source indices for ``adversary``."""
+    """What the training split's items carry for the extra loss terms and the lungs-only
+    augmentation: lung masks for ``cam_lungs`` and ``lungs_only``, source indices for
+    ``adversary``."""
     extras: dict = {}
-    if cfg.cam_lungs:
+    if cfg.cam_lungs or cfg.lungs_only:
         extras["lung_masks"] = True
+    if cfg.lungs_only and cfg.augment:
+        extras["lungs_only"] = cfg.lungs_only
     if cfg.adversary:
         extras["sources"] = sorted({r.source for r in records})
     return extras

@@ -113,6 +113,31 @@ def test_lung_masks_follow_the_film_through_the_geometric_augmentation():
         XrayDataset(records, CLASSES, not_covid_labels=labels, lung_masks=True, **OPTIONS)
 
 
+def test_lungs_only_shows_the_film_as_the_occlusion_check_does():
+    """With probability 1 every item shows only its lungs: outside the mask the normalised
+    image is 0, the mean grey (Predictor.lungs_only multiplies its input by the same mask);
+    inside it is the plain item. With probability 0.5 about half the items are masked."""
+    records = read_manifest(LUNGS_MANIFEST)[:3]
+    segmenter = load_segmenter(DEFAULT_BUNDLE)
+    common = {"segmenter": segmenter, "lung_masks": True, "crop": "content", **OPTIONS}
+    labels = ("tuberculosis",)
+    plain = XrayDataset(records, CLASSES, not_covid_labels=labels, **common)
+    masked = XrayDataset(records, CLASSES, not_covid_labels=labels, lungs_only=1.0, **common)
+    for i in range(len(records)):
+        image, _, mask, _ = plain[i]
+        m_image, _, m_mask, _ = masked[i]
+        assert torch.equal(m_mask, mask)
+        outside = mask.expand_as(image) == 0
+        assert bool((m_image[outside] == 0).all()) and bool((image[outside] != 0).any())
+        assert torch.equal(m_image[~outside], image[~outside])
+    half = XrayDataset(records, CLASSES, not_covid_labels=labels, lungs_only=0.5, **common)
+    torch.manual_seed(0)
+    shown = [bool((half[i % 3][0] == 0).float().mean() > 0.2) for i in range(60)]
+    assert 15 <= sum(shown) <= 45
+    with pytest.raises(ValueError, match="lung masks"):
+        XrayDataset(records, CLASSES, not_covid_labels=labels, lungs_only=0.5, **OPTIONS)
+
+
 @pytest.mark.parametrize("arch", ["mobilenet_v2", "vgg11_bn"])
 def test_the_cam_penalty_moves_grad_cam_into_the_mask(arch):
     """Descending the penalty alone (no task loss) moves the Grad-CAM mass of each image's
@@ -191,6 +216,7 @@ def test_fit_with_both_levers_keeps_the_member_and_records_them(tmp_path):
         cam_lungs=1.0,
         adversary=0.3,
         artifacts=True,
+        lungs_only=0.5,
         segmenter=str(DEFAULT_BUNDLE),
         input_size=32,
         batch_size=16,
@@ -198,6 +224,7 @@ def test_fit_with_both_levers_keeps_the_member_and_records_them(tmp_path):
     )
     assert training_extras(config, records) == {
         "lung_masks": True,
+        "lungs_only": 0.5,
         "sources": sorted({r.source for r in records}),
     }
     path = tmp_path / "b.safetensors"
@@ -205,6 +232,7 @@ def test_fit_with_both_levers_keeps_the_member_and_records_them(tmp_path):
     meta, members = load_bundle_members(path)
     assert meta.training["config"]["cam_lungs"] == 1.0
     assert meta.training["config"]["adversary"] == 0.3
+    assert meta.training["config"]["lungs_only"] == 0.5
     # The adversary is dropped: the member is a plain MobileNetV2 of the bundle's classes.
     fresh = build_member("mobilenet_v2", 4).state_dict()
     assert set(members["mobilenet"].state_dict()) == set(fresh)
@@ -216,6 +244,7 @@ def test_fit_with_both_levers_keeps_the_member_and_records_them(tmp_path):
     assert "intensity `equalize`, crop `content`" in sees
     assert "penalty on Grad-CAM outside the lungs 1, an empty map counted as outside" in sees
     assert "source adversary 0.3" in sees and "collection-mark augmentation on" in sees
+    assert "lungs-only augmentation p 0.5" in sees
     assert "**Prediction sets:** split conformal" in card
     assert set(meta.conformal["thresholds"]) == {"0.90", "0.95"}
 
@@ -227,11 +256,17 @@ def test_config_and_cli_refuse_the_levers_without_what_they_need(tmp_path, capsy
         TrainConfig(adversary=-1.0)
     with pytest.raises(ValueError, match="features"):
         TrainConfig(adversary=0.5, strategy="features")
+    with pytest.raises(ValueError, match="segmenter"):
+        TrainConfig(lungs_only=0.5)
+    with pytest.raises(ValueError, match="probability"):
+        TrainConfig(lungs_only=1.5, segmenter="given")
     out = tmp_path / "cli.safetensors"
     argv = ["train", "--manifest", str(SAMPLE_MANIFEST), "--out", str(out)]
     argv += ["--arch", "mobilenet_v2", "--epochs", "1", "--input-size", "32", "--device", "cpu"]
     assert main([*argv, "--cam-lungs", "1"]) == 2
     assert "needs a lung segmenter" in capsys.readouterr().err
+    assert main([*argv, "--lungs-only", "0.5"]) == 2
+    assert "lungs_only needs a lung segmenter" in capsys.readouterr().err
     assert main([*argv, "--adversary", "0.2", "--segmenter", str(DEFAULT_BUNDLE)]) == 0
     assert read_metadata(out).training["config"]["adversary"] == 0.2
 
