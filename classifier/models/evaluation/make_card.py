@@ -65,6 +65,9 @@ HOLDOUT_ORDER = {
     "outside": "empty maps counted outside",
     "artifacts": "empty maps outside + collection marks",
     "source-balance": "empty maps outside + (collection, class) balance",
+    "lungs-only": "empty maps outside + lungs only, p 0.5",
+    "v3-large": "empty maps outside, mobilenet_v3_large",
+    "224px": "empty maps outside, 224 px (Germany and Italy only)",
 }
 holdouts = {
     label: json.loads((EV / f"holdout-{name}.json").read_text())
