@@ -68,6 +68,7 @@ HOLDOUT_ORDER = {
     "lungs-only": "empty maps outside + lungs only, p 0.5",
     "224px": "empty maps outside, 224 px (Germany and Italy only)",
     "outside-seed-1": "empty maps outside, seed 1 (Germany, Italy, China only)",
+    "224px-seed-1": "empty maps outside, 224 px, seed 1 (Germany and Italy only)",
 }
 holdouts = {
     label: json.loads((EV / f"holdout-{name}.json").read_text())
