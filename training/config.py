@@ -106,6 +106,8 @@ class TrainConfig:
             raise ValueError("lungs_only is a probability: between 0 (off) and 1")
         if self.lungs_only and not self.segmenter:
             raise ValueError("lungs_only needs a lung segmenter (--segmenter)")
+        if self.lungs_only and not self.augment:
+            raise ValueError("lungs_only is an augmentation: not with augmentation off")
         if self.cam_lungs and not self.segmenter:
             raise ValueError("cam_lungs needs a lung segmenter (--segmenter)")
         if (self.cam_lungs or self.adversary) and self.strategy == "features":

@@ -108,7 +108,7 @@ def training_extras(cfg: TrainConfig, records: list[Record]) -> dict:
     extras: dict = {}
     if cfg.cam_lungs or cfg.lungs_only:
         extras["lung_masks"] = True
-    if cfg.lungs_only and cfg.augment:
+    if cfg.lungs_only:
         extras["lungs_only"] = cfg.lungs_only
     if cfg.adversary:
         extras["sources"] = sorted({r.source for r in records})

@@ -260,6 +260,8 @@ def test_config_and_cli_refuse_the_levers_without_what_they_need(tmp_path, capsy
         TrainConfig(lungs_only=0.5)
     with pytest.raises(ValueError, match="probability"):
         TrainConfig(lungs_only=1.5, segmenter="given")
+    with pytest.raises(ValueError, match="augmentation off"):
+        TrainConfig(lungs_only=0.5, segmenter="given", augment=False)
     out = tmp_path / "cli.safetensors"
     argv = ["train", "--manifest", str(SAMPLE_MANIFEST), "--out", str(out)]
     argv += ["--arch", "mobilenet_v2", "--epochs", "1", "--input-size", "32", "--device", "cpu"]
