@@ -93,12 +93,14 @@ def redis_server(tmp_path, test_broker):
 
 @pytest.fixture
 def workers(redis_server, settings, tmp_path):
-    """start(fault=None, **env) -> a running worker process on this test's DB and Redis."""
+    """start(name, fault="", pool="solo", **env) -> a running worker process on this test's
+    DB and Redis. With pool="prefork" (one child), a child that dies is replaced and its task
+    requeued, as in production."""
     db = connection.settings_dict
     url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     procs = []
 
-    def start(name: str, fault: str = "", **extra) -> subprocess.Popen:
+    def start(name: str, fault: str = "", pool: str = "solo", **extra) -> subprocess.Popen:
         env = os.environ | {
             "DATABASE_URL": url,
             "REDIS_URL": redis_server.url,
@@ -114,7 +116,8 @@ def workers(redis_server, settings, tmp_path):
         proc = subprocess.Popen(
             worker_argv(
                 "--pool",
-                "solo",
+                pool,
+                *(["--concurrency", "1"] if pool == "prefork" else []),
                 "--hostname",
                 f"{name}@%h",
                 "--without-gossip",

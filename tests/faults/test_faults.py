@@ -156,3 +156,34 @@ def test_redis_stopped_and_restarted_during_100_uploads(setup, workers, redis_se
         Prediction.objects.filter(study_id__in=ids).count()
         == Study.objects.filter(pk__in=ids, status="done").count()
     )
+
+
+def test_a_film_that_kills_the_worker_fails_alone_and_its_seven_batch_mates_finish(setup, workers):
+    """Issue 27: the poison film. Before, the requeued task claimed its batch again and again
+    (same task id, no attempt check), and nothing in the queue behind it ever ran."""
+    _, staff = setup
+    studies = [_upload(staff, 100 + i, width=37 if i == 3 else 64) for i in range(8)]
+    poison = studies[3]
+    # One batch of eight; a prefork child dies on it and its task is redelivered (acks_late).
+    proc = workers(
+        "w1", fault="crash", pool="prefork", INFERENCE_STUDIES_PER_TASK=8, INFERENCE_MAX_ATTEMPTS=3
+    )
+    wait_until(
+        lambda: all(_status(s.pk) in ("done", "failed") for s in studies),
+        timeout=300,
+        what="every study of the batch to finish",
+    )
+    assert "WorkerLostError" in proc.log_path.read_text()  # the film really killed the child
+    for study in studies:
+        study.refresh_from_db()
+        if study.pk == poison.pk:
+            assert (study.status, study.attempts) == ("failed", 3)
+            assert study.failure_reason.startswith(
+                "the worker stopped while predicting this film, 3 times"
+            )
+            assert not Prediction.objects.filter(study=study).exists()
+        else:
+            assert study.status == "done" and Prediction.objects.filter(study=study).count() == 1
+    # The worker is still serving: a healthy film after the storm is predicted.
+    later = _upload(staff, 200)
+    wait_until(lambda: _status(later.pk) == "done", what="a later study")

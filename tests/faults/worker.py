@@ -2,7 +2,9 @@
 
 - "slow": each predict() first sleeps XRAYWEB_FAULT_SECONDS, so a test can kill the worker or
   drop its database connection in the middle of a task;
-- "broken": predict() raises for any batch holding an image 37 pixels wide.
+- "broken": predict() raises for any batch holding an image 37 pixels wide;
+- "crash": the process dies (as a segfault would) on any batch holding an image 37 pixels
+  wide: a poison film.
 
 Production code has no fault hooks: this wrapper patches the Predictor, then runs Celery."""
 
@@ -30,7 +32,12 @@ def _inject(fault: str) -> None:
             raise RuntimeError("injected fault: inference crashed")
         return real(self, images, **kwargs)
 
-    predictor.Predictor.predict = {"slow": slow, "broken": broken}[fault]
+    def crash(self, images, **kwargs):
+        if any(isinstance(image, Image.Image) and image.width == 37 for image in images):
+            os._exit(70)
+        return real(self, images, **kwargs)
+
+    predictor.Predictor.predict = {"slow": slow, "broken": broken, "crash": crash}[fault]
 
 
 if __name__ == "__main__":

@@ -176,3 +176,75 @@ def test_a_redelivered_batch_overwrites_its_rows_and_adds_none(
         study.refresh_from_db()
         assert study.current_prediction_id == new.pk and study.status == "done"
         assert new.heatmaps["fused"] != old.heatmaps["fused"]
+
+
+# Poison films (issue 27). A worker that dies mid-batch (a film that crashes the model kills
+# the process) is redelivered with the same task id, so its studies are "running" under that
+# task's own claim.
+
+
+def _crashed(studies, *, token: str, attempts: int) -> None:
+    Study.objects.filter(pk__in=[s.pk for s in studies]).update(
+        status="running", claimed_by=token, attempts=attempts, status_changed_at=timezone.now()
+    )
+
+
+def test_a_study_past_its_attempts_is_never_claimed_again_after_a_crash(queued, settings):
+    settings.INFERENCE_MAX_ATTEMPTS = 3
+    (study,) = queued(1)
+    _crashed([study], token="task-1", attempts=3)
+    assert runtime.prediction_batch_run(study_id=study.pk, max_studies=8, token="task-1") == []
+    study.refresh_from_db()
+    assert (study.status, study.attempts) == (Study.Status.FAILED, 3)
+    assert study.failure_reason.startswith("the worker stopped while predicting this film")
+    assert "3 times" in study.failure_reason and Prediction.objects.count() == 0
+
+
+def test_a_study_past_its_lease_and_its_attempts_is_failed_not_claimed(queued, settings):
+    settings.INFERENCE_MAX_ATTEMPTS = 3
+    (study,) = queued(1)
+    expired = timezone.now() - timedelta(seconds=settings.INFERENCE_LEASE_SECONDS + 1)
+    Study.objects.filter(pk=study.pk).update(
+        status="running", claimed_by="gone", attempts=3, status_changed_at=expired
+    )
+    assert runtime.prediction_batch_run(study_id=study.pk, max_studies=8, token="other") == []
+    study.refresh_from_db()
+    assert study.status == Study.Status.FAILED and Prediction.objects.count() == 0
+
+
+def test_after_a_crash_the_batch_is_retried_one_study_at_a_time(queued, settings, monkeypatch):
+    settings.INFERENCE_MAX_ATTEMPTS = 3
+    settings.INFERENCE_STUDIES_PER_TASK = 8
+    studies = queued(4)
+    _crashed(studies[:3], token="task-1", attempts=1)
+    enqueued = []
+    monkeypatch.setattr(runtime, "study_enqueue", enqueued.append)
+    (prediction,) = runtime.prediction_batch_run(
+        study_id=studies[0].pk, max_studies=8, token="task-1"
+    )
+    assert prediction.study_id == studies[0].pk and prediction.batch_size == 1
+    # Its batch-mates are queued again, each to be tried alone, and each has a task.
+    assert sorted(enqueued) == sorted(s.pk for s in studies[1:3])
+    for study in studies[1:3]:
+        study.refresh_from_db()
+        assert (study.status, study.isolated, study.attempts) == ("queued", True, 1)
+    # A healthy queued study is still batched, but never with an isolated one.
+    predictions = runtime.prediction_batch_run(study_id=studies[3].pk, max_studies=8)
+    assert [p.study_id for p in predictions] == [studies[3].pk]
+    for study in studies[1:3]:
+        (prediction,) = runtime.prediction_batch_run(study_id=study.pk, max_studies=8)
+        assert prediction.study_id == study.pk and prediction.batch_size == 1
+
+
+def test_the_reconciler_isolates_the_studies_of_a_worker_that_died(queued, settings):
+    from xrayweb.inference.services import studies_reconcile
+
+    studies = queued(2)
+    expired = timezone.now() - timedelta(seconds=700)
+    Study.objects.filter(pk__in=[s.pk for s in studies]).update(
+        status="running", claimed_by="gone", attempts=1, status_changed_at=expired
+    )
+    studies_reconcile(queued_seconds=300, lease_seconds=600, max_attempts=3)
+    assert set(Study.objects.values_list("status", "isolated")) == {("queued", True)}
+    predictions = runtime.prediction_batch_run(study_id=studies[0].pk, max_studies=8)
+    assert [p.study_id for p in predictions] == [studies[0].pk]

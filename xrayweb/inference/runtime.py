@@ -23,9 +23,11 @@ from xrayweb.inference.services import (
     PredictionResult,
     predictions_record,
     studies_claim,
+    studies_recover_crashed,
     studies_release,
     study_mark_failed,
 )
+from xrayweb.inference.tasks import study_enqueue
 from xrayweb.studies.models import Study
 
 logger = logging.getLogger(__name__)
@@ -101,12 +103,16 @@ def prediction_batch_run(*, study_id: int, max_studies: int, token: str = "") ->
     version = model_version_active()
     if version is None:
         raise InferenceError("no active model version; run 'manage.py ensure_model'")
-    studies = studies_claim(
+    # A batch whose worker died comes back one study at a time (a poison film, issue 27).
+    for pk in studies_recover_crashed(
         study_id=study_id,
-        limit=max_studies,
-        lease_seconds=settings.INFERENCE_LEASE_SECONDS,
         token=token,
-    )
+        lease_seconds=settings.INFERENCE_LEASE_SECONDS,
+        max_attempts=settings.INFERENCE_MAX_ATTEMPTS,
+    ):
+        if pk != study_id:
+            study_enqueue(pk)
+    studies = studies_claim(study_id=study_id, limit=max_studies, token=token)
     if not studies:
         return []
     ready, unreadable, heatmaps, masks = [], set(), [], []

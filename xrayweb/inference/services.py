@@ -106,31 +106,82 @@ def model_version_ensure_default(*, bundle_path: Path) -> ModelVersion:
     return model_version_register(bundle_path=path, name="", activate=True, via="ensure_model")
 
 
-def studies_claim(*, study_id: int, limit: int, lease_seconds: int, token: str = "") -> list[Study]:
+CRASHED = "the worker stopped while predicting this film"
+
+
+@transaction.atomic
+def studies_recover_crashed(
+    *, study_id: int, token: str, lease_seconds: int, max_attempts: int
+) -> list[int]:
+    """Studies whose last try stopped without finishing: this study "running" past the lease
+    (its worker died), or any study still "running" under this task's own claim (the task was
+    redelivered with the same id after its worker died, or retried after the database dropped
+    before the release).
+
+    Each one with attempts left goes back to "queued", isolated: from now on it is predicted
+    alone, so a film that kills the worker cannot take its batch-mates down again. One that
+    has had its attempts fails with a reason staff can read, and is never claimed again.
+    Returns the ids queued again (the caller gives each a task)."""
+    now = timezone.now()
+    crashed = Q(
+        pk=study_id,
+        status=Study.Status.RUNNING,
+        status_changed_at__lt=now - timedelta(seconds=lease_seconds),
+    )
+    if token:
+        crashed |= Q(status=Study.Status.RUNNING, claimed_by=token)
+    rows = list(
+        Study.objects.select_for_update(skip_locked=True)
+        .filter(crashed)
+        .values_list("pk", "attempts")
+    )
+    again = [pk for pk, attempts in rows if attempts < max_attempts]
+    given_up = [pk for pk, attempts in rows if attempts >= max_attempts]
+    Study.objects.filter(pk__in=again).update(
+        status=Study.Status.QUEUED,
+        isolated=True,
+        failure_reason=f"retrying alone after: {CRASHED}",
+        status_changed_at=now,
+    )
+    if given_up:
+        reason = (
+            f"{CRASHED}, {max_attempts} times; it will not be tried again. The file may be "
+            "one the model cannot process: check it, or upload it again."
+        )
+        Study.objects.filter(pk__in=given_up).update(
+            status=Study.Status.FAILED, failure_reason=reason, status_changed_at=now
+        )
+        audit_record_studies(
+            actor=None,
+            action=AuditEvent.Action.STUDY_FAILED,
+            details={pk: {"reason": reason[:200]} for pk in given_up},
+        )
+    return again
+
+
+def studies_claim(*, study_id: int, limit: int, token: str = "") -> list[Study]:
     """Atomically mark this task's study and other queued ones running, ``limit`` in all.
 
     The claim locks the rows it takes (``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL; on
     SQLite the transaction holds the database's write lock from BEGIN), so two workers never
-    take the same study and neither waits for the other. A study left "running" longer than
-    the lease (its worker died) can be claimed again by its own task, and so can this task's
-    own earlier claim (a retry after the database dropped).
+    take the same study and neither waits for the other. An isolated study (one whose batch
+    crashed, ``studies_recover_crashed``) is claimed only by its own task, and alone. A study
+    left "running" is never claimed here: ``studies_recover_crashed`` decides first.
     """
     now = timezone.now()
-    own = Q(status=Study.Status.QUEUED) | Q(
-        status=Study.Status.RUNNING, status_changed_at__lt=now - timedelta(seconds=lease_seconds)
-    )
-    if token:
-        own |= Q(status=Study.Status.RUNNING, claimed_by=token)
-    # A task whose own study an earlier batch took still fills a whole batch with the oldest
-    # queued studies: with a burst queued, every batch stays full.
-    claimable = (Q(pk=study_id) & own) | Q(status=Study.Status.QUEUED)
+    queued = Study.objects.select_for_update(skip_locked=True).filter(status=Study.Status.QUEUED)
     with transaction.atomic():
-        ids = list(
-            Study.objects.select_for_update(skip_locked=True)
-            .filter(claimable)
-            .order_by(Case(When(pk=study_id, then=0), default=1), "created_at", "id")
-            .values_list("pk", flat=True)[:limit]
-        )
+        own = queued.filter(pk=study_id).values_list("isolated", flat=True).first()
+        if own:  # isolated: alone
+            ids = [study_id]
+        else:
+            # A task whose own study an earlier batch took still fills a whole batch with the
+            # oldest queued studies: with a burst queued, every batch stays full.
+            ids = list(
+                queued.filter(isolated=False)
+                .order_by(Case(When(pk=study_id, then=0), default=1), "created_at", "id")
+                .values_list("pk", flat=True)[:limit]
+            )
         if ids:
             Study.objects.filter(pk__in=ids).update(
                 status=Study.Status.RUNNING,
@@ -162,13 +213,17 @@ def study_mark_failed(*, study_id: int, reason: str) -> None:
 
 
 @transaction.atomic
-def studies_release(*, study_ids: list[int], reason: str, max_attempts: int) -> None:
+def studies_release(
+    *, study_ids: list[int], reason: str, max_attempts: int, isolate: bool = False
+) -> None:
     """After a transient failure: back to "queued" for another try, or "failed" with the
-    reason once a study has had ``max_attempts`` claims. Done studies are left alone."""
+    reason once a study has had ``max_attempts`` claims. Done studies are left alone.
+    ``isolate``: the worker died, so each is tried alone from now on (``studies_claim``)."""
     now = timezone.now()
     pending = Study.objects.filter(pk__in=study_ids).exclude(status=Study.Status.DONE)
     pending.filter(attempts__lt=max_attempts).update(
         status=Study.Status.QUEUED,
+        **({"isolated": True} if isolate else {}),
         failure_reason=f"retrying after: {reason}"[:2000],
         status_changed_at=now,
     )
@@ -204,6 +259,7 @@ def studies_reconcile(*, queued_seconds: int, lease_seconds: int, max_attempts: 
         study_ids=stale_running,
         reason="its worker stopped (lease expired)",
         max_attempts=max_attempts,
+        isolate=True,
     )
     overdue = list(
         Study.objects.filter(status=Study.Status.QUEUED)

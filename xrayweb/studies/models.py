@@ -93,6 +93,9 @@ class Study(models.Model):
     # The task that holds the claim: its retries may take the study back even when the
     # database dropped before it could be released.
     claimed_by = models.CharField(max_length=64, blank=True)
+    # Predicted alone from now on: it was in a batch whose worker stopped, so it may be the
+    # film that crashed it, and it must not take healthy batch-mates down with it.
+    isolated = models.BooleanField(default=False)
     # DICOM uploads: the original file, a full-range display image with the file's own window
     # (level, width on its 0..255 scale), and header fields. PNG/JPEG uploads leave them empty.
     original = models.FileField(upload_to=study_original_path, max_length=255, blank=True)
