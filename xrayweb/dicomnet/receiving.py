@@ -24,14 +24,17 @@ SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 CANNOT_UNDERSTAND = 0xC000
 PROCESSING_FAILURE = 0x0110
+# PS3.7 Annex C general status "Duplicate SOP Instance": another image under a stored UID.
+DUPLICATE_SOP_INSTANCE = 0x0111
 
 
 @dataclass(frozen=True)
 class Received:
     """What became of one instance: stored (a new study), a duplicate of a stored one (the
-    sender is told it succeeded: a PACS that timed out resends), or refused, with why."""
+    sender is told it succeeded: a PACS that timed out resends), a conflict (another image
+    under a stored SOP Instance UID: refused), or refused, with why."""
 
-    outcome: str  # "stored", "duplicate" or "refused"
+    outcome: str  # "stored", "duplicate", "conflict" or "refused"
     status: int
     message: str = ""
     study_id: int | None = None
@@ -40,7 +43,7 @@ class Received:
 
     @property
     def ok(self) -> bool:
-        return self.outcome != "refused"
+        return self.outcome in ("stored", "duplicate")
 
 
 def service_user():
@@ -122,7 +125,11 @@ def instance_store(
             source=source,
         )
     except ApplicationError as exc:
-        if exc.status == 409:  # the same SOP instance again (or twice at once): stored once
+        if exc.extra.get("conflict"):
+            received = Received(
+                "conflict", DUPLICATE_SOP_INSTANCE, str(exc), exc.extra["study"], **ids
+            )
+        elif exc.status == 409:  # the same SOP instance again (or twice at once): stored once
             existing = exc.extra.get("study") or _stored_as(ids["sop_instance_uid"])
             received = Received("duplicate", SUCCESS, str(exc), existing, **ids)
         else:  # a file that can never be stored: the sender must not retry it
@@ -153,7 +160,8 @@ def _stored_as(sop_instance_uid: str) -> int | None:
 def instance_refused_audit(
     *, received: Received, user, source: dict, ip: str | None = None
 ) -> None:
-    """A ``dicom.instance`` event for an instance not stored: refused, or a duplicate."""
+    """A ``dicom.instance`` event for an instance not stored: refused, a duplicate, or a
+    conflict (the detail's "outcome")."""
     audit_record(
         actor=user,
         action=AuditEvent.Action.DICOM_INSTANCE,

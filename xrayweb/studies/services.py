@@ -40,6 +40,18 @@ def _clean_optional(value: str, field: str, limit: int) -> str:
     return value
 
 
+def _same_image(existing: Study, data: bytes, png: bytes) -> bool:
+    """The same instance again: the same file, or the same pixels in another encoding (a
+    resend in another transfer syntax)."""
+    if existing.image_sha256 == hashlib.sha256(data).hexdigest():
+        return True
+    try:
+        with existing.image.open("rb") as f:
+            return f.read() == png
+    except OSError:
+        return False  # the stored image is gone: nothing shows the two are the same
+
+
 def _study_from_dicom(data: bytes, filename: str, patient_id: str, accession: str) -> dict:
     """Study fields from a DICOM file; the header fills identifiers the uploader left empty."""
     decoded = dicom_decode(data=data, filename=filename)
@@ -47,6 +59,16 @@ def _study_from_dicom(data: bytes, filename: str, patient_id: str, accession: st
     sop = fields.pop("sop_instance_uid")
     if sop:
         existing = Study.objects.filter(sop_instance_uid=sop).first()
+        if existing is not None and not _same_image(existing, data, decoded.png):
+            # A device that reuses a UID (a known bug class): never drop the new image
+            # silently, and never let it stand for the stored one.
+            raise ApplicationError(
+                f"{filename or 'the file'}: a different image carries the SOPInstanceUID "
+                f"{sop} of study #{existing.pk}; it was not stored. The sending device may be "
+                "reusing UIDs: check it.",
+                status=409,
+                extra={"study": existing.pk, "conflict": True},
+            )
         if existing is not None:
             raise ApplicationError(
                 f"{filename or 'the file'}: this image (SOPInstanceUID {sop}) was already "

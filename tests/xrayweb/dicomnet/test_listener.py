@@ -181,6 +181,35 @@ def test_the_same_film_again_is_answered_with_success_and_stays_one_study(start_
     assert duplicate.detail["outcome"] == "duplicate" and duplicate.study == study
 
 
+def test_another_image_under_a_stored_sop_uid_is_refused_and_audited_as_a_conflict(
+    start_listener, tmp_path
+):
+    """Issue 27: a device that reuses a UID. Before, the second image was answered Success
+    and dropped."""
+    from pynetdicom import AE
+
+    listener = start_listener()
+    first = films.film(index=0)
+    assert store(listener.port, films.write(tmp_path, "a.dcm", first)).returncode == 0
+    stored = Study.objects.get().image_sha256
+    other = films.film(index=1, SOPInstanceUID=first.SOPInstanceUID)
+    ae = AE(ae_title="STORESCU")
+    ae.add_requested_context(other.SOPClassUID, other.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", listener.port, ae_title="XRAYWEB")
+    assert assoc.is_established
+    status = assoc.send_c_store(other)
+    assoc.release()
+    assert status.Status == 0x0111  # Duplicate SOP Instance (PS3.7 Annex C), a failure
+    assert status.ErrorComment.startswith("a different image carries the SOPInstanceUID")
+    study = Study.objects.get()
+    assert study.image_sha256 == stored  # the first image, untouched
+    conflict = AuditEvent.objects.get(action=AuditEvent.Action.DICOM_INSTANCE)
+    assert conflict.detail["outcome"] == "conflict" and conflict.study == study
+    assert conflict.detail["sop_instance_uid"] == first.SOPInstanceUID
+    # The first image sent again is still a plain, successful duplicate.
+    assert store(listener.port, tmp_path / "a.dcm").returncode == 0
+
+
 def test_a_film_without_an_accession_gets_one_from_its_study_uid(start_listener, tmp_path):
     listener = start_listener()
     ds = films.film(AccessionNumber=None)

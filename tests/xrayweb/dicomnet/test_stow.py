@@ -113,6 +113,22 @@ def test_a_duplicate_is_referenced_with_a_warning_and_stays_one_study(live_serve
     assert Study.objects.count() == 1
 
 
+def test_another_image_under_a_stored_uid_fails_with_duplicate_sop_and_is_audited(
+    live_server, token
+):
+    first = films.film(index=0)
+    assert post(live_server, token, *body(films.to_bytes(first))).status_code == 200
+    other = films.film(index=1, SOPInstanceUID=first.SOPInstanceUID)
+    response = post(live_server, token, *body(films.to_bytes(other)))
+    assert response.status_code == 409
+    (item,) = response.json()["00081198"]["Value"]
+    assert item["00081197"]["Value"] == [0x0111]
+    assert item["00081155"]["Value"] == [first.SOPInstanceUID]
+    assert Study.objects.count() == 1
+    conflict = AuditEvent.objects.get(action=AuditEvent.Action.DICOM_INSTANCE)
+    assert conflict.detail["outcome"] == "conflict"
+
+
 @pytest.mark.parametrize(
     ("content_type", "status"),
     [
