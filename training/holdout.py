@@ -177,6 +177,99 @@ def _pooled(results: list[dict]) -> dict:
     }
 
 
+def _recipe(result: dict, *, but: tuple[str, ...] = ()) -> dict:
+    return {k: v for k, v in result["config"].items() if k not in but}
+
+
+def _same_recipe(results: list[dict], *, but: tuple[str, ...] = ()) -> None:
+    """Refuse runs of different recipes (keys an older run lacks are not compared)."""
+    first = _recipe(results[0], but=but)
+    for other in results[1:]:
+        theirs = _recipe(other, but=but)
+        differ = sorted(k for k in first.keys() & theirs.keys() if first[k] != theirs[k])
+        if differ:
+            raise ValueError(f"these runs differ in their recipe: {', '.join(differ)}")
+
+
+def holdout_merge(parts: list[dict]) -> dict:
+    """One recipe and seed run in parts (``cv --by location --groups``, on one machine or
+    several): the groups side by side and pooled again. Refuses parts of different recipes,
+    or parts that hold out the same group twice."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    _same_recipe(parts)
+    groups = [row for part in parts for row in part["groups"]]
+    names = [row["group"] for row in groups]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"held out in more than one part: {', '.join(twice)}")
+    return {
+        **{k: parts[0][k] for k in ("by", "min_covid", "config", "device")},
+        "groups": groups,
+        "pooled": _pooled(groups),
+        "bf16": sorted({p["bf16"] for p in parts}),
+        "machine": parts[0]["machine"],
+        "parts": [
+            {
+                "groups": [r["group"] for r in p["groups"]],
+                "machine": p["machine"],
+                "bf16": p["bf16"],
+            }
+            for p in parts
+        ],
+        "seconds": round(sum(p["seconds"] for p in parts), 1),
+    }
+
+
+def _summed(rates: list[dict | None]) -> dict | None:
+    rates = [r for r in rates if r]
+    if not rates:
+        return None
+    k, n = sum(r["k"] for r in rates), sum(r["n"] for r in rates)
+    return {"n": n, "k": k, "rate": k / n, "ci": wilson_ci(k, n)}
+
+
+def holdout_over_seeds(runs: list[dict]) -> dict:
+    """The same recipe and groups at several seeds. Per group, its covid19 films are counted
+    once per seed (found and total summed over the seeds; the interval treats the repeats as
+    independent films, so it is narrower than the truth). The worst group is the worst of those
+    rates; the test-split specificity is the mean and the minimum over every model trained."""
+    if len(runs) < 2:
+        raise ValueError("over seeds needs at least two runs")
+    _same_recipe(runs, but=("seed",))
+    seeds = [r["config"]["seed"] for r in runs]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"a seed appears twice: {seeds}")
+    order = [row["group"] for row in runs[0]["groups"]]
+    by_run = [{row["group"]: row for row in r["groups"]} for r in runs]
+    if any(set(b) != set(order) for b in by_run):
+        raise ValueError("every seed must hold out the same groups")
+    groups = []
+    for name in order:
+        rows = [b[name] for b in by_run]
+        groups.append(
+            {
+                "group": name,
+                "covid19_sensitivity": _summed([r["covid19_sensitivity"] for r in rows]),
+                "per_seed": [(r["covid19_sensitivity"] or {}).get("rate") for r in rows],
+                "test_specificity": _summed([r["test_specificity"] for r in rows]),
+            }
+        )
+    pooled = _pooled(groups)
+    specs = [
+        r["test_specificity"]["rate"] for b in by_run for r in b.values() if r["test_specificity"]
+    ]
+    pooled["mean_test_specificity"] = float(np.mean(specs))
+    pooled["min_test_specificity"] = min(specs)
+    return {
+        "by": "location",
+        "seeds": seeds,
+        "groups": groups,
+        "pooled": pooled,
+        "config": _recipe(runs[0], but=("seed",)),
+    }
+
+
 def format_group(row: dict) -> str:
     missed = ", ".join(f"{k} {v}" for k, v in row["missed_called"].items()) or "none"
     return (

@@ -94,3 +94,74 @@ def test_the_cv_command_holds_out_a_country_and_reports_sensitivity_and_coverage
     assert group["test_specificity"]["n"] > 0
     assert set(group["coverage"]["held"]) == {"0.90", "0.95"}
     assert result["pooled"]["covid19_sensitivity"]["n"] == 2
+
+
+def _run(seed: int, groups: dict[str, tuple[int, int, int, int]], size: int = 112) -> dict:
+    """A leave-one-hospital-out result as cv writes it: group -> (found, covid19, spec k, n)."""
+    from training.holdout import _pooled
+    from training.metrics import wilson_ci
+
+    def r(k, n):
+        return {"n": n, "k": k, "rate": k / n, "ci": wilson_ci(k, n)}
+
+    rows = [
+        {"group": g, "covid19_sensitivity": r(k, n), "test_specificity": r(sk, sn), "seconds": 1}
+        for g, (k, n, sk, sn) in groups.items()
+    ]
+    return {
+        "by": "location",
+        "min_covid": 14,
+        "groups": rows,
+        "pooled": _pooled(rows),
+        "config": {"seed": seed, "input_size": size},
+        "device": "cpu",
+        "bf16": True,
+        "machine": {"cpu": "test"},
+        "seconds": len(rows),
+    }
+
+
+def test_a_run_made_in_parts_is_pooled_again_and_refuses_overlaps_or_other_recipes():
+    from training.holdout import holdout_merge
+
+    a = _run(0, {"Germany": (50, 72, 90, 100)})
+    b = _run(0, {"Italy": (36, 72, 80, 100), "China": (31, 31, 100, 100)})
+    merged = holdout_merge([a, b])
+    assert [g["group"] for g in merged["groups"]] == ["Germany", "Italy", "China"]
+    assert merged["pooled"]["covid19_sensitivity"]["k"] == 117
+    assert merged["pooled"]["covid19_sensitivity"]["n"] == 175
+    assert merged["pooled"]["worst_group_sensitivity"] == 0.5
+    assert merged["pooled"]["min_test_specificity"] == 0.8
+    assert [p["groups"] for p in merged["parts"]] == [["Germany"], ["Italy", "China"]]
+    with pytest.raises(ValueError, match="more than one part: Germany"):
+        holdout_merge([a, a])
+    with pytest.raises(ValueError, match="recipe: input_size"):
+        holdout_merge([a, _run(0, {"Italy": (1, 2, 1, 2)}, size=224)])
+    with pytest.raises(ValueError, match="recipe: seed"):
+        holdout_merge([a, _run(1, {"Italy": (1, 2, 1, 2)})])
+
+
+def test_seeds_are_summed_per_group_and_the_worst_group_is_taken_after():
+    from training.holdout import holdout_over_seeds
+
+    runs = [
+        _run(0, {"Germany": (40, 72, 95, 100), "Italy": (60, 72, 90, 100)}),
+        _run(1, {"Italy": (20, 72, 85, 100), "Germany": (50, 72, 99, 100)}),
+    ]
+    over = holdout_over_seeds(runs)
+    by_group = {g["group"]: g for g in over["groups"]}
+    assert by_group["Germany"]["covid19_sensitivity"]["k"] == 90
+    assert by_group["Germany"]["covid19_sensitivity"]["n"] == 144
+    assert by_group["Germany"]["per_seed"] == [40 / 72, 50 / 72]
+    # Italy: 0.833 then 0.278, so 80/144 over both seeds, below Germany's 90/144.
+    assert over["pooled"]["worst_group_sensitivity"] == 80 / 144
+    assert over["pooled"]["covid19_sensitivity"]["k"] == 170
+    assert over["pooled"]["min_test_specificity"] == 0.85
+    assert over["pooled"]["mean_test_specificity"] == pytest.approx((0.95 + 0.9 + 0.85 + 0.99) / 4)
+    assert over["seeds"] == [0, 1] and "seed" not in over["config"]
+    with pytest.raises(ValueError, match="same groups"):
+        holdout_over_seeds([runs[0], _run(2, {"Germany": (1, 2, 1, 2)})])
+    with pytest.raises(ValueError, match="seed appears twice"):
+        holdout_over_seeds([runs[0], runs[0]])
+    with pytest.raises(ValueError, match="recipe: input_size"):
+        holdout_over_seeds([runs[0], _run(3, {"Germany": (1, 2, 1, 2)}, size=224)])
