@@ -64,6 +64,11 @@ MATRIX = {
         "GET": (401, 403, 200, 200),
         "POST": (401, 403, 405, 405),
     },
+    # A radiologist's "no text is burned into this film" (before a de-identified export).
+    "api/studies/<int:pk>/burned-in-check/": {
+        "GET": (401, 403, 405, 403),
+        "POST": (401, 403, 200, 403),
+    },
     "api/studies/<int:pk>/overlay.dcm": {
         "GET": (401, 403, 200, 200),
         "POST": (401, 403, 405, 405),
@@ -140,7 +145,8 @@ def tiny_dicom_study(active_version, staff, sample_images):
     from xrayweb.inference import runtime
     from xrayweb.studies.services import study_create
 
-    data = to_bytes(dataset(source_image(sample_images[0], width=96), bits=12))
+    image = source_image(sample_images[0], width=96)
+    data = to_bytes(dataset(image, bits=12, BurnedInAnnotation="NO"))
     study = study_create(user=staff, patient_id="", accession="", data=data, filename="a.dcm")
     runtime.prediction_batch_run(study_id=study.pk, max_studies=1)
     study.refresh_from_db()

@@ -144,8 +144,8 @@ def test_review_page_shows_the_header_and_starts_at_the_files_window(
 def test_export_is_de_identified_with_consistently_remapped_uids(
     grey, api_client, staff, radiologist
 ):
-    first = dataset(grey, bits=12)
-    second = dataset(grey, bits=12)
+    first = dataset(grey, bits=12, BurnedInAnnotation="NO")
+    second = dataset(grey, bits=12, BurnedInAnnotation="NO")
     second.StudyInstanceUID = first.StudyInstanceUID  # two images of one study
     api_client.force_authenticate(staff)
     ids = [
@@ -240,7 +240,9 @@ def test_only_radiologists_and_admins_export_dicom_and_burned_in_text_is_refused
     grey, api_client, staff, radiologist, make_user
 ):
     api_client.force_authenticate(staff)
-    plain = _post(api_client, "a.dcm", to_bytes(dataset(grey, bits=12))).json()["id"]
+    plain = _post(
+        api_client, "a.dcm", to_bytes(dataset(grey, bits=12, BurnedInAnnotation="NO"))
+    ).json()["id"]
     burned = _post(
         api_client, "b.dcm", to_bytes(dataset(grey, bits=12, BurnedInAnnotation="YES"))
     ).json()["id"]
@@ -251,3 +253,85 @@ def test_only_radiologists_and_admins_export_dicom_and_burned_in_text_is_refused
     api_client.force_authenticate(radiologist)
     refused = api_client.get(f"{API}{burned}/export.dcm")
     assert refused.status_code == 409 and "burned-in" in refused.json()["detail"]
+
+
+# De-identification (issue 27): each a finding of the security review.
+
+
+def test_without_burned_in_annotation_no_the_export_waits_for_a_radiologists_check(
+    grey, api_client, staff, radiologist
+):
+    """Before, an absent BurnedInAnnotation (common for CR) was exported as if clean."""
+    api_client.force_authenticate(staff)
+    study_id = _post(api_client, "cr.dcm", to_bytes(dataset(grey, bits=12))).json()["id"]
+    assert api_client.post(f"{API}{study_id}/burned-in-check/").status_code == 403
+    api_client.force_authenticate(radiologist)
+    refused = api_client.get(f"{API}{study_id}/export.dcm")
+    assert refused.status_code == 409
+    assert "BurnedInAnnotation is absent" in refused.json()["detail"]
+    assert not AuditEvent.objects.filter(action="export.dicom").exists()
+    checked = api_client.post(f"{API}{study_id}/burned-in-check/")
+    assert checked.status_code == 200
+    assert checked.json()["burned_in_checked_by"] == radiologist.username
+    event = AuditEvent.objects.get(action="study.burned_in_check")
+    assert event.actor == radiologist and event.study_id == study_id
+    assert event.detail == {"burned_in_annotation": "absent", "seen": "no burned-in text"}
+    assert api_client.get(f"{API}{study_id}/export.dcm").status_code == 200
+
+
+def test_a_header_that_says_burned_in_yes_cannot_be_checked_away(
+    grey, api_client, staff, radiologist
+):
+    api_client.force_authenticate(staff)
+    data = to_bytes(dataset(grey, bits=12, BurnedInAnnotation="YES"))
+    study_id = _post(api_client, "b.dcm", data).json()["id"]
+    api_client.force_authenticate(radiologist)
+    refused = api_client.post(f"{API}{study_id}/burned-in-check/")
+    assert refused.status_code == 409 and "BurnedInAnnotation YES" in refused.json()["detail"]
+    assert not AuditEvent.objects.filter(action="study.burned_in_check").exists()
+    assert api_client.get(f"{API}{study_id}/export.dcm").status_code == 409
+
+
+def test_the_export_zeroes_the_senders_preamble(grey):
+    from xrayweb.studies.dicom_export import deidentify
+
+    data = bytearray(to_bytes(dataset(grey, bits=12, BurnedInAnnotation="NO")))
+    assert data[128:132] == b"DICM"
+    data[:128] = b"Jane Doe, MRN 12345, St Elsewhere".ljust(128, b" ")
+    out = deidentify(bytes(data), secret=b"k")
+    assert out[:128] == b"\x00" * 128 and out[128:132] == b"DICM"
+    assert b"Jane Doe" not in out
+
+
+def test_each_uid_is_remapped_once_even_in_sequences_the_profile_rewrites(grey):
+    """Before, a UID inside a sequence the profile itself rewrites (e.g. ContentSequence,
+    ReferencedPerformedProcedureStepSequence) was remapped twice, so it no longer matched the
+    same UID remapped once elsewhere in the export."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from xrayweb.studies.dicom_export import deidentify, remap_uid
+
+    ds = dataset(grey, bits=12, BurnedInAnnotation="NO")
+    source = "1.2.826.0.1.3680043.2.1125.77"
+    for keyword in (
+        "ContentSequence",
+        "ReferencedPerformedProcedureStepSequence",
+        "SourceImageSequence",
+    ):
+        item = Dataset()
+        item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+        item.ReferencedSOPInstanceUID = source
+        setattr(ds, keyword, Sequence([item]))
+    out = dcmread(io.BytesIO(deidentify(to_bytes(ds), secret=b"k")))
+    once = remap_uid(source, secret=b"k")
+    found = {
+        keyword: out[keyword][0].ReferencedSOPInstanceUID
+        for keyword in (
+            "ContentSequence",
+            "ReferencedPerformedProcedureStepSequence",
+            "SourceImageSequence",
+        )
+        if keyword in out and len(out[keyword].value)
+    }
+    assert found and set(found.values()) == {once}, found

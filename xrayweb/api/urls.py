@@ -25,6 +25,11 @@ urlpatterns = [
         name="api-study-export",
     ),
     path(
+        "studies/<int:pk>/burned-in-check/",
+        api(exports.StudyBurnedInCheckApi.as_view()),
+        name="api-study-burned-in-check",
+    ),
+    path(
         "studies/<int:pk>/overlay.dcm",
         api(exports.StudyOverlayDicomApi.as_view()),
         name="api-study-overlay",

@@ -77,6 +77,8 @@ class AuditEvent(ChainedModel):
         REVIEW_CREATE = "review.create"
         EXPORT_CSV = "export.csv"
         EXPORT_DICOM = "export.dicom"
+        # A radiologist's confirmation that no text is burned into a film's pixels.
+        BURNED_IN_CHECK = "study.burned_in_check"
         MODEL_ACTIVATE = "model.activate"
         MODEL_REGISTER = "model.register"
         PREDICTION_RECORD = "prediction.record"  # by a worker: actor is the system

@@ -31,27 +31,44 @@ def remap_uid(old: str, *, secret: bytes) -> str:
     return "2.25." + str(int.from_bytes(digest, "big"))
 
 
-def _remap(element, secret: bytes) -> None:
+class OnceRemapper:
+    """``remap_uid`` for one export, applied at most once to each value: the profile rewrites
+    the UIDs of some sequences itself, and the walk below reaches the same items again (a UID
+    remapped twice no longer matches the same UID remapped once elsewhere)."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+        self.made: set[str] = set()
+
+    def __call__(self, old: str) -> str:
+        if str(old) in self.made:
+            return str(old)
+        new = remap_uid(old, secret=self.secret)
+        self.made.add(new)
+        return new
+
+
+def _remap(element, remap: OnceRemapper) -> None:
     if not element.value:
         return
     if element.VM > 1:
-        element.value = [remap_uid(v, secret=secret) for v in element.value]
+        element.value = [remap(v) for v in element.value]
     else:
-        element.value = remap_uid(element.value, secret=secret)
+        element.value = remap(element.value)
 
 
 class ExportRefused(ValueError):
     """The file cannot be de-identified by the Basic Profile alone."""
 
 
-def _anonymize(ds: Dataset, secret: bytes) -> None:
+def _anonymize(ds: Dataset, remap: OnceRemapper) -> None:
     """The Basic Profile action table on ``ds`` and, recursively, on every item of every
     sequence it keeps (the library applies single-tag rules at the top level only)."""
 
     def replace_uid(dataset, tag):
         element = dataset.get(tag)
         if element is not None and element.VR == "UI":
-            _remap(element, secret)
+            _remap(element, remap)
 
     rules = {tuple(tag): actions.keep for tag in REFERENCE_SEQUENCES}
     rules.update({(t.group, t.element): replace_uid for t in U_TAGS})
@@ -64,21 +81,37 @@ def _anonymize(ds: Dataset, secret: bytes) -> None:
     for element in list(ds):
         if element.VR == "SQ":
             for item in element.value:
-                _anonymize(item, secret)
+                _anonymize(item, remap)
 
 
-def deidentify(data: bytes, *, secret: bytes) -> bytes:
-    """The original file, de-identified, as bytes of a DICOM file."""
+def burned_in_value(ds: Dataset) -> str:
+    """The header's BurnedInAnnotation: "YES", "NO", or "" when absent (common for CR)."""
+    return str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
+
+
+def deidentify(data: bytes, *, secret: bytes, checked_clean: bool = False) -> bytes:
+    """The original file, de-identified, as bytes of a DICOM file. The Basic Profile does not
+    clean pixel data, so the header must say BurnedInAnnotation "NO", or a radiologist must
+    have looked and confirmed no text is burned in (``checked_clean``); "YES" is always
+    refused."""
     ds = dcmread(io.BytesIO(data))
-    if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+    burned_in = burned_in_value(ds)
+    if burned_in == "YES":
         raise ExportRefused(
             "the image has burned-in annotation (text in the pixels may identify the patient); "
             "the Basic Profile does not clean pixel data"
         )
+    if burned_in != "NO" and not checked_clean:
+        raise ExportRefused(
+            f"BurnedInAnnotation is {burned_in or 'absent'}, so text in the pixels may "
+            "identify the patient; a radiologist must look at the image and confirm that none "
+            "is burned in (POST burned-in-check) before it can be exported"
+        )
     # The library replaces the UIDs of sequences it rewrites through this module global; make
     # it the keyed, deterministic mapping instead of random UIDs kept in process memory.
-    actions.get_UID = lambda old: remap_uid(old, secret=secret)
-    _anonymize(ds, secret)
+    remap = OnceRemapper(secret)
+    actions.get_UID = remap
+    _anonymize(ds, remap)
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = METHOD[:64]
     code = Dataset()
@@ -92,6 +125,7 @@ def deidentify(data: bytes, *, secret: bytes) -> bytes:
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     meta.TransferSyntaxUID = ds.file_meta.TransferSyntaxUID
     ds.file_meta = meta
+    ds.preamble = b"\x00" * 128  # the sender's preamble may carry anything (PS3.10 7.1)
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()

@@ -96,6 +96,16 @@ class Study(models.Model):
     # Predicted alone from now on: it was in a batch whose worker stopped, so it may be the
     # film that crashed it, and it must not take healthy batch-mates down with it.
     isolated = models.BooleanField(default=False)
+    # De-identified export: a radiologist looked at the image and confirmed that no text is
+    # burned into the pixels (needed when the header does not say BurnedInAnnotation "NO").
+    burned_in_checked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    burned_in_checked_at = models.DateTimeField(null=True, blank=True)
     # DICOM uploads: the original file, a full-range display image with the file's own window
     # (level, width on its 0..255 scale), and header fields. PNG/JPEG uploads leave them empty.
     original = models.FileField(upload_to=study_original_path, max_length=255, blank=True)

@@ -6,9 +6,10 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from xrayweb.api.permissions import CanExportDicom, CanExportPredictions
+from xrayweb.api.permissions import CanExportDicom, CanExportPredictions, CanReview
 from xrayweb.api.renderers import CSV_RENDERERS, DICOM_RENDERERS, FileDownloadMixin
 from xrayweb.audit.addresses import client_ip
 from xrayweb.audit.models import AuditEvent
@@ -17,7 +18,7 @@ from xrayweb.downloads import csv_download
 from xrayweb.inference.selectors import prediction_overlay_dicom
 from xrayweb.review.export import COLUMNS, export_filename, export_rows_for
 from xrayweb.studies.models import Study
-from xrayweb.studies.services import study_export_dicom
+from xrayweb.studies.services import study_confirm_no_burned_in_text, study_export_dicom
 
 
 def _dicom_response(data: bytes, filename: str) -> HttpResponse:
@@ -81,4 +82,25 @@ class PredictionsExportApi(FileDownloadMixin, APIView):
         audit_record(actor=request.user, action=AuditEvent.Action.EXPORT_CSV, ip=client_ip(request))
         return csv_download(
             export_rows_for(user=request.user), header=COLUMNS, filename=export_filename()
+        )
+
+
+class StudyBurnedInCheckApi(APIView):
+    """POST (radiologists): "I looked at this film and no text is burned into its pixels".
+    Needed before a de-identified export when the header does not say BurnedInAnnotation
+    "NO"; audited."""
+
+    permission_classes = [IsAuthenticated, CanReview]
+
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT})
+    def post(self, request, pk: int):
+        study = study_confirm_no_burned_in_text(
+            study=get_object_or_404(Study, pk=pk), user=request.user, ip=client_ip(request)
+        )
+        return Response(
+            {
+                "study": study.pk,
+                "burned_in_checked_by": request.user.get_username(),
+                "burned_in_checked_at": study.burned_in_checked_at,
+            }
         )
