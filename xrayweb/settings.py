@@ -179,6 +179,9 @@ MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(DATA_DIR / "media")))
 # default; MEDIA_STORAGE=s3 for S3-compatible object storage through django-storages
 # (pip install 'xrayweb[s3]'). Files are always served through the permission-checking view.
 MEDIA_STORAGE = env.str("MEDIA_STORAGE", default="local")
+# Patient images on disk are readable by the app's own user and group only (not 0644).
+FILE_UPLOAD_PERMISSIONS = 0o640
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o750
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

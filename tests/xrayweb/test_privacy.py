@@ -76,3 +76,24 @@ def test_every_view_of_a_study_is_audited(client, api_client, radiologist, predi
     api_client.get(f"/api/studies/{study.pk}/")
     views = AuditEvent.objects.filter(action=AuditEvent.Action.STUDY_VIEW, study=study)
     assert views.count() == 2 and {e.actor for e in views} == {radiologist}
+
+
+def test_patient_images_are_never_cached_and_are_not_world_readable_on_disk(
+    client, radiologist, predicted, settings
+):
+    """Issue 27: they were sent ``private, max-age=3600`` and written 0644."""
+    import os
+    import stat
+    from pathlib import Path
+
+    study = predicted({"covid19": 0.8, "normal": 0.2})
+    client.force_login(radiologist)
+    paths = [study.image.name, *study.current_prediction.heatmaps.values()]
+    for name in paths:
+        response = client.get(f"/media/{name}")
+        assert response.status_code == 200
+        assert response["Cache-Control"] == "private, no-store", name
+        mode = stat.S_IMODE(os.stat(Path(settings.MEDIA_ROOT) / name).st_mode)
+        assert mode & 0o007 == 0, f"{name} is {oct(mode)}"
+        directory = stat.S_IMODE(os.stat((Path(settings.MEDIA_ROOT) / name).parent).st_mode)
+        assert directory & 0o007 == 0, f"{name}'s folder is {oct(directory)}"

@@ -114,5 +114,6 @@ def media(request, path: str):
         raise Http404
     response = FileResponse(default_storage.open(path, "rb"), content_type=content_type)
     response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "private, max-age=3600"
+    # Patient images: never kept in a browser's or a proxy's cache (a shared workstation).
+    response["Cache-Control"] = "private, no-store"
     return response
