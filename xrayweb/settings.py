@@ -73,6 +73,10 @@ AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The client's address as the audit log records it (X-Forwarded-For believed only from
+# TRUSTED_PROXIES): behind nginx, REMOTE_ADDR is always the proxy, so keying on it would let
+# five bad passwords lock a user out for everyone.
+AXES_CLIENT_IP_CALLABLE = "xrayweb.audit.addresses.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_VERBOSE = False

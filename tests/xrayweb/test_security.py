@@ -36,6 +36,21 @@ def test_repeated_failed_logins_lock_the_account_from_that_address(make_user):
     assert "_auth_user_id" not in client.session
 
 
+def test_behind_the_proxy_a_lockout_holds_only_for_the_address_that_failed(make_user, settings):
+    """Issue 27: django-axes keyed on REMOTE_ADDR, which behind nginx is always the proxy, so
+    one attacker's five bad passwords locked the user out for everyone."""
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]  # the test client's REMOTE_ADDR is the proxy
+    user = make_user("radiologist")
+    attacker = Client(HTTP_X_FORWARDED_FOR="203.0.113.9")
+    for _ in range(5):
+        attacker.post("/accounts/login/", {"username": user.username, "password": "x"})
+    right = {"username": user.username, "password": PASSWORD}
+    assert attacker.post("/accounts/login/", right).status_code == 429
+    colleague = Client(HTTP_X_FORWARDED_FOR="10.1.2.3")
+    response = colleague.post("/accounts/login/", right)
+    assert response.status_code == 302 and "_auth_user_id" in colleague.session
+
+
 def test_repeated_failed_token_requests_lock_the_account_too(make_user):
     user = make_user("staff")
     api = APIClient()
