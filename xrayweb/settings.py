@@ -18,7 +18,8 @@ env = environ.Env()
 
 DATA_DIR = Path(env.str("XRAYWEB_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
 
-SECRET_KEY = env.str("SECRET_KEY", default="insecure-dev-key-set-SECRET_KEY-in-production")
+DEV_SECRET_KEY = "insecure-dev-key-set-SECRET_KEY-in-production"
+SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
 DEBUG = env.bool("DEBUG", default=False)
 # Keys the UID remapping of de-identified DICOM exports: keep it stable, so the same study
 # always maps to the same new UIDs. Its own key in production; derived from SECRET_KEY here.
@@ -47,6 +48,27 @@ if HTTPS:
     CSRF_COOKIE_SECURE = True
     # The health check is probed over plain http inside the compose network.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Production (docker/compose.yaml; HTTPS implies it): refuse to start with the public default
+# SECRET_KEY, or with the audit-chain and de-identification keys missing (derived from
+# SECRET_KEY, one leaked key would give all three) or equal to another. `make run` is not
+# production and derives them.
+PRODUCTION = env.bool("PRODUCTION", default=HTTPS)
+if PRODUCTION:
+    _secrets = {
+        "SECRET_KEY": "" if SECRET_KEY == DEV_SECRET_KEY else SECRET_KEY,
+        "AUDIT_CHAIN_KEY": env.str("AUDIT_CHAIN_KEY", default=""),
+        "DEID_SECRET": env.str("DEID_SECRET", default=""),
+    }
+    _problems = [f"set {name}" for name, value in _secrets.items() if not value.strip()]
+    _given = [value for value in _secrets.values() if value.strip()]
+    if len(set(_given)) != len(_given):
+        _problems.append("SECRET_KEY, AUDIT_CHAIN_KEY and DEID_SECRET must differ")
+    if _problems:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"production needs its own secrets: {'; '.join(_problems)} (docker/env.example)"
+        )
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"

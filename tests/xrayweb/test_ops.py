@@ -1,5 +1,7 @@
 """Health endpoint: database, broker and active model, each reported; 503 when one is down."""
 
+import subprocess
+
 import pytest
 
 from xrayweb.inference.models import ModelVersion
@@ -56,6 +58,8 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
         "DEBUG": "0",
         "HTTPS": "1",
         "SECRET_KEY": "k3x!Q9v#Lp2@Zr7^Wm5&Tn8*Yb4(Hc6)Jd1-Fe0=Gs_Ua+Vo|Iq~Xw" * 2,
+        "AUDIT_CHAIN_KEY": "a-chain-key-of-its-own-7Hq2",
+        "DEID_SECRET": "a-deid-key-of-its-own-9Vx4",
         "ALLOWED_HOSTS": "xrayweb.example.org",
         "XRAYWEB_DATA_DIR": str(tmp_path),
         "DJANGO_SETTINGS_MODULE": "xrayweb.settings",
@@ -68,3 +72,56 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def _start_in_production(tmp_path, **secrets) -> subprocess.CompletedProcess:
+    """``manage.py check`` as production would start, with these secrets (others unset)."""
+    import os
+    import sys
+
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DJANGO_ALLOW_ASYNC_UNSAFE", "SECRET_KEY", "AUDIT_CHAIN_KEY", "DEID_SECRET")
+    }
+    env = {
+        **inherited,
+        "PRODUCTION": "1",
+        "ALLOWED_HOSTS": "xrayweb.example.org",
+        "XRAYWEB_DATA_DIR": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "xrayweb.settings",
+        **secrets,
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"], env=env, capture_output=True, text=True
+    )
+
+
+def test_production_refuses_to_start_with_a_default_missing_or_shared_secret(tmp_path):
+    """Issue 27: SECRET_KEY had a public default, and the chain and de-identification keys
+    derived from it; nothing refused to start."""
+    own = {"SECRET_KEY": "s" * 60, "AUDIT_CHAIN_KEY": "chain-key-1", "DEID_SECRET": "deid-key-2"}
+    assert _start_in_production(tmp_path, **own).returncode == 0
+    bare = _start_in_production(tmp_path)
+    assert bare.returncode != 0
+    assert "set SECRET_KEY; set AUDIT_CHAIN_KEY; set DEID_SECRET" in bare.stderr
+    default = _start_in_production(
+        tmp_path, **{**own, "SECRET_KEY": "insecure-dev-key-set-SECRET_KEY-in-production"}
+    )
+    assert default.returncode != 0 and "set SECRET_KEY" in default.stderr
+    shared = _start_in_production(tmp_path, **{**own, "DEID_SECRET": own["AUDIT_CHAIN_KEY"]})
+    assert shared.returncode != 0 and "must differ" in shared.stderr
+
+
+def test_demo_users_is_refused_in_production_and_leaves_the_admin_alone(make_user, settings):
+    """Issue 27: it reset the password of an account named "admin", a superuser."""
+    from django.contrib.auth import get_user_model
+    from django.core.management import CommandError, call_command
+
+    admin = make_user("admin")
+    get_user_model().objects.filter(pk=admin.pk).update(username="admin")
+    before = get_user_model().objects.get(pk=admin.pk).password
+    settings.PRODUCTION = True
+    with pytest.raises(CommandError, match="refused in production"):
+        call_command("demo_users", password="new-password-123")
+    assert get_user_model().objects.get(pk=admin.pk).password == before
