@@ -69,6 +69,10 @@ if PRODUCTION:
         raise ImproperlyConfigured(
             f"production needs its own secrets: {'; '.join(_problems)} (docker/env.example)"
         )
+# Sessions end after SESSION_IDLE_MINUTES without a request (each request renews them), not
+# after Django's two weeks: a reading-room workstation left signed in is closed by itself.
+SESSION_COOKIE_AGE = env.int("SESSION_IDLE_MINUTES", default=30) * 60
+SESSION_SAVE_EVERY_REQUEST = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"

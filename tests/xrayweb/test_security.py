@@ -128,3 +128,22 @@ def test_the_upload_page_refuses_file_names_with_paths_or_control_characters(
     )
     assert response.status_code == 400 and b"Nothing was stored" in response.content
     assert not Study.objects.exists()
+
+
+def test_a_session_ends_after_the_idle_timeout_and_each_request_renews_it(make_user):
+    """Issue 27: sessions lasted Django's two weeks, with no idle timeout."""
+    from datetime import timedelta
+
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    client = Client()
+    client.force_login(make_user("radiologist"))
+    assert client.get("/worklist/").status_code == 200
+    session = Session.objects.get(session_key=client.session.session_key)
+    left = session.expire_date - timezone.now()
+    assert timedelta(minutes=29) < left <= timedelta(minutes=30)
+    # 31 minutes without a request: the session has expired, and the next page asks to log in.
+    Session.objects.filter(pk=session.pk).update(expire_date=timezone.now() - timedelta(minutes=1))
+    response = client.get("/worklist/")
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]

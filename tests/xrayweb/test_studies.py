@@ -126,3 +126,19 @@ def test_upload_page_answers_400_when_every_file_is_bad(client, staff):
     response = client.post("/upload/", {"patient_id": "P", "accession": "A", "images": [bad]})
     assert response.status_code == 400
     assert "bad.jpg: not a PNG or JPEG image." in response.content.decode()
+
+
+def test_the_upload_form_refuses_an_oversized_file_before_reading_it(staff, settings):
+    """Issue 27: the page read every file into memory before checking its size."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.MAX_UPLOAD_BYTES = 1024
+
+    class Unread(SimpleUploadedFile):
+        def read(self, *args, **kwargs):
+            raise AssertionError("the oversized file was read")
+
+    big = Unread("big.png", b"\x89PNG" + b"\0" * 2048, content_type="image/png")
+    (outcome,) = studies_upload_batch(user=staff, files=[big], patient_id="P", accession="A")
+    assert outcome.study is None and outcome.error.status == 413
+    assert "larger than" in outcome.error.message

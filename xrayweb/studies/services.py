@@ -212,6 +212,9 @@ def studies_upload_batch(
     outcomes = []
     for file in files:
         try:
+            # The size the upload handler counted: an oversized file is refused before it is
+            # read into memory.
+            upload_size_check(name=file.name or "the file", size=file.size)
             study = study_create(
                 user=user,
                 patient_id=patient_id,
