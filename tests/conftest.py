@@ -21,6 +21,15 @@ MARKERS_BY_PATH = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Django's cache (the health report's, the throttles') starts empty in every test."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     tests = Path(__file__).parent
     for item in items:

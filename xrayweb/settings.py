@@ -71,6 +71,8 @@ if PRODUCTION:
         )
 # Sessions end after SESSION_IDLE_MINUTES without a request (each request renews them), not
 # after Django's two weeks: a reading-room workstation left signed in is closed by itself.
+# /healthz answers anonymous callers from a report at most this old (admins get it fresh).
+HEALTHZ_CACHE_SECONDS = env.int("HEALTHZ_CACHE_SECONDS", default=10)
 SESSION_COOKIE_AGE = env.int("SESSION_IDLE_MINUTES", default=30) * 60
 SESSION_SAVE_EVERY_REQUEST = True
 X_FRAME_OPTIONS = "DENY"

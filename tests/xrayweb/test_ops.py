@@ -125,3 +125,18 @@ def test_demo_users_is_refused_in_production_and_leaves_the_admin_alone(make_use
     with pytest.raises(CommandError, match="refused in production"):
         call_command("demo_users", password="new-password-123")
     assert get_user_model().objects.get(pk=admin.pk).password == before
+
+
+def test_healthz_does_its_checks_once_per_interval_for_anonymous_callers(
+    client, make_user, active_version, mocker
+):
+    """Issue 27: every anonymous request ran a query and opened a broker connection."""
+    from xrayweb.ops import views
+
+    checks = mocker.spy(views, "health_check")
+    for _ in range(20):
+        assert client.get("/healthz").status_code == 200
+    assert checks.call_count == 1
+    client.force_login(make_user("admin"))
+    assert client.get("/healthz").status_code == 200  # an admin's is fresh
+    assert checks.call_count == 2
