@@ -83,3 +83,15 @@ def test_the_app_trusts_forwarded_for_from_its_proxy_only():
         assert "AUDIT_CHAIN_KEY" in env, name
     conf = (DOCKER / "nginx.conf").read_text()
     assert "X-Forwarded-For $proxy_add_x_forwarded_for" in conf
+
+
+def test_the_proxy_terminates_tls_and_never_passes_a_clients_forwarded_proto():
+    """Issue 27: nginx passed the client's own X-Forwarded-Proto (which Django trusts with
+    HTTPS=1), and published plain HTTP on 8080."""
+    conf = (DOCKER / "nginx.conf").read_text()
+    assert "$http_x_forwarded_proto" not in conf
+    assert conf.count("X-Forwarded-Proto $scheme") == 2
+    assert "listen 8443 ssl;" in conf and "return 301 https://" in conf
+    proxy = _compose()["services"]["proxy"]
+    assert proxy["ports"] == ["${HTTPS_PORT:-443}:8443"]
+    assert any(v.endswith(":/etc/nginx/tls:ro") for v in proxy["volumes"])
