@@ -54,6 +54,12 @@ class Destination(models.Model):
         elif self.kind == self.Kind.STOW:
             if not self.stow_url:
                 raise ValidationError("A STOW-RS destination needs its URL.")
+            from xrayweb.dicomnet.senders import DeliveryError, stow_url_check
+
+            try:
+                stow_url_check(self.stow_url)
+            except DeliveryError as exc:
+                raise ValidationError(str(exc)) from exc
             if self.ae_title or self.host or self.port:
                 raise ValidationError("A STOW-RS destination has no AE title, host or port.")
 

@@ -2,6 +2,7 @@
 way it can fail is a ``DeliveryError`` naming the peer and what it said."""
 
 import io
+import json
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
@@ -15,8 +16,27 @@ from pynetdicom import AE
 CSTORE_WARNINGS = {0xB000, 0xB006, 0xB007}
 
 
+# A STOW-RS answer names the instances stored: a few kilobytes. A peer that sends more is
+# not read further (a hostile or broken server cannot fill the worker's memory).
+STOW_RESPONSE_MAX_BYTES = 1024 * 1024
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
 class DeliveryError(Exception):
     """The peer could not be reached or did not store the object."""
+
+
+def stow_url_check(url: str) -> None:
+    """Results carry the patient's identity: they go over https, or over http only to this
+    machine (a test PACS on loopback), never in the clear across a network."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise DeliveryError(
+            f"{_without_credentials(url)}: results are sent over https only (http is allowed "
+            "to this machine alone)"
+        )
 
 
 def cstore_send(
@@ -60,21 +80,29 @@ def stow_send(*, data: bytes, url: str, timeout: int) -> None:
         "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
         "Accept": "application/dicom+json",
     }
+    stow_url_check(url)
     shown = _without_credentials(url)
     try:
         # No redirects: requests would follow one as a GET without the body, which a
         # DICOMweb server answers as a study search, 200.
-        response = requests.post(
-            url, data=body, headers=headers, timeout=timeout, allow_redirects=False
-        )
+        with requests.post(
+            url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True
+        ) as response:
+            answer = response.raw.read(STOW_RESPONSE_MAX_BYTES + 1, decode_content=True)
     except requests.RequestException as exc:
         why = str(exc).replace(url, shown)[:300]
         raise DeliveryError(f"{shown}: {type(exc).__name__}: {why}") from exc
+    if len(answer) > STOW_RESPONSE_MAX_BYTES:
+        raise DeliveryError(
+            f"{shown}: HTTP {response.status_code} with an answer over "
+            f"{STOW_RESPONSE_MAX_BYTES // 1024} KB; not read further"
+        )
     if response.status_code not in (200, 202):
-        raise DeliveryError(f"{shown}: HTTP {response.status_code} {response.text[:300]}".strip())
+        text = answer[:300].decode("utf-8", "replace")
+        raise DeliveryError(f"{shown}: HTTP {response.status_code} {text}".strip())
     # Stored only if the response names it among the referenced instances.
     uid = str(dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID)
-    referenced = _json(response).get("00081199", {}).get("Value", [])
+    referenced = _json(answer).get("00081199", {}).get("Value", [])
     uids = {v for item in referenced for v in item.get("00081155", {}).get("Value", [])}
     if uid not in uids:
         raise DeliveryError(
@@ -92,9 +120,9 @@ def _without_credentials(url: str) -> str:
     )
 
 
-def _json(response: requests.Response) -> dict:
+def _json(answer: bytes) -> dict:
     try:
-        body = response.json()
+        body = json.loads(answer)
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}

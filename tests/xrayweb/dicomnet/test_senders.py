@@ -81,3 +81,46 @@ def test_credentials_in_a_url_are_never_shown():
     with pytest.raises(DeliveryError) as raised:
         stow_send(data=b"x", url="http://user:secret@127.0.0.1:9/studies", timeout=2)
     assert "secret" not in str(raised.value) and "127.0.0.1:9" in str(raised.value)
+
+
+def test_an_endless_answer_is_not_read_past_the_limit(film):
+    """Issue 27: the destination's response was read whole, however large."""
+    from xrayweb.dicomnet import senders
+
+    data, uid = film
+    huge = {**referenced(uid), "padding": "x" * (senders.STOW_RESPONSE_MAX_BYTES + 10)}
+    server = serve(200, huge)
+    with pytest.raises(DeliveryError, match="not read further"):
+        stow_send(data=data, url=f"http://127.0.0.1:{server.server_port}/studies", timeout=5)
+    server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://pacs.example.org/dicom-web/studies", True),
+        ("http://127.0.0.1:8042/dicom-web/studies", True),
+        ("http://localhost/studies", True),
+        ("http://pacs.example.org/dicom-web/studies", False),
+        ("http://10.0.0.5/studies", False),
+        ("ftp://pacs.example.org/studies", False),
+    ],
+)
+def test_identified_results_go_over_https_or_to_this_machine_only(film, url, allowed):
+    """Issue 27: http:// was accepted for results that carry the patient's identity."""
+    from django.core.exceptions import ValidationError
+
+    from xrayweb.dicomnet.models import Destination
+    from xrayweb.dicomnet.senders import stow_url_check
+
+    destination = Destination(name="d", kind=Destination.Kind.STOW, stow_url=url)
+    if allowed:
+        stow_url_check(url)
+        destination.clean()
+    else:
+        with pytest.raises(DeliveryError, match="https only"):
+            stow_url_check(url)
+        with pytest.raises(ValidationError, match="https only"):
+            destination.clean()
+        with pytest.raises(DeliveryError, match="https only"):
+            stow_send(data=film[0], url=url, timeout=5)
