@@ -38,14 +38,16 @@ def test_compose_services_are_pinned_and_health_checked():
     assert "unprivileged" in services["proxy"]["image"]
 
 
-def test_the_dicom_listener_runs_from_the_web_image_on_every_interface():
+def test_the_dicom_listener_runs_from_the_web_image_published_on_loopback_unless_told():
     listener = _compose()["services"]["dicom-listener"]
     assert listener["image"] == "xrayweb-web:local"  # the web image: no torch
     assert listener["command"] == ["python", "manage.py", "dicom_listener"]
-    assert listener["environment"]["DICOM_HOST"] == "0.0.0.0"
-    # Published on the host: an allow-list of calling AE titles is required, not optional.
+    assert listener["environment"]["DICOM_HOST"] == "0.0.0.0"  # inside its container
+    # An allow-list of calling AE titles is required, not optional.
     assert ":?" in listener["environment"]["DICOM_ALLOWED_CALLING_AETS"]
-    assert listener["ports"] == ["${DICOM_PORT:-11112}:11112"]
+    # Issue 27: it was published on every interface of the host, with no TLS.
+    assert listener["ports"] == ["${DICOM_BIND:-127.0.0.1}:${DICOM_PORT:-11112}:11112"]
+    assert {"DICOM_TLS_CERT", "DICOM_TLS_KEY", "DICOM_TLS_CA"} <= set(listener["environment"])
 
 
 def test_the_proxy_caps_upload_size():

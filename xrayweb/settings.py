@@ -331,8 +331,15 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 DICOM_AE_TITLE = env.str("DICOM_AE_TITLE", default="XRAYWEB")
 DICOM_HOST = env.str("DICOM_HOST", default="127.0.0.1")
 DICOM_PORT = env.int("DICOM_PORT", default=11112)
-# Calling AE titles allowed to associate; empty: any.
+# Calling AE titles allowed to associate, each tied to where it may come from:
+# "PACS@10.1.2.3,MODALITY@10.20.0.0/16" (a bare "AET": from anywhere, refused in production);
+# empty: any title (not in production).
 DICOM_ALLOWED_CALLING_AETS = env.list("DICOM_ALLOWED_CALLING_AETS", default=[])
+# DICOM TLS (optional): this node's certificate and key (PEM), and the CA whose certificates
+# peers must present (empty: peers are not asked for one).
+DICOM_TLS_CERT = env.str("DICOM_TLS_CERT", default="")
+DICOM_TLS_KEY = env.str("DICOM_TLS_KEY", default="")
+DICOM_TLS_CA = env.str("DICOM_TLS_CA", default="")
 DICOM_MAX_ASSOCIATIONS = env.int("DICOM_MAX_ASSOCIATIONS", default=10)
 # The user that studies received over the network are uploaded by, as the audit names them.
 DICOM_SERVICE_USER = env.str("DICOM_SERVICE_USER", default="dicom-node")

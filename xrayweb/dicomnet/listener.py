@@ -3,7 +3,9 @@ service (``instance_store``) before the response goes back; inference runs later
 queue. It answers C-ECHO too. Each association runs in a thread of its own (pynetdicom), with
 a database connection of its own that is closed when the association ends."""
 
+import ipaddress
 import logging
+import ssl
 from dataclasses import dataclass, field
 
 from django.db import connections
@@ -39,14 +41,67 @@ def error_comment(message: str) -> str:
     return text.encode("ascii", "replace").decode()[:ERROR_COMMENT_MAX]
 
 
+def allowed_peers(entries: list[str]) -> dict[str, list | None]:
+    """The allow-list: each entry "AET@HOST-OR-NETWORK" (an address, or a network such as
+    10.1.0.0/16) ties a calling AE title to where it may come from, as Orthanc's
+    DicomCheckModalityHost does; the same title may be listed with several. A bare "AET" may
+    come from anywhere (refused in production: the title alone is what any peer can claim).
+    Returns {title: [networks] or None for anywhere}."""
+    peers: dict[str, list | None] = {}
+    for entry in entries:
+        title, _, where = entry.strip().partition("@")
+        title = title.strip()
+        if not title:
+            raise ValueError(f"empty AE title in the allow-list entry {entry!r}")
+        if not where.strip():
+            peers[title] = None
+            continue
+        try:
+            network = ipaddress.ip_network(where.strip(), strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{entry!r}: {where!r} is not an address or network") from exc
+        if title in peers and peers[title] is None:
+            continue  # already allowed from anywhere
+        peers.setdefault(title, []).append(network)
+    return peers
+
+
+def _address_allowed(networks: list | None, address: str) -> bool:
+    if networks is None:
+        return True
+    try:
+        peer = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(peer in network for network in networks)
+
+
 @dataclass
 class ListenerConfig:
     ae_title: str
     host: str
     port: int
-    allowed_calling_aets: list[str] = field(default_factory=list)
+    allowed_calling_aets: list[str] = field(default_factory=list)  # allowed_peers() entries
     max_associations: int = 10
     network_timeout: int = 60
+    # DICOM TLS (PS3.15 Annex B): this node's certificate and key (PEM); with a CA file,
+    # peers must present a certificate it signed.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not (self.tls_cert or self.tls_key or self.tls_ca):
+            return None
+        if not (self.tls_cert and self.tls_key):
+            raise ValueError("DICOM TLS needs both a certificate and its key")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.tls_cert, self.tls_key)
+        if self.tls_ca:
+            context.load_verify_locations(self.tls_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
 
 
 def _peer(event) -> tuple[str, str, str]:
@@ -55,7 +110,9 @@ def _peer(event) -> tuple[str, str, str]:
     # The AE title the peer asked for (a refused one differs from ours).
     request = requestor.primitive
     called = getattr(request, "called_ae_title", None) or event.assoc.acceptor.ae_title
-    return ((requestor.ae_title or "").strip(), (called or "").strip(), requestor.address or "")
+    # Before negotiation (EVT_REQUESTED) only the request names the calling AE title.
+    calling = requestor.ae_title or getattr(request, "calling_ae_title", None) or ""
+    return (calling.strip(), (called or "").strip(), requestor.address or "")
 
 
 def _audit_association(event, outcome: str, user, reason: str = "") -> None:
@@ -83,11 +140,26 @@ class Listener:
         self.config = config
         self.user = user
         self.server = None
+        self.peers = allowed_peers(config.allowed_calling_aets)
+        self._ssl = config.ssl_context()
+
+    def _on_requested(self, event) -> None:
+        """A title on the allow-list, from an address it is not tied to: rejected as "calling
+        AE title not recognised" before any negotiation, and audited."""
+        calling = (event.assoc.requestor.primitive.calling_ae_title or "").strip()
+        address = event.assoc.requestor.address or ""
+        if calling not in self.peers or _address_allowed(self.peers[calling], address):
+            return  # pynetdicom's own checks decide
+        event.assoc.acse.send_reject(0x01, 0x01, 0x03)
+        _audit_association(
+            event, "rejected", self.user, "calling AE title not allowed from this address"
+        )
+        event.assoc.kill()
 
     def _ae(self) -> AE:
         ae = AE(ae_title=self.config.ae_title)
         ae.require_called_aet = True
-        ae.require_calling_aet = list(self.config.allowed_calling_aets)
+        ae.require_calling_aet = list(self.peers)
         ae.maximum_associations = self.config.max_associations
         for timeout in ("acse_timeout", "dimse_timeout", "network_timeout"):
             setattr(ae, timeout, self.config.network_timeout)
@@ -125,7 +197,7 @@ class Listener:
 
     def _on_rejected(self, event) -> None:
         calling, called, _ = _peer(event)
-        allowed = self.config.allowed_calling_aets
+        allowed = self.peers
         if called != self.config.ae_title:
             reason = "called AE title not recognised"
         elif allowed and calling not in allowed:
@@ -137,6 +209,7 @@ class Listener:
 
     def start(self) -> None:
         handlers = [
+            (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, lambda event: 0x0000),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_ACCEPTED, self._on_accepted),
@@ -146,7 +219,10 @@ class Listener:
             (evt.EVT_CONN_CLOSE, _release_connection),
         ]
         self.server = self._ae().start_server(
-            (self.config.host, self.config.port), block=False, evt_handlers=handlers
+            (self.config.host, self.config.port),
+            block=False,
+            evt_handlers=handlers,
+            ssl_context=self._ssl,
         )
 
     @property

@@ -368,3 +368,83 @@ def test_the_readmes_routing_rule_is_the_one_tested_here():
         line for line in tested.splitlines(keepends=True) if not line.lstrip().startswith("--")
     )
     assert '"DicomModalities": {"xrayweb": ["XRAYWEB", "127.0.0.1", 11112]}' in readme
+
+
+# Peers (issue 27): an AE title is tied to where it may come from, and DICOM TLS.
+
+
+def test_an_allowed_title_from_an_address_it_is_not_tied_to_is_refused_and_audited(
+    start_listener,
+):
+    """Before, the calling AE title was the only control, and any peer can claim one."""
+    listener = start_listener(allowed_calling_aets=["PACS1@127.0.0.1", "REMOTE@10.9.9.0/24"])
+    assert echo(listener.port, calling="PACS1").returncode == 0
+    refused = echo(listener.port, calling="REMOTE")  # the right title, from the wrong host
+    assert refused.returncode != 0
+    assert "Calling AE Title Not Recognized" in refused.stderr
+    (rejected,) = associations("rejected")
+    assert rejected["calling_ae"] == "REMOTE"
+    assert rejected["reason"] == "calling AE title not allowed from this address"
+
+
+def test_the_allow_list_refuses_what_is_not_an_address_or_network():
+    from xrayweb.dicomnet.listener import allowed_peers
+
+    peers = allowed_peers(["PACS@10.1.2.3", "PACS@10.2.0.0/16", "ANY"])
+    assert [str(n) for n in peers["PACS"]] == ["10.1.2.3/32", "10.2.0.0/16"]
+    assert peers["ANY"] is None
+    with pytest.raises(ValueError, match="not an address or network"):
+        allowed_peers(["PACS@pacs.example.org"])
+
+
+def test_in_production_the_listener_refuses_a_title_not_tied_to_a_host(settings):
+    from django.core.management import CommandError, call_command
+
+    settings.PRODUCTION = True
+    settings.DICOM_PORT = 0
+    for entries in ([], ["PACS@10.1.2.3", "ANYWHERE"]):
+        settings.DICOM_ALLOWED_CALLING_AETS = entries
+        with pytest.raises(CommandError, match="tied to its host or network"):
+            call_command("dicom_listener")
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def certificates(tmp_path) -> Path:
+    """A test CA, and a server and a client certificate it signed (openssl, PEM)."""
+    _openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-days", "2", "-subj", "/CN=xrayweb test CA", cwd=tmp_path,
+    )  # fmt: skip
+    for name in ("server", "client"):
+        _openssl(
+            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
+            f"{name}.csr", "-subj", f"/CN={name}", cwd=tmp_path,
+        )  # fmt: skip
+        _openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-sha256", cwd=tmp_path,
+        )  # fmt: skip
+    return tmp_path
+
+
+def test_a_real_dcmtk_tls_association_stores_a_film_and_plain_tcp_is_refused(
+    start_listener, certificates, tmp_path
+):
+    c = certificates
+    listener = start_listener(
+        tls_cert=str(c / "server.crt"), tls_key=str(c / "server.key"), tls_ca=str(c / "ca.crt")
+    )
+    path = films.write(tmp_path, "film.dcm", films.film())
+    tls = ("+tls", str(c / "client.key"), str(c / "client.crt"), "+cf", str(c / "ca.crt"))
+    result = store(listener.port, path, options=tls)
+    assert result.returncode == 0, result.stderr
+    assert Study.objects.count() == 1
+    assert store(listener.port, path).returncode != 0  # plain TCP: no association
+    # TLS without a certificate the CA signed: refused too.
+    anonymous = store(listener.port, path, options=("+tla", "+cf", str(c / "ca.crt")))
+    assert anonymous.returncode != 0
+    assert Study.objects.count() == 1

@@ -2,9 +2,9 @@ import signal
 import threading
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
-from xrayweb.dicomnet.listener import Listener, ListenerConfig
+from xrayweb.dicomnet.listener import Listener, ListenerConfig, allowed_peers
 from xrayweb.dicomnet.receiving import service_user
 
 
@@ -22,15 +22,29 @@ class Command(BaseCommand):
             allowed_calling_aets=settings.DICOM_ALLOWED_CALLING_AETS,
             max_associations=settings.DICOM_MAX_ASSOCIATIONS,
             network_timeout=settings.DICOM_NETWORK_TIMEOUT,
+            tls_cert=settings.DICOM_TLS_CERT,
+            tls_key=settings.DICOM_TLS_KEY,
+            tls_ca=settings.DICOM_TLS_CA,
         )
+        try:
+            peers = allowed_peers(config.allowed_calling_aets)
+        except ValueError as exc:
+            raise CommandError(f"DICOM_ALLOWED_CALLING_AETS: {exc}") from exc
+        anywhere = sorted(title for title, networks in peers.items() if networks is None)
+        if settings.PRODUCTION and (not peers or anywhere):
+            raise CommandError(
+                "in production every allowed calling AE title is tied to its host or network "
+                f"(DICOM_ALLOWED_CALLING_AETS=AET@10.1.2.3,...); not tied: {anywhere or 'all'}"
+            )
         listener = Listener(config, user=service_user())
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
         listener.start()
         allowed = ", ".join(config.allowed_calling_aets) or "any calling AE title"
+        tls = " over TLS" if config.tls_cert else ""
         self.stdout.write(
-            f"DICOM listener on {config.host}:{listener.port} as {config.ae_title} "
+            f"DICOM listener on {config.host}:{listener.port}{tls} as {config.ae_title} "
             f"({allowed}; studies uploaded by {settings.DICOM_SERVICE_USER})",
         )
         self.stdout.flush()
