@@ -175,3 +175,41 @@ def test_even_an_admin_cannot_change_or_delete_reviews_or_audit_events(
     assert client.delete(api).status_code in (403, 405)
     review.refresh_from_db()
     assert review.label == "normal" and AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_an_admin_cannot_delete_a_prediction(client, admin_user, predicted):
+    """Issue 27: predictions could be deleted in the admin."""
+    from xrayweb.inference.models import Prediction
+
+    study = predicted({"normal": 0.9})
+    prediction = study.current_prediction
+    client.force_login(admin_user)
+    url = f"/admin/inference/prediction/{prediction.pk}/delete/"
+    assert client.post(url, {"post": "yes"}).status_code == 403
+    listing = "/admin/inference/prediction/"
+    bulk = {"action": "delete_selected", "_selected_action": [prediction.pk], "post": "yes"}
+    client.post(listing, bulk)
+    assert Prediction.objects.filter(pk=prediction.pk).exists()
+
+
+def test_the_admin_shows_no_api_token_keys_and_mints_none_for_others(client, admin_user, make_user):
+    """Issue 27: DRF's TokenAdmin listed every key and could mint one for any user, so an
+    admin could act as anyone through the API."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    staff = make_user("staff")
+    token = Token.objects.create(user=staff)
+    client.force_login(admin_user)
+    listing = client.get("/admin/authtoken/tokenproxy/")
+    assert listing.status_code == 200 and staff.username in listing.content.decode()
+    assert token.key not in listing.content.decode()
+    assert client.get("/admin/authtoken/tokenproxy/add/").status_code == 403
+    minted = client.post("/admin/authtoken/tokenproxy/add/", {"user": admin_user.pk})
+    assert minted.status_code == 403 and not Token.objects.filter(user=admin_user).exists()
+    # Cutting the user off is deactivating the account: the token stops working.
+    staff.is_active = False
+    staff.save()
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert api.get("/api/studies/").status_code == 401

@@ -45,3 +45,6 @@ class PredictionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a prediction is part of the record the readings refer to
