@@ -20,6 +20,9 @@ from django.db.models import F
 
 GENESIS = "0" * 64
 SKIPPED = {"id", "seq", "chain_hash"}
+# Columns added after rows were already chained (issue 27: who acted, as of the act): an empty
+# value is left out of the hash, so the rows written before them still verify.
+ADDED_LATER = {"actor_username", "actor_name", "reviewer_username", "reviewer_name"}
 
 
 def _plain(value):
@@ -34,6 +37,8 @@ def row_content(row) -> dict:
     content = {}
     for field in row._meta.concrete_fields:
         if field.attname in SKIPPED:
+            continue
+        if field.attname in ADDED_LATER and not getattr(row, field.attname):
             continue
         content[field.attname] = _plain(field.get_prep_value(getattr(row, field.attname)))
     return content

@@ -5,6 +5,13 @@ from django.utils import timezone
 from xrayweb.audit.chain import chain_link
 
 
+def user_names(user) -> tuple[str, str]:
+    """(username, full name) of ``user`` now, to be kept with a row; ("", "") for none."""
+    if user is None or not getattr(user, "pk", None):
+        return "", ""
+    return user.get_username(), user.get_full_name().strip()
+
+
 class AppendOnlyError(Exception):
     """Readings and audit events are history: rows are added, never changed or removed."""
 
@@ -93,6 +100,14 @@ class AuditEvent(ChainedModel):
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # Who acted, as of the act (renaming the account later does not re-attribute history);
+    # chained with the rest of the row.
+    actor_username = models.CharField(
+        max_length=150, blank=True, default="", db_default="", editable=False
+    )
+    actor_name = models.CharField(
+        max_length=300, blank=True, default="", db_default="", editable=False
     )
     action = models.CharField(max_length=32, choices=Action.choices, db_index=True)
     # A string reference: audit sits below studies and never imports it.

@@ -1,4 +1,4 @@
-from xrayweb.audit.models import AuditEvent
+from xrayweb.audit.models import AuditEvent, user_names
 
 
 def audit_record(
@@ -7,8 +7,12 @@ def audit_record(
     """Append an audit event: the one way the application writes to the audit trail. Details
     carry keys and counts, never patient identifiers. ``actor`` may be a service user (the
     worker, a command's --user) or None for the system itself."""
+    actor = actor if getattr(actor, "is_authenticated", False) else None
+    username, name = user_names(actor)
     return AuditEvent.objects.create(
-        actor=actor if getattr(actor, "is_authenticated", False) else None,
+        actor=actor,
+        actor_username=username,
+        actor_name=name,
         action=action,
         study=study,
         detail=detail or {},
@@ -22,8 +26,17 @@ def audit_record_studies(
     """Append one event per study (``details``: study id -> detail) in one insert: what a
     worker does to a batch of studies."""
     actor = actor if getattr(actor, "is_authenticated", False) else None
+    username, name = user_names(actor)
     events = [
-        AuditEvent(actor=actor, action=action, study_id=study_id, detail=detail, ip=ip or None)
+        AuditEvent(
+            actor=actor,
+            actor_username=username,
+            actor_name=name,
+            action=action,
+            study_id=study_id,
+            detail=detail,
+            ip=ip or None,
+        )
         for study_id, detail in details.items()
     ]
     return AuditEvent.objects.bulk_create(events) if events else []

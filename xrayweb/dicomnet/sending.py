@@ -26,7 +26,11 @@ class DeliveryPending(Exception):
     """This attempt failed and another will follow (the caller schedules it)."""
 
 
-def _reader_name(user) -> str:
+def _reader_name(review) -> str:
+    """The reader as of the reading; readings made before names were kept: the account now."""
+    if review.reviewer_username:
+        return review.reviewer_name or review.reviewer_username
+    user = review.reviewer
     return (user.get_full_name() or user.get_username()).strip()
 
 
@@ -67,7 +71,7 @@ def delivery_object(*, delivery: Delivery) -> bytes:
     review = delivery.review
     reading = sr.Reading(
         label=review.label,
-        reader_name=_reader_name(review.reviewer),
+        reader_name=_reader_name(review),
         assessability=review.assessability,
         comment=review.comment,
     )

@@ -60,7 +60,7 @@ def _row(p: Prediction, reader) -> list[str]:
     history = [
         {
             "at": r.created_at.isoformat(),
-            "reader": r.reviewer.username,
+            "reader": r.reviewer_username or r.reviewer.username,
             "kind": r.kind,
             "label": r.label,
             "assessability": r.assessability,

@@ -19,6 +19,14 @@ class Review(ChainedModel):
 
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="reviews")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    # The reader as of the reading (the SR and exports print it; a later rename changes
+    # nothing here). Chained with the rest of the row.
+    reviewer_username = models.CharField(
+        max_length=150, blank=True, default="", db_default="", editable=False
+    )
+    reviewer_name = models.CharField(
+        max_length=300, blank=True, default="", db_default="", editable=False
+    )
     label = models.CharField(max_length=64, blank=True)  # blank: a not-diagnostic reading
     # The reader's answer about the image: as the gate says, assessable after all (the gate
     # refused it wrongly), or not diagnostic (no label; counts neither way against the model).

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from xrayweb.audit.models import AuditEvent
+from xrayweb.audit.models import AuditEvent, user_names
 from xrayweb.audit.services import audit_record
 from xrayweb.errors import ApplicationError
 from xrayweb.inference.selectors import prediction_current
@@ -118,9 +118,12 @@ def review_submit(
         agrees = None
         if prediction is not None and assessability != Overrule.NOT_DIAGNOSTIC:
             agrees = prediction.label == label
+        reviewer_username, reviewer_name = user_names(reviewer)
         review = Review.objects.create(
             study=locked,
             reviewer=reviewer,
+            reviewer_username=reviewer_username,
+            reviewer_name=reviewer_name,
             label=label,
             assessability=assessability,
             comment=comment,

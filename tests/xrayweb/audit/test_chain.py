@@ -180,3 +180,32 @@ def test_concurrent_writers_never_fork_the_chain():
         list(pool.map(write, range(4)))
     assert sorted(AuditEvent.objects.values_list("seq", flat=True)) == list(range(1, 41))
     assert dict((chain, problem) for chain, _, problem in chains_verify())["audit"] is None
+
+
+def test_renaming_a_user_does_not_re_attribute_history(history, radiologist, admin_user):
+    """Issue 27: the chain covered only actor_id, and the reading SR printed the reader's
+    current name. Rows carry the names as of the act, chained."""
+    from xrayweb.dicomnet.sending import _reader_name
+
+    events, reviews = history
+    view = next(e for e in events if e.actor_id == admin_user.pk)
+    assert view.actor_username == admin_user.username
+    assert reviews[0].reviewer_username == radiologist.username
+    old_name = radiologist.get_full_name() or radiologist.username
+    radiologist.username, radiologist.first_name, radiologist.last_name = "mallory", "M", "X"
+    radiologist.save()
+    reading = Review.objects.get(pk=reviews[0].pk)
+    assert reading.reviewer_username != "mallory" and _reader_name(reading) == old_name
+    call_command("audit_verify")  # the names are part of each row's hash: intact
+    raw("UPDATE audit_auditevent SET actor_username = 'mallory' WHERE id = %s", [view.pk])
+    assert f"row id={view.pk} (seq {view.seq})" in verify()
+
+
+def test_rows_chained_before_names_were_kept_still_verify(history, capsys):
+    """Rows written before the name columns existed (empty there) keep their hashes."""
+    from xrayweb.audit.chain import row_content
+
+    system = audit_record(actor=None, action=AuditEvent.Action.STUDY_FAILED, detail={"n": 1})
+    assert "actor_username" not in row_content(system)
+    call_command("audit_verify")
+    assert "chain intact" in capsys.readouterr().out
