@@ -97,6 +97,12 @@ class AuditEvent(ChainedModel):
         DICOM_ASSOCIATION = "dicom.association"
         DICOM_INSTANCE = "dicom.instance"
         DICOM_DELIVERY = "dicom.delivery"
+        # Changes to who may do what: an account (role, active, password, names), an API
+        # token (created, revoked), a DICOM destination. Signals write them, whoever changes
+        # the row (admin, API, a command); the actor is the signed-in user, if any.
+        USER_CHANGE = "user.change"
+        TOKEN_CHANGE = "token.change"
+        DESTINATION_CHANGE = "destination.change"
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"

@@ -29,6 +29,48 @@ def _deliver_reading(sender, *, review_id: int, **kwargs) -> None:
         logger.exception("deliveries for review %s not made; the backfill will", review_id)
 
 
+DESTINATION_FIELDS = ("name", "kind", "ae_title", "host", "port", "stow_url", "enabled")
+
+
+def _shown(field: str, value):
+    if field == "stow_url" and value:
+        from xrayweb.dicomnet.senders import _without_credentials
+
+        return _without_credentials(value)
+    return value
+
+
+def _destination_before(sender, instance, **kwargs) -> None:
+    query = sender.objects.filter(pk=instance.pk) if instance.pk else sender.objects.none()
+    instance._audit_before = query.values(*DESTINATION_FIELDS).first()
+
+
+def _destination_saved(sender, instance, created, **kwargs) -> None:
+    """Where identified results go is a change the audit keeps (issue 27)."""
+    from xrayweb.audit.context import current_actor_and_ip
+    from xrayweb.audit.models import AuditEvent
+    from xrayweb.audit.services import audit_record
+
+    old = getattr(instance, "_audit_before", None) or {}
+    now = {f: _shown(f, getattr(instance, f)) for f in DESTINATION_FIELDS}
+    changed = {f: v for f, v in now.items() if created or _shown(f, old.get(f)) != v}
+    if not changed:
+        return
+    actor, ip = current_actor_and_ip()
+    detail = {"destination": instance.pk, "created" if created else "changed": changed}
+    audit_record(actor=actor, action=AuditEvent.Action.DESTINATION_CHANGE, detail=detail, ip=ip)
+
+
+def _destination_deleted(sender, instance, **kwargs) -> None:
+    from xrayweb.audit.context import current_actor_and_ip
+    from xrayweb.audit.models import AuditEvent
+    from xrayweb.audit.services import audit_record
+
+    actor, ip = current_actor_and_ip()
+    detail = {"destination": instance.pk, "removed": instance.name}
+    audit_record(actor=actor, action=AuditEvent.Action.DESTINATION_CHANGE, detail=detail, ip=ip)
+
+
 class DicomnetConfig(AppConfig):
     name = "xrayweb.dicomnet"
     label = "dicomnet"
@@ -42,3 +84,10 @@ class DicomnetConfig(AppConfig):
 
         predictions_recorded.connect(_deliver_predictions, dispatch_uid="dicomnet-predictions")
         reading_finalized.connect(_deliver_reading, dispatch_uid="dicomnet-reading")
+        from django.db.models.signals import post_delete, post_save, pre_save
+
+        from xrayweb.dicomnet.models import Destination
+
+        pre_save.connect(_destination_before, sender=Destination, dispatch_uid="audit-dest-pre")
+        post_save.connect(_destination_saved, sender=Destination, dispatch_uid="audit-dest")
+        post_delete.connect(_destination_deleted, sender=Destination, dispatch_uid="audit-dest-rm")

@@ -1,0 +1,86 @@
+"""Account and token changes into the audit chain (issue 27): roles (groups), the admin and
+active flags, names, e-mail and password (that it changed, never the hash); API tokens
+created and revoked (never the key). Connected in AccountsConfig.ready."""
+
+from django.contrib.auth import get_user_model
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
+
+from xrayweb.audit.context import current_actor_and_ip
+from xrayweb.audit.models import AuditEvent
+from xrayweb.audit.services import audit_record
+
+WATCHED = (
+    "username",
+    "first_name",
+    "last_name",
+    "email",
+    "is_active",
+    "is_staff",
+    "is_superuser",
+    "password",
+)
+
+
+def _record(action: str, detail: dict) -> None:
+    actor, ip = current_actor_and_ip()
+    audit_record(actor=actor, action=action, detail=detail, ip=ip)
+
+
+def _user_before(sender, instance, **kwargs) -> None:
+    old = sender.objects.filter(pk=instance.pk).values(*WATCHED).first() if instance.pk else None
+    instance._audit_before = old
+
+
+def _user_saved(sender, instance, created, **kwargs) -> None:
+    old = getattr(instance, "_audit_before", None)
+    if created or old is None:
+        changed = [f for f in WATCHED if f != "password" and getattr(instance, f)]
+        _record(AuditEvent.Action.USER_CHANGE, {"user": instance.pk, "created": changed})
+        return
+    changed = [f for f in WATCHED if getattr(instance, f) != old[f]]
+    if not changed:
+        return  # a login updating last_login, say
+    detail = {"user": instance.pk, "changed": changed}
+    for flag in ("is_active", "is_staff", "is_superuser"):
+        if flag in changed:
+            detail[flag] = getattr(instance, flag)
+    if "username" in changed:
+        detail["username"] = [old["username"], instance.username]
+    _record(AuditEvent.Action.USER_CHANGE, detail)
+
+
+def _groups_changed(sender, instance, action, pk_set, model, **kwargs) -> None:
+    if action not in ("post_add", "post_remove", "post_clear"):
+        return
+    if not isinstance(instance, get_user_model()):
+        return  # a group's members changed from the group's side: same rows, other instance
+    names = sorted(model.objects.filter(pk__in=pk_set or []).values_list("name", flat=True))
+    verb = {"post_add": "added", "post_remove": "removed", "post_clear": "cleared"}[action]
+    _record(
+        AuditEvent.Action.USER_CHANGE,
+        {"user": instance.pk, "groups": verb, "names": names, "now": _group_names(instance)},
+    )
+
+
+def _group_names(user) -> list[str]:
+    return sorted(user.groups.values_list("name", flat=True))
+
+
+def _token_saved(sender, instance, created, **kwargs) -> None:
+    if created:
+        _record(AuditEvent.Action.TOKEN_CHANGE, {"user": instance.user_id, "token": "created"})
+
+
+def _token_deleted(sender, instance, **kwargs) -> None:
+    _record(AuditEvent.Action.TOKEN_CHANGE, {"user": instance.user_id, "token": "revoked"})
+
+
+def connect() -> None:
+    from rest_framework.authtoken.models import Token
+
+    user = get_user_model()
+    pre_save.connect(_user_before, sender=user, dispatch_uid="audit-user-before")
+    post_save.connect(_user_saved, sender=user, dispatch_uid="audit-user-saved")
+    m2m_changed.connect(_groups_changed, sender=user.groups.through, dispatch_uid="audit-groups")
+    post_save.connect(_token_saved, sender=Token, dispatch_uid="audit-token-saved")
+    post_delete.connect(_token_deleted, sender=Token, dispatch_uid="audit-token-deleted")
