@@ -97,11 +97,25 @@ def test_csv_export_has_every_prediction_with_its_full_history(
         ("second", "covid19", "amendment"),
     ]
     assert first["final_label"] == "covid19" and first["predicted_label"] == "normal"
+    # Pseudonymised by default (issue 27): keyed pseudonyms, no comments.
+    assert history[1]["comment"] == "(withheld)"
+    assert reviewed[0].patient_id not in {r["patient_id"] for r in rows}
+    assert all(r["patient_id"].startswith("P-") for r in rows)
+    (event,) = AuditEvent.objects.filter(action="export.csv", actor=radiologist)
+    assert event.detail == {"kind": "pseudonymised", "scope": "all predictions"}
+    # A radiologist may not ask for identifiers; an admin may, and it is audited as such.
+    assert client.get("/agreement/export.csv?identified=1").status_code == 403
+    admin = make_user("admin")
+    client.force_login(admin)
+    response = client.get("/agreement/export.csv?identified=1")
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    first = next(r for r in rows if r["study_id"] == str(reviewed[0].pk))
     # A comment that a spreadsheet would run as a formula is neutralised in the JSON cell,
     # and a cell that itself starts with "=" is prefixed.
-    assert history[1]["comment"] == "=HYPERLINK(1)"
+    assert json.loads(first["reviews"])[1]["comment"] == "=HYPERLINK(1)"
     assert "'=2+3" in [r["patient_id"] for r in rows]
-    assert AuditEvent.objects.filter(action="export.csv", actor=radiologist).count() == 1
+    (event,) = AuditEvent.objects.filter(action="export.csv", actor=admin)
+    assert event.detail == {"kind": "identified", "scope": "all predictions"}
 
 
 def test_staff_may_not_see_the_dashboard_export_or_audit_log(client, staff, radiologist):
@@ -213,3 +227,18 @@ def test_the_admin_shows_no_api_token_keys_and_mints_none_for_others(client, adm
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     assert api.get("/api/studies/").status_code == 401
+
+
+def test_the_same_patient_has_the_same_pseudonym_in_every_export(client, radiologist, predicted):
+    """Issue 27: the CSV gave every radiologist every patient's identifiers and comments."""
+    first = predicted({"normal": 0.6}, patient_id="PAT-SECRET-1")
+    predicted({"normal": 0.7}, patient_id="PAT-SECRET-1")
+    client.force_login(radiologist)
+
+    def patients() -> list[str]:
+        body = b"".join(client.get("/agreement/export.csv").streaming_content).decode()
+        assert "PAT-SECRET-1" not in body and first.accession not in body
+        return [r["patient_id"] for r in csv.DictReader(io.StringIO(body))]
+
+    once, again = patients(), patients()
+    assert once == again and len(set(once)) == 1 and once[0].startswith("P-")

@@ -1,12 +1,16 @@
 """The CSV export's rows: every prediction with its study's full review history."""
 
+import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.db.models import Prefetch
 from django.utils import timezone
 
 from xrayweb.accounts.roles import ADMIN, user_has_any_role
+from xrayweb.errors import ApplicationError
 from xrayweb.inference.models import Prediction
 from xrayweb.review.models import Review
 from xrayweb.review.selectors import reviews_visible
@@ -52,7 +56,16 @@ def _cell(value) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
-def _row(p: Prediction, reader) -> list[str]:
+def pseudonym(kind: str, value: str) -> str:
+    """A stable stand-in for an identifier (keyed by DEID_SECRET): the same patient gets the
+    same pseudonym in every export, and nobody without the key can go back."""
+    if not value:
+        return ""
+    digest = hmac.new(settings.DEID_SECRET.encode(), f"{kind}:{value}".encode(), hashlib.sha256)
+    return f"{kind[0].upper()}-{digest.hexdigest()[:12]}"
+
+
+def _row(p: Prediction, reader, identified: bool) -> list[str]:
     study = p.study
     reviews = study.export_reviews
     if reader is not None:
@@ -65,15 +78,16 @@ def _row(p: Prediction, reader) -> list[str]:
             "label": r.label,
             "assessability": r.assessability,
             "agrees_with_model": r.agrees_with_model,
-            "comment": r.comment,
+            # Free text may name the patient: only in the identified export.
+            "comment": r.comment if identified else ("(withheld)" if r.comment else ""),
         }
         for r in reviews
     ]
     values = [
         p.pk,
         study.pk,
-        study.patient_id,
-        study.accession,
+        study.patient_id if identified else pseudonym("patient", study.patient_id),
+        study.accession if identified else pseudonym("accession", study.accession),
         study.site,
         study.view,
         study.created_at,
@@ -104,11 +118,14 @@ def export_filename() -> str:
     return f"xrayweb-predictions-{timezone.now():%Y%m%d-%H%M%S}.csv"
 
 
-def export_rows(*, reader=None, chunk_size: int = 500) -> Iterator[list[str]]:
+def export_rows(
+    *, reader=None, identified: bool = False, chunk_size: int = 500
+) -> Iterator[list[str]]:
     """One row of ``COLUMNS`` per prediction, oldest first, streamed: queries grow with the
     number of chunks, not of rows. ``reader``: the user whose view of the readings the rows
     give (a first read awaiting a second read by someone else is left out, as on the review
-    page); None: every reading (admins)."""
+    page); None: every reading (admins). Pseudonymised unless ``identified``: patient IDs and
+    accessions become keyed pseudonyms, and reading comments are withheld."""
     reviews = Review.objects.select_related("reviewer").order_by("created_at", "id")
     qs = (
         Prediction.objects.select_related("study", "model_version")
@@ -116,10 +133,21 @@ def export_rows(*, reader=None, chunk_size: int = 500) -> Iterator[list[str]]:
         .order_by("id")
     )
     for prediction in qs.iterator(chunk_size=chunk_size):
-        yield _row(prediction, reader)
+        yield _row(prediction, reader, identified)
 
 
-def export_rows_for(*, user) -> Iterator[list[str]]:
+def export_rows_for(*, user, identified: bool = False) -> Iterator[list[str]]:
     """The export as ``user`` may see it: every reading for an admin, the review page's
-    hiding rule for anyone else. The page and the API both export through this."""
-    return export_rows(reader=None if user_has_any_role(user, {ADMIN}) else user)
+    hiding rule for anyone else; identified only for an admin who asks (the caller audits
+    it). The page and the API both export through this."""
+    admin = user_has_any_role(user, {ADMIN})
+    if identified and not admin:
+        raise ApplicationError("Only admins may export patient identifiers.", status=403)
+    return export_rows(reader=None if admin else user, identified=identified)
+
+
+def export_requested(*, user, query) -> tuple[bool, dict]:
+    """(identified?, the audit detail) for an export request (``?identified=1``)."""
+    identified = query.get("identified") in ("1", "true", "yes")
+    detail = {"kind": "identified" if identified else "pseudonymised", "scope": "all predictions"}
+    return identified, detail

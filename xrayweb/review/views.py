@@ -5,7 +5,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpResponseBadRequest
+from django.http import HttpResponseBadRequest, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -40,7 +40,7 @@ from xrayweb.review.agreement import (
     assessability_counts,
     matrix_rows,
 )
-from xrayweb.review.export import COLUMNS, export_filename, export_rows_for
+from xrayweb.review.export import COLUMNS, export_filename, export_requested, export_rows_for
 from xrayweb.review.saliency import saliency_distribution
 from xrayweb.review.selectors import (
     next_case,
@@ -255,10 +255,18 @@ def agreement_page(request):
 def agreement_export(request):
     """Every prediction with its review history, as CSV. A radiologist's export hides a first
     read awaiting someone else's second read, as the review page does; an admin's shows all."""
-    audit_record(actor=request.user, action=AuditEvent.Action.EXPORT_CSV, ip=client_ip(request))
-    return csv_download(
-        export_rows_for(user=request.user), header=COLUMNS, filename=export_filename()
+    identified, detail = export_requested(user=request.user, query=request.GET)
+    try:
+        rows = export_rows_for(user=request.user, identified=identified)
+    except ApplicationError as exc:
+        return HttpResponseForbidden(exc.message)
+    audit_record(
+        actor=request.user,
+        action=AuditEvent.Action.EXPORT_CSV,
+        detail=detail,
+        ip=client_ip(request),
     )
+    return csv_download(rows, header=COLUMNS, filename=export_filename())
 
 
 def _detail_text(detail: dict) -> str:

@@ -4,7 +4,7 @@ prediction with its readings. Each is audited."""
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,7 +16,7 @@ from xrayweb.audit.models import AuditEvent
 from xrayweb.audit.services import audit_record
 from xrayweb.downloads import csv_download
 from xrayweb.inference.selectors import prediction_overlay_dicom
-from xrayweb.review.export import COLUMNS, export_filename, export_rows_for
+from xrayweb.review.export import COLUMNS, export_filename, export_requested, export_rows_for
 from xrayweb.studies.models import Study
 from xrayweb.studies.services import study_confirm_no_burned_in_text, study_export_dicom
 
@@ -72,17 +72,33 @@ class StudyOverlayDicomApi(FileDownloadMixin, APIView):
 class PredictionsExportApi(FileDownloadMixin, APIView):
     """GET (radiologists, admins): every prediction with its review history as CSV. A
     radiologist's export hides a first read awaiting someone else's second read, as the
-    study's readings do; an admin's shows all."""
+    study's readings do; an admin's shows all. Pseudonymised (keyed patient and accession
+    pseudonyms, comments withheld) unless an admin asks for ``?identified=1``; audited with
+    which."""
 
     permission_classes = [IsAuthenticated, CanExportPredictions]
     renderer_classes = CSV_RENDERERS
 
-    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "identified",
+                OpenApiTypes.BOOL,
+                description="admins only: real patient IDs, accessions and comments",
+            )
+        ],
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
     def get(self, request):
-        audit_record(actor=request.user, action=AuditEvent.Action.EXPORT_CSV, ip=client_ip(request))
-        return csv_download(
-            export_rows_for(user=request.user), header=COLUMNS, filename=export_filename()
+        identified, detail = export_requested(user=request.user, query=request.query_params)
+        rows = export_rows_for(user=request.user, identified=identified)  # 403 if not allowed
+        audit_record(
+            actor=request.user,
+            action=AuditEvent.Action.EXPORT_CSV,
+            detail=detail,
+            ip=client_ip(request),
         )
+        return csv_download(rows, header=COLUMNS, filename=export_filename())
 
 
 class StudyBurnedInCheckApi(APIView):
