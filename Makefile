@@ -60,7 +60,7 @@ run: $(STAMP)
 	@echo "xrayweb on http://$(HOST):$(PORT)/ and the DICOM listener on $${DICOM_HOST:-127.0.0.1}:$${DICOM_PORT:-11112} as $${DICOM_AE_TITLE:-XRAYWEB}"
 	@echo "(Ctrl-C stops the web server, the worker and the listener)"
 	@trap 'kill 0' EXIT; export DEBUG=$${DEBUG:-1}; \
-	$(BIN)/celery -A xrayweb worker -Q inference,default --pool solo --loglevel INFO & \
+	$(BIN)/celery -A xrayweb worker -Q inference,default --pool solo --loglevel INFO -B --schedule var/celerybeat-schedule & \
 	$(BIN)/python manage.py dicom_listener & \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 

@@ -303,6 +303,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "xrayweb.dicomnet.tasks.resend_overdue",
         "schedule": env.float("RECONCILE_EVERY_SECONDS", default=60.0),
     },
+    # The audit chains, verified (an alarm on /healthz and the audit log page for admins).
+    "verify-audit-chains": {
+        "task": "xrayweb.audit.tasks.verify_chains",
+        "schedule": env.float("AUDIT_VERIFY_EVERY_SECONDS", default=3600.0),
+    },
 }
 # A worker child is replaced after it grows past this many KiB (leaks, fragmentation).
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("WORKER_MAX_MEMORY_KB", default=6_000_000)

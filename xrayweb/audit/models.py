@@ -134,3 +134,21 @@ class AuditEvent(ChainedModel):
 
     def __str__(self) -> str:
         return f"{self.action} by {self.actor_id} on study {self.study_id}"
+
+
+class ChainCheck(models.Model):
+    """One run of the chain verification (``audit_verify``, by hand or on the Celery beat
+    schedule): when, and the first break if any. The newest one is what /healthz and the
+    audit log page show admins."""
+
+    checked_at = models.DateTimeField(default=timezone.now, db_index=True)
+    ok = models.BooleanField()
+    rows = models.JSONField(default=dict)  # chain -> rows checked
+    problem = models.TextField(blank=True)
+    via = models.CharField(max_length=16)  # "schedule" or "command"
+
+    class Meta:
+        ordering = ["-checked_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"chains {'intact' if self.ok else 'BROKEN'} at {self.checked_at:%Y-%m-%d %H:%M}"

@@ -6,6 +6,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from xrayweb.accounts.roles import ADMIN, user_has_any_role
+from xrayweb.audit.selectors import chain_check_latest
 from xrayweb.ops.health import health_check
 
 CACHE_KEY = "xrayweb:healthz"
@@ -19,6 +20,9 @@ def healthz(request):
     says which part is down (no paths, no secrets)."""
     if user_has_any_role(request.user, {ADMIN}):
         report = health_check()  # an admin asking gets it fresh
+        # The alarm: a broken chain (or none verified) makes the report fail for admins.
+        report["audit"] = chain_check_latest()
+        report["ok"] = report["ok"] and report["audit"]["ok"] is not False
     else:
         # Anyone may ask, so anyone could flood it: the checks (a query, a broker connection)
         # run at most once per HEALTHZ_CACHE_SECONDS per process for everyone else.

@@ -21,7 +21,7 @@ from xrayweb.accounts.roles import (
 from xrayweb.accounts.selectors import shortcuts_enabled
 from xrayweb.audit.addresses import client_ip
 from xrayweb.audit.models import AuditEvent
-from xrayweb.audit.selectors import audit_events
+from xrayweb.audit.selectors import audit_events, chain_check_latest
 from xrayweb.audit.services import audit_record
 from xrayweb.downloads import csv_download
 from xrayweb.errors import ApplicationError
@@ -304,6 +304,7 @@ def audit_log_page(request):
         event.detail_text = _detail_text(event.detail)
     context = {
         "page": page,
+        "chain_check": chain_check_latest(),
         "actions": AuditEvent.Action.choices,
         "query": _query_without(request, "page"),
     }

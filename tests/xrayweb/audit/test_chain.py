@@ -209,3 +209,30 @@ def test_rows_chained_before_names_were_kept_still_verify(history, capsys):
     assert "actor_username" not in row_content(system)
     call_command("audit_verify")
     assert "chain intact" in capsys.readouterr().out
+
+
+def test_the_chains_are_verified_on_a_schedule_and_a_break_raises_the_alarm(
+    history, client, admin_user, settings
+):
+    """Issue 27: audit_verify ran only by hand, and nothing showed a broken chain."""
+    from pathlib import Path
+
+    from xrayweb.audit.tasks import verify_chains
+
+    assert settings.CELERY_BEAT_SCHEDULE["verify-audit-chains"]["task"] == verify_chains.name
+    makefile = (Path(settings.BASE_DIR) / "Makefile").read_text()
+    assert "worker -Q inference,default --pool solo --loglevel INFO -B" in makefile  # make run
+    client.force_login(admin_user)
+    assert verify_chains.run() == {"ok": True, "problem": ""}
+    health = client.get("/healthz").json()
+    assert health["audit"]["ok"] is True and health["ok"] is True
+    events, _ = history
+    raw("UPDATE audit_auditevent SET detail = %s WHERE id = %s", ['{"n": 99}', events[1].pk])
+    result = verify_chains.run()
+    assert result["ok"] is False and f"row id={events[1].pk}" in result["problem"]
+    response = client.get("/healthz")
+    assert response.status_code == 503 and response.json()["audit"]["ok"] is False
+    page = client.get("/audit/log/").content.decode()
+    assert "The audit trail was tampered with" in page and f"row id={events[1].pk}" in page
+    client.logout()
+    assert "audit" not in client.get("/healthz").json()  # anonymous callers are not told

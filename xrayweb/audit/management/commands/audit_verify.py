@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from xrayweb.audit.models import ChainCheck
 from xrayweb.audit.selectors import chains_verify
 
 
@@ -11,11 +12,18 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         broken = []
-        for chain, checked, problem in chains_verify():
+        results = chains_verify()
+        for chain, checked, problem in results:
             if problem is None:
                 self.stdout.write(f"{chain}: {checked} rows, chain intact")
             else:
                 self.stdout.write(f"{chain}: BROKEN after {checked} good rows: {problem}")
                 broken.append(problem)
+        ChainCheck.objects.create(
+            ok=not broken,
+            rows={chain: checked for chain, checked, _ in results},
+            problem=str(broken[0]) if broken else "",
+            via="command",
+        )
         if broken:
             raise CommandError(f"the audit trail was tampered with: {broken[0]}")
