@@ -354,6 +354,8 @@ DICOM_SERVICE_USER = env.str("DICOM_SERVICE_USER", default="dicom-node")
 DICOM_NETWORK_TIMEOUT = env.int("DICOM_NETWORK_TIMEOUT", default=60)
 # STOW-RS: the largest request body read (it is held in memory).
 DICOMWEB_MAX_BYTES = env.int("DICOMWEB_MAX_BYTES", default=4 * MAX_UPLOAD_BYTES)
+# STOW-RS: the most instances (body parts) one request may carry (413 beyond).
+DICOMWEB_MAX_PARTS = env.int("DICOMWEB_MAX_PARTS", default=100)
 # Result delivery: attempts per object before it is marked failed, the first retry delay
 # (doubling, capped) and the timeout of one send.
 DICOM_DELIVERY_MAX_ATTEMPTS = env.int("DICOM_DELIVERY_MAX_ATTEMPTS", default=8)

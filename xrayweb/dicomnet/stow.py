@@ -4,6 +4,8 @@ and the response dataset in the DICOM JSON model."""
 import re
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from xrayweb.dicomnet.receiving import PROCESSING_FAILURE, Received
 from xrayweb.errors import ApplicationError
 
@@ -61,9 +63,17 @@ def parts_split(*, body: bytes, content_type: str) -> list[Part]:
     else:
         pieces[0] = first[len(delimiter) :]
     parts = []
+    limit = settings.DICOMWEB_MAX_PARTS
     for piece in pieces:
         if piece.startswith(b"--"):  # the close delimiter
             break
+        if len(parts) == limit:
+            # Each refused part writes an audit row: an unlimited count would let one request
+            # flood the audit chain.
+            raise ApplicationError(
+                f"At most {limit} instances per STOW-RS request; send the rest in another.",
+                status=413,
+            )
         head, sep, data = piece.partition(b"\r\n\r\n")
         if not sep:
             raise ApplicationError("A body part has no header/body separator (CRLF CRLF).")

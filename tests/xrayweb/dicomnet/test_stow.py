@@ -129,6 +129,18 @@ def test_another_image_under_a_stored_uid_fails_with_duplicate_sop_and_is_audite
     assert conflict.detail["outcome"] == "conflict"
 
 
+def test_a_request_past_the_part_limit_is_refused_whole(live_server, token, settings):
+    """Issue 27: STOW-RS had no limit on the number of parts (each refused part writes an
+    audit row)."""
+    settings.DICOMWEB_MAX_PARTS = 2
+    films_ = [films.to_bytes(films.film(index=i)) for i in range(3)]
+    response = post(live_server, token, *body(*films_))
+    assert response.status_code == 413 and "At most 2 instances" in response.json()["detail"]
+    assert not Study.objects.exists()
+    assert not AuditEvent.objects.filter(action=AuditEvent.Action.DICOM_INSTANCE).exists()
+    assert post(live_server, token, *body(*films_[:2])).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("content_type", "status"),
     [
