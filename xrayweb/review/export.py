@@ -10,6 +10,8 @@ from django.db.models import Prefetch
 from django.utils import timezone
 
 from xrayweb.accounts.roles import ADMIN, user_has_any_role
+from xrayweb.audit.models import AuditEvent
+from xrayweb.audit.services import audit_record
 from xrayweb.errors import ApplicationError
 from xrayweb.inference.models import Prediction
 from xrayweb.review.models import Review
@@ -146,8 +148,11 @@ def export_rows_for(*, user, identified: bool = False) -> Iterator[list[str]]:
     return export_rows(reader=None if admin else user, identified=identified)
 
 
-def export_requested(*, user, query) -> tuple[bool, dict]:
-    """(identified?, the audit detail) for an export request (``?identified=1``)."""
+def predictions_export(*, user, query, ip: str | None) -> Iterator[list[str]]:
+    """One export's rows, audited with what it holds: pseudonymised unless an admin asks for
+    ``?identified=1`` (anyone else: ApplicationError 403, and nothing is audited)."""
     identified = query.get("identified") in ("1", "true", "yes")
+    rows = export_rows_for(user=user, identified=identified)
     detail = {"kind": "identified" if identified else "pseudonymised", "scope": "all predictions"}
-    return identified, detail
+    audit_record(actor=user, action=AuditEvent.Action.EXPORT_CSV, detail=detail, ip=ip)
+    return rows

@@ -40,7 +40,7 @@ from xrayweb.review.agreement import (
     assessability_counts,
     matrix_rows,
 )
-from xrayweb.review.export import COLUMNS, export_filename, export_requested, export_rows_for
+from xrayweb.review.export import COLUMNS, export_filename, predictions_export
 from xrayweb.review.saliency import saliency_distribution
 from xrayweb.review.selectors import (
     next_case,
@@ -255,17 +255,10 @@ def agreement_page(request):
 def agreement_export(request):
     """Every prediction with its review history, as CSV. A radiologist's export hides a first
     read awaiting someone else's second read, as the review page does; an admin's shows all."""
-    identified, detail = export_requested(user=request.user, query=request.GET)
     try:
-        rows = export_rows_for(user=request.user, identified=identified)
+        rows = predictions_export(user=request.user, query=request.GET, ip=client_ip(request))
     except ApplicationError as exc:
         return HttpResponseForbidden(exc.message)
-    audit_record(
-        actor=request.user,
-        action=AuditEvent.Action.EXPORT_CSV,
-        detail=detail,
-        ip=client_ip(request),
-    )
     return csv_download(rows, header=COLUMNS, filename=export_filename())
 
 

@@ -16,7 +16,7 @@ from xrayweb.audit.models import AuditEvent
 from xrayweb.audit.services import audit_record
 from xrayweb.downloads import csv_download
 from xrayweb.inference.selectors import prediction_overlay_dicom
-from xrayweb.review.export import COLUMNS, export_filename, export_requested, export_rows_for
+from xrayweb.review.export import COLUMNS, export_filename, predictions_export
 from xrayweb.studies.models import Study
 from xrayweb.studies.services import study_confirm_no_burned_in_text, study_export_dicom
 
@@ -90,13 +90,8 @@ class PredictionsExportApi(FileDownloadMixin, APIView):
         responses={(200, "text/csv"): OpenApiTypes.STR},
     )
     def get(self, request):
-        identified, detail = export_requested(user=request.user, query=request.query_params)
-        rows = export_rows_for(user=request.user, identified=identified)  # 403 if not allowed
-        audit_record(
-            actor=request.user,
-            action=AuditEvent.Action.EXPORT_CSV,
-            detail=detail,
-            ip=client_ip(request),
+        rows = predictions_export(  # 403 for identifiers asked by a non-admin
+            user=request.user, query=request.query_params, ip=client_ip(request)
         )
         return csv_download(rows, header=COLUMNS, filename=export_filename())
 
