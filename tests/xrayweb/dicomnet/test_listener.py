@@ -63,6 +63,19 @@ def store(port: int, *paths: Path, calling: str = "STORESCU", options=()):
     )
 
 
+def pynetdicom_store(port: int, ds, *, calling: str = "STORESCU"):
+    """pynetdicom as the sender, to read the whole C-STORE response (status, ErrorComment)."""
+    from pynetdicom import AE
+
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port, ae_title="XRAYWEB")
+    assert assoc.is_established
+    status = assoc.send_c_store(ds)
+    assoc.release()
+    return status
+
+
 def associations(outcome: str, count: int = 1) -> list[dict]:
     """The audited associations with this outcome, once ``count`` are there: the listener
     records a refusal just after the peer has read it."""
@@ -186,19 +199,13 @@ def test_another_image_under_a_stored_sop_uid_is_refused_and_audited_as_a_confli
 ):
     """Issue 27: a device that reuses a UID. Before, the second image was answered Success
     and dropped."""
-    from pynetdicom import AE
 
     listener = start_listener()
     first = films.film(index=0)
     assert store(listener.port, films.write(tmp_path, "a.dcm", first)).returncode == 0
     stored = Study.objects.get().image_sha256
     other = films.film(index=1, SOPInstanceUID=first.SOPInstanceUID)
-    ae = AE(ae_title="STORESCU")
-    ae.add_requested_context(other.SOPClassUID, other.file_meta.TransferSyntaxUID)
-    assoc = ae.associate("127.0.0.1", listener.port, ae_title="XRAYWEB")
-    assert assoc.is_established
-    status = assoc.send_c_store(other)
-    assoc.release()
+    status = pynetdicom_store(listener.port, other)
     assert status.Status == 0x0111  # Duplicate SOP Instance (PS3.7 Annex C), a failure
     assert status.ErrorComment.startswith("a different image carries the SOPInstanceUID")
     study = Study.objects.get()
@@ -238,16 +245,10 @@ def test_a_broken_film_gets_a_failure_status_naming_the_problem_and_stores_nothi
 
 def test_the_failure_status_carries_the_reason_as_error_comment(start_listener, tmp_path):
     """pynetdicom as the sender, to read the response's ErrorComment."""
-    from pynetdicom import AE
 
     listener = start_listener()
     ds = dcmread(io.BytesIO(films.broken("rows-mismatch.dcm")))
-    ae = AE(ae_title="SENDER")
-    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
-    assoc = ae.associate("127.0.0.1", listener.port, ae_title="XRAYWEB")
-    assert assoc.is_established
-    status = assoc.send_c_store(ds)
-    assoc.release()
+    status = pynetdicom_store(listener.port, ds, calling="SENDER")
     assert status.Status == 0xC000
     assert status.ErrorComment.startswith("Rows x Columns (118x128) do not match")
     assert len(status.ErrorComment) <= 64 and status.ErrorComment.isascii()
