@@ -191,6 +191,10 @@ def _same_recipe(results: list[dict], *, but: tuple[str, ...] = ()) -> None:
             raise ValueError(f"these runs differ in their recipe: {', '.join(differ)}")
 
 
+def _listed(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
 def holdout_merge(parts: list[dict]) -> dict:
     """One recipe and seed run in parts (``cv --by location --groups``, on one machine or
     several): the groups side by side and pooled again. Refuses parts of different recipes,
@@ -207,7 +211,7 @@ def holdout_merge(parts: list[dict]) -> dict:
         **{k: parts[0][k] for k in ("by", "min_covid", "config", "device")},
         "groups": groups,
         "pooled": _pooled(groups),
-        "bf16": sorted({p["bf16"] for p in parts}),
+        "bf16": sorted({b for p in parts for b in _listed(p["bf16"])}),
         "machine": parts[0]["machine"],
         "parts": [
             {
