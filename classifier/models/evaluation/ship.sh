@@ -17,7 +17,7 @@ mkdir -p var/ship
 $PY -m training import lungs ../shared/data/lungs --out var/shenzhen.csv --source shenzhen
 $PY -m training import lungs ../shared/data/lungs --out var/montgomery.csv --source montgomery
 cp classifier/models/default.safetensors var/ship/segmenter-source.safetensors
-RECIPE=(--arch mobilenet_v2,vgg11_bn --epochs "${EPOCHS:-12,10}" --input-size "${SIZE:-160}"
+RECIPE=(--arch mobilenet_v2,vgg11_bn --epochs "${EPOCHS:-12,10}" --input-size "${SIZE:-224}"
   --intensity equalize --render --crop content --not-covid-labels tuberculosis
   --cam-lungs "${CAM_LUNGS:-1}" ${EXTRA:-})
 START=$(date +%s)
