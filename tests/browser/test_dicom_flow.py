@@ -27,7 +27,16 @@ def test_dicom_upload_display_and_deidentified_export(
     path = tmp_path / "chest.dcm"
     grey = source_image(sample_images[0])
     path.write_bytes(
-        to_bytes(dataset(grey, bits=12, monochrome1=True, WindowCenter="1800", WindowWidth="3000"))
+        to_bytes(
+            dataset(
+                grey,
+                bits=12,
+                monochrome1=True,
+                WindowCenter="1800",
+                WindowWidth="3000",
+                BurnedInAnnotation="NO",  # the export needs it (or a radiologist's check)
+            )
+        )
     )
 
     login("stf")

@@ -1,6 +1,8 @@
 """Account and token changes into the audit chain (issue 27): roles (groups), the admin and
 active flags, names, e-mail and password (that it changed, never the hash); API tokens
-created and revoked (never the key). Connected in AccountsConfig.ready."""
+created and revoked (never the key). Connected in AuditConfig.ready; accounts sits beside
+audit and neither imports the other, so the receivers live here and use only Django's user
+model and DRF's Token."""
 
 from django.contrib.auth import get_user_model
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
