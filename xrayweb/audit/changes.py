@@ -23,21 +23,37 @@ WATCHED = (
 )
 
 
-def _record(action: str, detail: dict) -> None:
+def record_change(action: str, detail: dict) -> None:
+    """An audit row for a change made through a model signal, by the signed-in actor if any."""
     actor, ip = current_actor_and_ip()
     audit_record(actor=actor, action=action, detail=detail, ip=ip)
 
 
-def _user_before(sender, instance, **kwargs) -> None:
-    old = sender.objects.filter(pk=instance.pk).values(*WATCHED).first() if instance.pk else None
-    instance._audit_before = old
+def snapshot(fields: tuple[str, ...]):
+    """A pre_save receiver that keeps the row's ``fields`` as stored (``instance._audit_before``,
+    None for a new row), for a post_save receiver to compare. A save naming none of the fields
+    (a login's last_login) costs no query."""
+
+    def before(sender, instance, update_fields=None, **kwargs) -> None:
+        if update_fields is not None and not set(update_fields) & set(fields):
+            instance._audit_before = "unchanged"
+            return
+        query = sender.objects.filter(pk=instance.pk) if instance.pk else sender.objects.none()
+        instance._audit_before = query.values(*fields).first()
+
+    return before
+
+
+_user_before = snapshot(WATCHED)
 
 
 def _user_saved(sender, instance, created, **kwargs) -> None:
     old = getattr(instance, "_audit_before", None)
+    if old == "unchanged":
+        return
     if created or old is None:
         changed = [f for f in WATCHED if f != "password" and getattr(instance, f)]
-        _record(AuditEvent.Action.USER_CHANGE, {"user": instance.pk, "created": changed})
+        record_change(AuditEvent.Action.USER_CHANGE, {"user": instance.pk, "created": changed})
         return
     changed = [f for f in WATCHED if getattr(instance, f) != old[f]]
     if not changed:
@@ -48,7 +64,7 @@ def _user_saved(sender, instance, created, **kwargs) -> None:
             detail[flag] = getattr(instance, flag)
     if "username" in changed:
         detail["username"] = [old["username"], instance.username]
-    _record(AuditEvent.Action.USER_CHANGE, detail)
+    record_change(AuditEvent.Action.USER_CHANGE, detail)
 
 
 def _groups_changed(sender, instance, action, pk_set, model, **kwargs) -> None:
@@ -58,7 +74,7 @@ def _groups_changed(sender, instance, action, pk_set, model, **kwargs) -> None:
         return  # a group's members changed from the group's side: same rows, other instance
     names = sorted(model.objects.filter(pk__in=pk_set or []).values_list("name", flat=True))
     verb = {"post_add": "added", "post_remove": "removed", "post_clear": "cleared"}[action]
-    _record(
+    record_change(
         AuditEvent.Action.USER_CHANGE,
         {"user": instance.pk, "groups": verb, "names": names, "now": _group_names(instance)},
     )
@@ -70,11 +86,13 @@ def _group_names(user) -> list[str]:
 
 def _token_saved(sender, instance, created, **kwargs) -> None:
     if created:
-        _record(AuditEvent.Action.TOKEN_CHANGE, {"user": instance.user_id, "token": "created"})
+        record_change(
+            AuditEvent.Action.TOKEN_CHANGE, {"user": instance.user_id, "token": "created"}
+        )
 
 
 def _token_deleted(sender, instance, **kwargs) -> None:
-    _record(AuditEvent.Action.TOKEN_CHANGE, {"user": instance.user_id, "token": "revoked"})
+    record_change(AuditEvent.Action.TOKEN_CHANGE, {"user": instance.user_id, "token": "revoked"})
 
 
 def connect() -> None:

@@ -41,20 +41,6 @@ def chains_verify() -> list[tuple[str, int, Break | None]]:
     return sorted(results)
 
 
-def chains_check(*, via: str):
-    """Verify every chain and record the outcome (a ChainCheck row)."""
-    from xrayweb.audit.models import ChainCheck
-
-    results = chains_verify()
-    broken = [str(problem) for _, _, problem in results if problem is not None]
-    return ChainCheck.objects.create(
-        ok=not broken,
-        rows={chain: checked for chain, checked, _ in results},
-        problem=broken[0] if broken else "",
-        via=via,
-    )
-
-
 def chain_check_latest() -> dict:
     """The newest verification for people: {"ok", "checked_at", "problem"}; ok is None when
     the chains were never verified."""

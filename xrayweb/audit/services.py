@@ -40,3 +40,19 @@ def audit_record_studies(
         for study_id, detail in details.items()
     ]
     return AuditEvent.objects.bulk_create(events) if events else []
+
+
+def chains_check(*, via: str, results: list | None = None):
+    """Verify every chain (or take ``results`` of ``chains_verify`` already run) and record
+    the outcome as a ChainCheck row, which /healthz and the audit log page show admins."""
+    from xrayweb.audit.models import ChainCheck
+    from xrayweb.audit.selectors import chains_verify
+
+    results = chains_verify() if results is None else results
+    broken = [str(problem) for _, _, problem in results if problem is not None]
+    return ChainCheck.objects.create(
+        ok=not broken,
+        rows={chain: checked for chain, checked, _ in results},
+        problem=broken[0] if broken else "",
+        via=via,
+    )

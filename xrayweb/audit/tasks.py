@@ -9,7 +9,7 @@ logger = logging.getLogger(__name__)
 
 @shared_task(queue="default")
 def verify_chains() -> dict:
-    from xrayweb.audit.selectors import chains_check
+    from xrayweb.audit.services import chains_check
 
     check = chains_check(via="schedule")
     if not check.ok:

@@ -40,35 +40,27 @@ def _shown(field: str, value):
     return value
 
 
-def _destination_before(sender, instance, **kwargs) -> None:
-    query = sender.objects.filter(pk=instance.pk) if instance.pk else sender.objects.none()
-    instance._audit_before = query.values(*DESTINATION_FIELDS).first()
-
-
 def _destination_saved(sender, instance, created, **kwargs) -> None:
     """Where identified results go is a change the audit keeps (issue 27)."""
-    from xrayweb.audit.context import current_actor_and_ip
+    from xrayweb.audit.changes import record_change
     from xrayweb.audit.models import AuditEvent
-    from xrayweb.audit.services import audit_record
 
     old = getattr(instance, "_audit_before", None) or {}
+    if old == "unchanged":
+        return
     now = {f: _shown(f, getattr(instance, f)) for f in DESTINATION_FIELDS}
     changed = {f: v for f, v in now.items() if created or _shown(f, old.get(f)) != v}
-    if not changed:
-        return
-    actor, ip = current_actor_and_ip()
-    detail = {"destination": instance.pk, "created" if created else "changed": changed}
-    audit_record(actor=actor, action=AuditEvent.Action.DESTINATION_CHANGE, detail=detail, ip=ip)
+    if changed:
+        detail = {"destination": instance.pk, "created" if created else "changed": changed}
+        record_change(AuditEvent.Action.DESTINATION_CHANGE, detail)
 
 
 def _destination_deleted(sender, instance, **kwargs) -> None:
-    from xrayweb.audit.context import current_actor_and_ip
+    from xrayweb.audit.changes import record_change
     from xrayweb.audit.models import AuditEvent
-    from xrayweb.audit.services import audit_record
 
-    actor, ip = current_actor_and_ip()
     detail = {"destination": instance.pk, "removed": instance.name}
-    audit_record(actor=actor, action=AuditEvent.Action.DESTINATION_CHANGE, detail=detail, ip=ip)
+    record_change(AuditEvent.Action.DESTINATION_CHANGE, detail)
 
 
 class DicomnetConfig(AppConfig):
@@ -86,8 +78,14 @@ class DicomnetConfig(AppConfig):
         reading_finalized.connect(_deliver_reading, dispatch_uid="dicomnet-reading")
         from django.db.models.signals import post_delete, post_save, pre_save
 
+        from xrayweb.audit.changes import snapshot
         from xrayweb.dicomnet.models import Destination
 
-        pre_save.connect(_destination_before, sender=Destination, dispatch_uid="audit-dest-pre")
+        pre_save.connect(
+            snapshot(DESTINATION_FIELDS),
+            sender=Destination,
+            dispatch_uid="audit-dest-pre",
+            weak=False,
+        )
         post_save.connect(_destination_saved, sender=Destination, dispatch_uid="audit-dest")
         post_delete.connect(_destination_deleted, sender=Destination, dispatch_uid="audit-dest-rm")

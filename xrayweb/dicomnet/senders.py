@@ -2,6 +2,7 @@
 way it can fail is a ``DeliveryError`` naming the peer and what it said."""
 
 import io
+import ipaddress
 import json
 import uuid
 from urllib.parse import urlsplit, urlunsplit
@@ -19,7 +20,6 @@ CSTORE_WARNINGS = {0xB000, 0xB006, 0xB007}
 # A STOW-RS answer names the instances stored: a few kilobytes. A peer that sends more is
 # not read further (a hostile or broken server cannot fill the worker's memory).
 STOW_RESPONSE_MAX_BYTES = 1024 * 1024
-LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
 class DeliveryError(Exception):
@@ -31,7 +31,10 @@ def stow_url_check(url: str) -> None:
     machine (a test PACS on loopback), never in the clear across a network."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name, not an address ("127.pacs.example.org" is not loopback)
+        loopback = False
     if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
         raise DeliveryError(
             f"{_without_credentials(url)}: results are sent over https only (http is allowed "

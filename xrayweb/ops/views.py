@@ -20,7 +20,8 @@ def healthz(request):
     says which part is down (no paths, no secrets)."""
     if user_has_any_role(request.user, {ADMIN}):
         report = health_check()  # an admin asking gets it fresh
-        # The alarm: a broken chain (or none verified) makes the report fail for admins.
+        # The alarm: a broken chain makes the report fail for admins (never verified yet is
+        # reported, not an alarm).
         report["audit"] = chain_check_latest()
         report["ok"] = report["ok"] and report["audit"]["ok"] is not False
     else:

@@ -103,6 +103,8 @@ def test_an_endless_answer_is_not_read_past_the_limit(film):
         ("http://localhost/studies", True),
         ("http://pacs.example.org/dicom-web/studies", False),
         ("http://10.0.0.5/studies", False),
+        ("http://127.pacs.example.org/studies", False),  # a name that starts like loopback
+        ("http://[::1]:8042/studies", True),
         ("ftp://pacs.example.org/studies", False),
     ],
 )

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from xrayweb.audit.models import ChainCheck
 from xrayweb.audit.selectors import chains_verify
+from xrayweb.audit.services import chains_check
 
 
 class Command(BaseCommand):
@@ -19,11 +19,6 @@ class Command(BaseCommand):
             else:
                 self.stdout.write(f"{chain}: BROKEN after {checked} good rows: {problem}")
                 broken.append(problem)
-        ChainCheck.objects.create(
-            ok=not broken,
-            rows={chain: checked for chain, checked, _ in results},
-            problem=str(broken[0]) if broken else "",
-            via="command",
-        )
+        chains_check(via="command", results=results)
         if broken:
             raise CommandError(f"the audit trail was tampered with: {broken[0]}")
