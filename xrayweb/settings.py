@@ -348,6 +348,9 @@ DICOM_TLS_CERT = env.str("DICOM_TLS_CERT", default="")
 DICOM_TLS_KEY = env.str("DICOM_TLS_KEY", default="")
 DICOM_TLS_CA = env.str("DICOM_TLS_CA", default="")
 DICOM_MAX_ASSOCIATIONS = env.int("DICOM_MAX_ASSOCIATIONS", default=10)
+# Refused associations: the first from an address is audited at once, the rest of each such
+# interval (seconds) in one row with their counts, so a flood cannot flood the audit chain.
+DICOM_REFUSAL_AUDIT_SECONDS = env.float("DICOM_REFUSAL_AUDIT_SECONDS", default=60.0)
 # The user that studies received over the network are uploaded by, as the audit names them.
 DICOM_SERVICE_USER = env.str("DICOM_SERVICE_USER", default="dicom-node")
 # Seconds of silence on an association before it is dropped (ACSE, DIMSE and the socket).

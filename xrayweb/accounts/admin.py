@@ -6,7 +6,11 @@ own token with DELETE /api/auth/token/."""
 
 import rest_framework.authtoken.admin  # noqa: F401  (registers DRF's TokenAdmin, replaced here)
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from rest_framework.authtoken.models import TokenProxy
+
+from xrayweb.accounts.models import Membership
 
 admin.site.unregister(TokenProxy)
 
@@ -28,3 +32,19 @@ class TokenAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class MembershipInline(admin.StackedInline):
+    """The site a user works at, on the user's page (staff see only that site's studies)."""
+
+    model = Membership
+    can_delete = False
+    fields = ["site"]
+
+
+admin.site.unregister(get_user_model())
+
+
+@admin.register(get_user_model())
+class UserAdmin(DjangoUserAdmin):
+    inlines = [MembershipInline]

@@ -17,3 +17,17 @@ class Preferences(models.Model):
 
     def __str__(self) -> str:
         return f"preferences of {self.user}"
+
+
+class Membership(models.Model):
+    """Where a user works. Staff (uploaders) see only their site's studies, and what they
+    upload is filed under it; staff with no site see only their own uploads. Radiologists and
+    admins read every site. Directory sign-in (issue 29) will set it from a group."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership"
+    )
+    site = models.CharField(max_length=64, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} at {self.site or 'no site'}"

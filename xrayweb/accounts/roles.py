@@ -19,6 +19,8 @@ CAN_REVEAL = {RADIOLOGIST, ADMIN}
 CAN_READ_AUDIT_LOG = {ADMIN}
 # DICOM out of the system: the de-identified original, and the identified overlay for a PACS.
 CAN_EXPORT_DICOM = {RADIOLOGIST, ADMIN}
+# Every site's studies. Staff read only their site's (or their own uploads, with no site).
+CAN_READ_ALL_SITES = {RADIOLOGIST, ADMIN}
 
 
 def user_roles(user: AbstractBaseUser | AnonymousUser) -> set[str]:

@@ -1,6 +1,6 @@
 from django.contrib.auth import get_user_model
 
-from xrayweb.accounts.models import Preferences
+from xrayweb.accounts.models import Membership, Preferences
 from xrayweb.accounts.roles import CAN_MANAGE_MODELS, user_has_any_role
 from xrayweb.errors import ApplicationError
 
@@ -23,3 +23,14 @@ def shortcuts_enabled(*, user) -> bool:
         return True
     stored = Preferences.objects.filter(user=user).values_list("shortcuts", flat=True).first()
     return True if stored is None else stored
+
+
+def user_site(*, user) -> str:
+    """The site a user works at ("" for none, or for anonymous users)."""
+    if not getattr(user, "is_authenticated", False):
+        return ""
+    cached = getattr(user, "_xrayweb_site", None)
+    if cached is None:
+        cached = Membership.objects.filter(user=user).values_list("site", flat=True).first() or ""
+        user._xrayweb_site = cached
+    return cached

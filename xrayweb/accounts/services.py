@@ -2,7 +2,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
-from xrayweb.accounts.models import Preferences
+from xrayweb.accounts.models import Membership, Preferences
 from xrayweb.accounts.roles import ADMIN, ROLES
 
 DEMO_USERS = {"staff": "staff", "radiologist": "radiologist", "admin": ADMIN}
@@ -15,8 +15,9 @@ def roles_ensure() -> None:
 
 
 @transaction.atomic
-def user_create_with_role(*, username: str, password: str, role: str):
-    """Create or update a user with exactly one role; admins also get the Django admin site."""
+def user_create_with_role(*, username: str, password: str, role: str, site: str | None = None):
+    """Create or update a user with exactly one role; admins also get the Django admin site.
+    ``site``: where they work (None leaves it as it is)."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
     roles_ensure()
@@ -26,7 +27,19 @@ def user_create_with_role(*, username: str, password: str, role: str):
     user.is_superuser = role == ADMIN
     user.save()
     user.groups.set([Group.objects.get(name=role)])
+    if site is not None:
+        membership_set(user=user, site=site)
     return user
+
+
+def membership_set(*, user, site: str) -> Membership:
+    """File ``user`` under ``site`` ("" for none); audited as an account change."""
+    membership, _ = Membership.objects.get_or_create(user=user)
+    if membership.site != site:
+        membership.site = site
+        membership.save()
+    user._xrayweb_site = site
+    return membership
 
 
 def demo_users_ensure(*, password: str) -> list[tuple[str, str]]:

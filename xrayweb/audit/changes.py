@@ -2,7 +2,7 @@
 active flags, names, e-mail and password (that it changed, never the hash); API tokens
 created and revoked (never the key). Connected in AuditConfig.ready; accounts sits beside
 audit and neither imports the other, so the receivers live here and use only Django's user
-model and DRF's Token."""
+model and DRF's Token; a user's site (accounts.Membership) by the model's name."""
 
 from django.contrib.auth import get_user_model
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
@@ -95,6 +95,21 @@ def _token_deleted(sender, instance, **kwargs) -> None:
     record_change(AuditEvent.Action.TOKEN_CHANGE, {"user": instance.user_id, "token": "revoked"})
 
 
+_membership_before = snapshot(("site",))
+
+
+def _membership_saved(sender, instance, created, **kwargs) -> None:
+    old = getattr(instance, "_audit_before", None)
+    if old == "unchanged" or (old is not None and old["site"] == instance.site):
+        return
+    before = "" if old is None else old["site"]
+    if created and not instance.site:
+        return  # a new membership with no site changes nothing anyone may see
+    record_change(
+        AuditEvent.Action.USER_CHANGE, {"user": instance.user_id, "site": [before, instance.site]}
+    )
+
+
 def connect() -> None:
     from rest_framework.authtoken.models import Token
 
@@ -104,3 +119,6 @@ def connect() -> None:
     m2m_changed.connect(_groups_changed, sender=user.groups.through, dispatch_uid="audit-groups")
     post_save.connect(_token_saved, sender=Token, dispatch_uid="audit-token-saved")
     post_delete.connect(_token_deleted, sender=Token, dispatch_uid="audit-token-deleted")
+    # By name: accounts sits beside audit, and neither imports the other.
+    pre_save.connect(_membership_before, sender="accounts.Membership", dispatch_uid="audit-site-b")
+    post_save.connect(_membership_saved, sender="accounts.Membership", dispatch_uid="audit-site")

@@ -80,6 +80,10 @@ class AuditEvent(ChainedModel):
     class Action(models.TextChoices):
         STUDY_UPLOAD = "study.upload"
         STUDY_VIEW = "study.view"
+        # A list of studies read (the worklist, the API's list: the ids on the page) and a
+        # study's image, heatmap or lung mask read (thumbnails are in the list's row).
+        STUDY_LIST = "study.list"
+        STUDY_MEDIA = "study.media"
         STUDY_REVEAL = "study.reveal"  # the model's output shown on a not-assessable study
         REVIEW_CREATE = "review.create"
         EXPORT_CSV = "export.csv"

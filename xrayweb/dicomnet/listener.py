@@ -21,6 +21,7 @@ from pynetdicom.sop_class import Verification
 from xrayweb.audit.models import AuditEvent
 from xrayweb.audit.services import audit_record
 from xrayweb.dicomnet.receiving import RECEIVED_NAME, instance_store
+from xrayweb.dicomnet.refusals import RefusalAudit
 from xrayweb.studies.dicom import SUPPORTED_SYNTAXES
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,9 @@ class ListenerConfig:
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""
+    # Refused associations: one audit row for the first from an address, then one summary
+    # of the rest per interval (dicomnet/refusals.py).
+    refusal_audit_seconds: float = 60.0
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not (self.tls_cert or self.tls_key or self.tls_ca):
@@ -142,6 +146,12 @@ class Listener:
         self.server = None
         self.peers = allowed_peers(config.allowed_calling_aets)
         self._ssl = config.ssl_context()
+        self.refusals = RefusalAudit(user=user, interval=config.refusal_audit_seconds)
+
+    def _refused(self, event, reason: str) -> None:
+        calling, called, address = _peer(event)
+        logger.info("association from %s (%s) refused: %s", address, calling, reason)
+        self.refusals.refused(address=address, calling_ae=calling, called_ae=called, reason=reason)
 
     def _on_requested(self, event) -> None:
         """A title on the allow-list, from an address it is not tied to: rejected as "calling
@@ -151,9 +161,7 @@ class Listener:
         if calling not in self.peers or _address_allowed(self.peers[calling], address):
             return  # pynetdicom's own checks decide
         event.assoc.acse.send_reject(0x01, 0x01, 0x03)
-        _audit_association(
-            event, "rejected", self.user, "calling AE title not allowed from this address"
-        )
+        self._refused(event, "calling AE title not allowed from this address")
         event.assoc.kill()
 
     def _ae(self) -> AE:
@@ -204,10 +212,11 @@ class Listener:
             reason = "calling AE title not allowed"
         else:
             reason = "too many associations"
-        _audit_association(event, "rejected", self.user, reason)
+        self._refused(event, reason)
         _release_connection(event)
 
     def start(self) -> None:
+        self.refusals.start()
         handlers = [
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, lambda event: 0x0000),
@@ -233,3 +242,4 @@ class Listener:
         if self.server is not None:
             self.server.shutdown()
             self.server = None
+        self.refusals.stop()

@@ -12,6 +12,7 @@ from xrayweb.review.filters import (
 )
 from xrayweb.review.models import Review
 from xrayweb.studies.models import ReviewState, Study
+from xrayweb.studies.selectors import studies_visible
 
 
 def study_with_details(*, qs: QuerySet[Study] | None = None) -> QuerySet[Study]:
@@ -40,16 +41,20 @@ WORKLIST_DEFERRED = [
 ]
 
 
-def worklist_rows() -> QuerySet[Study]:
-    """Everything a worklist row shows, in one query per page (no per-row queries)."""
+def worklist_rows(*, user=None) -> QuerySet[Study]:
+    """Everything a worklist row shows, in one query per page (no per-row queries); with
+    ``user``, only the studies they may read (every page passes one)."""
     qs = Study.objects.select_related("current_prediction__model_version")
+    if user is not None:
+        qs = studies_visible(user=user, qs=qs)
     return unreviewed_first(qs.defer(*WORKLIST_DEFERRED))
 
 
 def worklist(*, params, user=None) -> WorklistFilter:
     """The filtered, sorted worklist for query ``params`` (``needs_me`` uses ``user``);
-    ``.qs`` is the queryset and ``.is_valid()`` tells whether every value was understood."""
-    return WorklistFilter(params, queryset=worklist_rows(), user=user)
+    ``.qs`` is the queryset and ``.is_valid()`` tells whether every value was understood.
+    With ``user``, only the studies they may read."""
+    return WorklistFilter(params, queryset=worklist_rows(user=user), user=user)
 
 
 def next_case(*, user) -> Study | None:

@@ -53,6 +53,8 @@ from xrayweb.review.selectors import (
 from xrayweb.review.services import review_submit
 from xrayweb.review.worklist_ui import filter_chips, filter_groups, sort_headers
 from xrayweb.studies.models import HIDDEN_ASSESSABILITY, Overrule
+from xrayweb.studies.selectors import studies_visible
+from xrayweb.studies.services import study_list_read_record
 
 MAX_PAGE_SIZE = 100
 
@@ -77,6 +79,12 @@ def worklist_page(request):
     filters = worklist(params=request.GET, user=request.user)
     status = 200 if filters.is_valid() else 400
     page = Paginator(filters.qs, _page_size(request)).get_page(request.GET.get("page"))
+    study_list_read_record(
+        user=request.user,
+        ids=[study.pk for study in page],
+        query=request.GET.urlencode(),
+        ip=client_ip(request),
+    )
     primary, more, more_open = filter_groups(filters=filters, params=request.GET)
     context = {
         "page": page,
@@ -108,7 +116,7 @@ def worklist_next(request):
 
 @require_GET
 def study_detail(request, pk: int):
-    study = get_object_or_404(study_with_details(), pk=pk)
+    study = get_object_or_404(studies_visible(user=request.user, qs=study_with_details()), pk=pk)
     audit_record(
         actor=request.user, action=AuditEvent.Action.STUDY_VIEW, study=study, ip=client_ip(request)
     )
@@ -139,7 +147,8 @@ def study_detail(request, pk: int):
             )
     filters = worklist(params=request.GET, user=request.user)
     previous_id, next_id = worklist_neighbours(
-        qs=filters.qs if filters.is_valid() else worklist(params={}).qs, study_id=study.pk
+        qs=filters.qs if filters.is_valid() else worklist(params={}, user=request.user).qs,
+        study_id=study.pk,
     )
     query = _query_without(request, "page", "reveal")
     fraction = prediction.cam_lung_fraction if prediction else None

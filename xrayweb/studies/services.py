@@ -11,6 +11,7 @@ from django.utils import timezone
 from PIL import Image
 from pydicom import dcmread
 
+from xrayweb.accounts.selectors import user_site
 from xrayweb.audit.models import AuditEvent
 from xrayweb.audit.services import audit_record
 from xrayweb.errors import ApplicationError
@@ -107,6 +108,19 @@ def _study_from_dicom(data: bytes, filename: str, patient_id: str, accession: st
     }
 
 
+def _site_for(*, user, site: str) -> str:
+    """The site a study is filed under: the uploader's own (staff see only their site's
+    studies, so an upload filed elsewhere would vanish from their view), or the one given
+    when the uploader has none."""
+    own = user_site(user=user) if user is not None else ""
+    if own and site and site != own:
+        raise ApplicationError(
+            f"You upload for site {own!r}; a study for {site!r} must come from that site.",
+            status=403,
+        )
+    return own or site
+
+
 def study_create(
     *,
     user: AbstractBaseUser,
@@ -128,7 +142,7 @@ def study_create(
     name = filename or "the file"
     filename_check(filename)
     upload_size_check(data=data, name=name)
-    site = _clean_optional(site, "Site", 64)
+    site = _site_for(user=user, site=_clean_optional(site, "Site", 64))
     view = _clean_optional(view, "View", 32)
     original = None
     if looks_like_dicom(data, filename):
@@ -230,6 +244,16 @@ def studies_upload_batch(
         else:
             outcomes.append(Uploaded(name=file.name, study=study))
     return outcomes
+
+
+def study_list_read_record(*, user, ids: list[int], query: str, ip: str | None) -> None:
+    """Audit a list of studies read: the ids shown and the filters that chose them."""
+    audit_record(
+        actor=user,
+        action=AuditEvent.Action.STUDY_LIST,
+        detail={"ids": ids, "query": query[:500]},
+        ip=ip,
+    )
 
 
 def _secret() -> bytes:

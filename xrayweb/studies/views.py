@@ -16,8 +16,10 @@ from rest_framework.permissions import IsAuthenticated
 from xrayweb.accounts.decorators import role_required
 from xrayweb.accounts.roles import CAN_REVIEW, CAN_UPLOAD, user_has_any_role
 from xrayweb.audit.addresses import client_ip
+from xrayweb.audit.models import AuditEvent
+from xrayweb.audit.services import audit_record
 from xrayweb.errors import ApplicationError
-from xrayweb.studies.selectors import study_list
+from xrayweb.studies.selectors import studies_visible, study_list, study_of_media
 from xrayweb.studies.services import Uploaded, studies_upload_batch
 
 
@@ -107,7 +109,10 @@ def media(request, path: str):
     HTML."""
     if ".." in path.split("/") or not path.startswith(("studies/", "heatmaps/", "masks/")):
         raise Http404
-    if not default_storage.exists(path):
+    # Only a file of a study this user may read (staff: their site's); 404 for the rest, as
+    # for a file that does not exist.
+    study = study_of_media(path=path, qs=studies_visible(user=request.user))
+    if study is None or not default_storage.exists(path):
         raise Http404
     content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
     if not content_type.startswith("image/"):
@@ -116,4 +121,12 @@ def media(request, path: str):
     response["X-Content-Type-Options"] = "nosniff"
     # Patient images: never kept in a browser's or a proxy's cache (a shared workstation).
     response["Cache-Control"] = "private, no-store"
+    if path != study.thumbnail.name:  # a thumbnail is read with its list, which is audited
+        audit_record(
+            actor=request.user,
+            action=AuditEvent.Action.STUDY_MEDIA,
+            study=study,
+            detail={"file": path.split("/", 1)[0]},
+            ip=client_ip(request),
+        )
     return response

@@ -449,3 +449,71 @@ def test_a_real_dcmtk_tls_association_stores_a_film_and_plain_tcp_is_refused(
     anonymous = store(listener.port, path, options=("+tla", "+cf", str(c / "ca.crt")))
     assert anonymous.returncode != 0
     assert Study.objects.count() == 1
+
+
+def _refuse(port: int, calling: str) -> bool:
+    """One association from pynetdicom with a title the listener refuses; True if refused."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(Verification)
+    ae.acse_timeout = ae.network_timeout = 10
+    assoc = ae.associate("127.0.0.1", port, ae_title="XRAYWEB")
+    refused = assoc.is_rejected
+    if assoc.is_established:
+        assoc.release()
+    return refused
+
+
+def test_a_flood_of_refused_associations_is_audited_as_one_summary_per_interval(
+    start_listener,
+):
+    """Before, every refused association wrote a chained audit row under the chain's one
+    head lock: anyone who reached the port could flood it. A real flood of 150 refused
+    associations, from 4 threads with 150 different titles, now writes two rows: the first
+    refusal at once, and the other 149 counted in one row when the listener stops (or the
+    interval ends)."""
+    listener = start_listener(allowed_calling_aets=["PACS1"], refusal_audit_seconds=3600)
+    titles = iter([f"FLOOD{i:03d}" for i in range(150)])
+    lock = threading.Lock()
+    outcomes = []
+
+    def flood():
+        while True:
+            with lock:
+                title = next(titles, None)
+            if title is None:
+                return
+            outcomes.append(_refuse(listener.port, title))
+
+    threads = [threading.Thread(target=flood) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count(True) == 150
+    first = associations("rejected")
+    assert len(first) == 1 and first[0]["refusals"] == 1
+    assert first[0]["reason"] == "calling AE title not allowed"
+    listener.stop()  # what is left of the interval is written on the way out
+    rows = associations("rejected", count=2)
+    assert len(rows) == 2
+    rest = rows[0] if rows[0]["summary"] != "first" else rows[1]
+    assert rest["refusals"] == 149
+    assert rest["reasons"] == {"calling AE title not allowed": 149}
+    assert len(rest["calling_aes"]) == 20 and sum(rest["calling_aes"].values()) == 20
+    events = AuditEvent.objects.filter(action=AuditEvent.Action.DICOM_ASSOCIATION)
+    assert {e.ip for e in events} == {"127.0.0.1"}
+
+
+def test_refusals_in_a_new_interval_start_a_new_first_row(start_listener):
+    listener = start_listener(allowed_calling_aets=["PACS1"], refusal_audit_seconds=0.5)
+    assert _refuse(listener.port, "ONE") and _refuse(listener.port, "TWO")
+    # the flusher writes the second refusal once its interval has ended
+    rows = associations("rejected", count=2)
+    assert [r["refusals"] for r in rows] == [1, 1]
+    wait_until(lambda: listener.refusals.flush() == 0 and not listener.refusals._open, timeout=5)
+    assert _refuse(listener.port, "THREE")
+    rows = associations("rejected", count=3)
+    assert [r.get("calling_ae") for r in rows if r["summary"] == "first"] == ["THREE", "ONE"]

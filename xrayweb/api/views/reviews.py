@@ -11,6 +11,7 @@ from xrayweb.api.permissions import CanReviewOrRead
 from xrayweb.api.serializers import ReviewCreateSerializer, ReviewSerializer
 from xrayweb.review.selectors import reviews_visible, study_with_details
 from xrayweb.review.services import review_submit
+from xrayweb.studies.selectors import studies_visible
 
 
 class StudyReviewsApi(APIView):
@@ -21,7 +22,9 @@ class StudyReviewsApi(APIView):
 
     @extend_schema(responses=ReviewSerializer(many=True))
     def get(self, request, pk: int):
-        study = get_object_or_404(study_with_details(), pk=pk)
+        study = get_object_or_404(
+            studies_visible(user=request.user, qs=study_with_details()), pk=pk
+        )
         reviews = reviews_visible(study=study, user=request.user)
         return Response(ReviewSerializer(reviews, many=True).data)
 

@@ -17,8 +17,8 @@ from xrayweb.audit.services import audit_record
 from xrayweb.review.filters import WorklistFilter, unreviewed_first
 from xrayweb.review.selectors import study_with_details
 from xrayweb.studies.images import upload_size_check
-from xrayweb.studies.models import Study
-from xrayweb.studies.services import study_create
+from xrayweb.studies.selectors import studies_visible
+from xrayweb.studies.services import study_create, study_list_read_record
 
 
 class StudyListCreateApi(ListCreateAPIView):
@@ -30,7 +30,9 @@ class StudyListCreateApi(ListCreateAPIView):
         # The worklist's filters, sorts and search work here too (?reviewed=no&sort=uncertain).
         filters = WorklistFilter(
             self.request.query_params,
-            queryset=unreviewed_first(study_with_details()),
+            queryset=unreviewed_first(
+                studies_visible(user=self.request.user, qs=study_with_details())
+            ),
             user=self.request.user,
         )
         if not filters.is_valid():
@@ -43,6 +45,17 @@ class StudyListCreateApi(ListCreateAPIView):
             except ValueError as exc:
                 raise ValidationError({"ids": "ids must be comma-separated integers."}) from exc
         return qs
+
+    def list(self, request, *args, **kwargs):
+        response = super().list(request, *args, **kwargs)
+        rows = response.data["results"] if isinstance(response.data, dict) else response.data
+        study_list_read_record(
+            user=request.user,
+            ids=[row["id"] for row in rows],
+            query=request.query_params.urlencode(),
+            ip=client_ip(request),
+        )
+        return response
 
     def create(self, request, *args, **kwargs):
         form = StudyCreateSerializer(data=request.data)
@@ -66,7 +79,7 @@ class StudyDetailApi(RetrieveAPIView):
     serializer_class = StudySerializer
 
     def get_queryset(self):
-        return study_with_details()
+        return studies_visible(user=self.request.user, qs=study_with_details())
 
     def get_object(self):
         study = super().get_object()
@@ -86,5 +99,5 @@ class StudyPredictionsApi(ListAPIView):
     pagination_class = None
 
     def get_queryset(self):
-        study = get_object_or_404(Study, pk=self.kwargs["pk"])
+        study = get_object_or_404(studies_visible(user=self.request.user), pk=self.kwargs["pk"])
         return study.predictions.select_related("model_version")

@@ -25,6 +25,7 @@ class Command(BaseCommand):
             tls_cert=settings.DICOM_TLS_CERT,
             tls_key=settings.DICOM_TLS_KEY,
             tls_ca=settings.DICOM_TLS_CA,
+            refusal_audit_seconds=settings.DICOM_REFUSAL_AUDIT_SECONDS,
         )
         try:
             peers = allowed_peers(config.allowed_calling_aets)
