@@ -7,8 +7,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser, DataAndFiles
 from rest_framework.parsers import MultiPartParser as DrfMultiPartParser
 
-from xrayweb.dicomnet.stow import Part, parts_split
-from xrayweb.errors import ApplicationError
+from xrayweb.dicomnet.stow import Part, parts_read
 from xrayweb.studies.middleware import StrictNamesParser
 
 
@@ -28,13 +27,11 @@ class StrictMultiPartParser(DrfMultiPartParser):
 
 class MultipartRelatedParser(BaseParser):
     """STOW-RS bodies: ``multipart/related; type="application/dicom"``, at most
-    DICOMWEB_MAX_BYTES (held in memory), split into their parts."""
+    DICOMWEB_MAX_BYTES, parsed as they stream in, each part spooled to disk."""
 
     media_type = "multipart/related"
 
     def parse(self, stream, media_type=None, parser_context=None) -> list[Part]:
-        limit = settings.DICOMWEB_MAX_BYTES
-        body = stream.read(limit + 1) if stream is not None else b""
-        if len(body) > limit:
-            raise ApplicationError(f"The request is larger than {limit} bytes.", status=413)
-        return parts_split(body=body, content_type=media_type or "")
+        return parts_read(
+            stream=stream, content_type=media_type or "", limit=settings.DICOMWEB_MAX_BYTES
+        )

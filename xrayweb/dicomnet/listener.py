@@ -1,10 +1,16 @@
 """The Storage SCP: chest CR and DX films in, by C-STORE, each stored through the upload
 service (``instance_store``) before the response goes back; inference runs later, on the
 queue. It answers C-ECHO too. Each association runs in a thread of its own (pynetdicom), with
-a database connection of its own that is closed when the association ends."""
+a database connection of its own that is closed when the association ends.
+
+A C-STORE data set is received to a temporary file as it arrives (pynetdicom's
+``STORE_RECV_CHUNKED_DATASET``), never whole in memory, and the association is aborted as
+soon as one message passes ``max_bytes`` (issue 27: a peer could send any size, held in
+memory, checked only once it had all arrived)."""
 
 import ipaddress
 import logging
+import os
 import ssl
 from dataclasses import dataclass, field
 
@@ -15,12 +21,12 @@ from pydicom.uid import (
     DigitalXRayImageStorageForPresentation,
     DigitalXRayImageStorageForProcessing,
 )
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import Verification
 
 from xrayweb.audit.models import AuditEvent
 from xrayweb.audit.services import audit_record
-from xrayweb.dicomnet.receiving import RECEIVED_NAME, instance_store
+from xrayweb.dicomnet.receiving import RECEIVED_NAME, instance_store, instance_too_large
 from xrayweb.dicomnet.refusals import RefusalAudit
 from xrayweb.studies.dicom import SUPPORTED_SYNTAXES
 
@@ -93,6 +99,9 @@ class ListenerConfig:
     # Refused associations: one audit row for the first from an address, then one summary
     # of the rest per interval (dicomnet/refusals.py).
     refusal_audit_seconds: float = 60.0
+    # The largest data set one C-STORE may carry (MAX_UPLOAD_BYTES); past it (and the room a
+    # command set and PDU headers take) the association is aborted while receiving.
+    max_bytes: int = 50 * 1024 * 1024
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not (self.tls_cert or self.tls_key or self.tls_ca):
@@ -130,7 +139,28 @@ def _audit_association(event, outcome: str, user, reason: str = "") -> None:
     )
 
 
+# What a message may carry beyond its data set: the command set, PDU and PDV headers.
+MESSAGE_OVERHEAD = 1024 * 1024
+
+
+def _discard_partial(assoc) -> None:
+    """Delete the temporary file of a C-STORE whose data set never finished arriving (an
+    aborted association). pynetdicom deletes finished ones after the C-STORE handler, but
+    keeps an unfinished one on its DIMSE message (a private attribute, pinned by the tests)."""
+    message = getattr(getattr(assoc, "dimse", None), "message", None)
+    partial = getattr(message, "_data_set_file", None)
+    if partial is None:
+        return
+    message._data_set_file = None
+    partial.close()
+    try:
+        os.unlink(partial.name)
+    except FileNotFoundError:
+        pass
+
+
 def _release_connection(event) -> None:
+    _discard_partial(event.assoc)
     # The association's thread ends here: its database connection goes with it, so that many
     # associations over time never hold more connections than are open at once.
     connections.close_all()
@@ -164,6 +194,29 @@ class Listener:
         self._refused(event, "calling AE title not allowed from this address")
         event.assoc.kill()
 
+    def _on_data(self, event) -> None:
+        """Each PDU as it arrives: bytes since the last C-STORE are counted, and a message
+        past the limit aborts the association before the rest is read."""
+        assoc = event.assoc
+        assoc.xrayweb_bytes = getattr(assoc, "xrayweb_bytes", 0) + len(event.data)
+        if assoc.xrayweb_bytes <= self.config.max_bytes + MESSAGE_OVERHEAD:
+            return
+        if getattr(assoc, "xrayweb_aborted", False):
+            return
+        assoc.xrayweb_aborted = True
+        calling, _, address = _peer(event)
+        logger.warning("C-STORE from %s past the size limit: association aborted", calling)
+        instance_too_large(
+            limit=self.config.max_bytes,
+            user=self.user,
+            via="c-store",
+            calling_ae=calling,
+            ip=address or None,
+            aborted=True,
+        )
+        assoc.abort()  # inside a handler: queued, the reader stops at the next PDU
+        _discard_partial(assoc)
+
     def _ae(self) -> AE:
         ae = AE(ae_title=self.config.ae_title)
         ae.require_called_aet = True
@@ -178,14 +231,26 @@ class Listener:
 
     def _on_store(self, event) -> int | object:
         calling, _, address = _peer(event)
+        event.assoc.xrayweb_bytes = 0  # the next message counts from here
         try:
-            received = instance_store(
-                data=event.encoded_dataset(),
-                user=self.user,
-                via="c-store",
-                calling_ae=calling,
-                ip=address or None,
-            )
+            # Received to disk; read only once it is known to be within the limit.
+            path = event.dataset_path
+            if path.stat().st_size > self.config.max_bytes:
+                received = instance_too_large(
+                    limit=self.config.max_bytes,
+                    user=self.user,
+                    via="c-store",
+                    calling_ae=calling,
+                    ip=address or None,
+                )
+            else:
+                received = instance_store(
+                    data=path.read_bytes(),
+                    user=self.user,
+                    via="c-store",
+                    calling_ae=calling,
+                    ip=address or None,
+                )
         except Exception:  # never leave the sender without an answer
             logger.exception("C-STORE from %s failed", calling)
             return 0xA700
@@ -216,11 +281,14 @@ class Listener:
         _release_connection(event)
 
     def start(self) -> None:
+        # Process-wide in pynetdicom: every SCP here receives data sets to temporary files.
+        _config.STORE_RECV_CHUNKED_DATASET = True
         self.refusals.start()
         handlers = [
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, lambda event: 0x0000),
             (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_DATA_RECV, self._on_data),
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_RELEASED, _release_connection),

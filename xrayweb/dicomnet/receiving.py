@@ -7,6 +7,7 @@ import io
 import logging
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError
 from pydicom import dcmread
@@ -150,6 +151,27 @@ def instance_store(
     return received
 
 
+def instance_too_large(
+    *,
+    limit: int,
+    user,
+    via: str,
+    calling_ae: str = "",
+    ip: str | None = None,
+    aborted: bool = False,
+) -> Received:
+    """An instance larger than ``limit`` bytes, refused (Out of Resources) and audited
+    without being read; ``aborted``: the association was aborted while it arrived."""
+    size = f"{limit / 2**20:.0f} MB" if limit >= 2**20 else f"{limit / 1024:.0f} kB"
+    reason = f"{RECEIVED_NAME}: the file is larger than {size}."
+    if aborted:
+        reason += " The association was aborted while it arrived."
+    received = Received("refused", OUT_OF_RESOURCES, reason)
+    source = {"via": via, "calling_ae": calling_ae} if calling_ae else {"via": via}
+    instance_refused_audit(received=received, user=user, source=source, ip=ip)
+    return received
+
+
 def _stored_as(sop_instance_uid: str) -> int | None:
     if not sop_instance_uid:
         return None
@@ -186,6 +208,10 @@ def stow_store(*, parts: list, user, ip: str | None = None) -> list[Received]:
             refused = Received("refused", CANNOT_UNDERSTAND, f"a {media} part is not DICOM")
             instance_refused_audit(received=refused, user=user, source={"via": "stow-rs"}, ip=ip)
             outcomes.append(refused)
-        else:
-            outcomes.append(instance_store(data=part.data, user=user, via="stow-rs", ip=ip))
+        elif part.too_large:  # its bytes past the limit were never kept
+            limit = settings.MAX_UPLOAD_BYTES
+            outcomes.append(instance_too_large(limit=limit, user=user, via="stow-rs", ip=ip))
+        else:  # one part in memory at a time
+            outcomes.append(instance_store(data=part.read(), user=user, via="stow-rs", ip=ip))
+        part.close()
     return outcomes

@@ -64,7 +64,8 @@ def store(port: int, *paths: Path, calling: str = "STORESCU", options=()):
 
 
 def pynetdicom_store(port: int, ds, *, calling: str = "STORESCU"):
-    """pynetdicom as the sender, to read the whole C-STORE response (status, ErrorComment)."""
+    """pynetdicom as the sender, to read the whole C-STORE response (status, ErrorComment);
+    an empty Dataset when the listener aborted the association."""
     from pynetdicom import AE
 
     ae = AE(ae_title=calling)
@@ -72,7 +73,8 @@ def pynetdicom_store(port: int, ds, *, calling: str = "STORESCU"):
     assoc = ae.associate("127.0.0.1", port, ae_title="XRAYWEB")
     assert assoc.is_established
     status = assoc.send_c_store(ds)
-    assoc.release()
+    if assoc.is_established:
+        assoc.release()
     return status
 
 
@@ -517,3 +519,66 @@ def test_refusals_in_a_new_interval_start_a_new_first_row(start_listener):
     assert _refuse(listener.port, "THREE")
     rows = associations("rejected", count=3)
     assert [r.get("calling_ae") for r in rows if r["summary"] == "first"] == ["THREE", "ONE"]
+
+
+# Sizes (issue 27): before, pynetdicom held a C-STORE data set whole in memory, and the
+# limit was checked only once all of it had arrived.
+
+
+@pytest.fixture
+def received_here(tmp_path, monkeypatch):
+    """Where pynetdicom writes data sets as they arrive (its temporary files)."""
+    import tempfile
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def _instances(outcome: str) -> list[dict]:
+    events = AuditEvent.objects.filter(action=AuditEvent.Action.DICOM_INSTANCE)
+    return [e.detail for e in events if e.detail["outcome"] == outcome]
+
+
+def test_a_film_past_the_limit_aborts_the_association_while_it_arrives(
+    start_listener, received_here
+):
+    """A 3.9 MB film against a 100 kB limit: the listener aborts once a little over the
+    limit (plus 1 MB for headers) has arrived, keeps none of it, and audits why."""
+    listener = start_listener(max_bytes=100 * 1024)
+    ds = films.film(width=1400)
+    assert len(ds.PixelData) > 3_500_000
+    status = pynetdicom_store(listener.port, ds)
+    assert "Status" not in status  # no answer: the association was aborted
+    wait_until(lambda: _instances("refused"), timeout=10)
+    (refused,) = _instances("refused")
+    assert "larger than 100 kB" in refused["reason"] and "aborted" in refused["reason"]
+    assert refused["calling_ae"] == "STORESCU"
+    wait_until(lambda: not list(received_here.iterdir()), timeout=10)
+    assert Study.objects.count() == 0
+
+
+def test_a_film_just_past_the_limit_is_refused_out_of_resources_and_not_read(
+    start_listener, received_here
+):
+    """Within the abort margin: the film arrives (on disk), and is refused with A700 and a
+    reason, without being read or stored; its temporary file is gone."""
+    listener = start_listener(max_bytes=20 * 1024)
+    status = pynetdicom_store(listener.port, films.film(width=256))
+    assert status.Status == 0xA700
+    assert "larger than" in status.ErrorComment
+    assert not list(received_here.iterdir())
+    assert Study.objects.count() == 0
+    (refused,) = _instances("refused")
+    assert "aborted" not in refused["reason"]
+
+
+def test_a_film_within_the_limit_is_received_through_a_file_and_stored(
+    start_listener, received_here
+):
+    listener = start_listener(max_bytes=10 * 1024 * 1024)
+    status = pynetdicom_store(listener.port, films.film(width=256))
+    assert status.Status == 0x0000
+    assert Study.objects.count() == 1
+    assert not list(received_here.iterdir())

@@ -227,3 +227,50 @@ def test_two_stores_of_one_film_at_once_answer_with_the_stored_study(staff, mock
     )
     second = instance_store(data=data, user=staff, via="stow-rs")
     assert second.outcome == "duplicate" and second.study_id == first.study_id
+
+
+# Sizes (issue 27): before, the whole body was read into memory at once (up to
+# DICOMWEB_MAX_BYTES, 200 MB), then split, then each part copied again.
+
+
+class _Reads(io.BytesIO):
+    """A request body that records the size of every read."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.sizes: list[int] = []
+
+    def read(self, size=-1):
+        chunk = super().read(size)
+        self.sizes.append(len(chunk))
+        return chunk
+
+
+def test_the_body_is_read_in_chunks_and_a_large_part_spooled_to_disk():
+    from xrayweb.api.parsers import MultipartRelatedParser
+    from xrayweb.dicomnet.stow import CHUNK_BYTES, SPOOL_BYTES
+
+    big, small = films.to_bytes(films.film(width=1400)), films.to_bytes(films.film(width=64))
+    assert len(big) > 3 * SPOOL_BYTES
+    data, headers = body(big, small)
+    stream = _Reads(data)
+    parts = MultipartRelatedParser().parse(stream, headers["Content-Type"])
+    assert max(stream.sizes) <= CHUNK_BYTES  # before: one read of the whole body
+    assert [p.read() for p in parts] == [big, small]
+    assert parts[0].file._rolled and not parts[1].file._rolled  # on disk, in memory
+
+
+def test_a_part_past_the_size_limit_is_dropped_as_it_streams_and_refused_alone(
+    live_server, token, settings
+):
+    """A 3.9 MB film over a 1 MB limit, beside one within it: the big one is refused (A700,
+    "larger than 1 MB") without its bytes being kept, and the small one is stored."""
+    settings.MAX_UPLOAD_BYTES = 1024 * 1024
+    big, small = films.film(width=1400), films.film(width=64)
+    response = post(live_server, token, *body(films.to_bytes(big), films.to_bytes(small)))
+    assert response.status_code == 202, response.text
+    failed = response.json()["00081198"]["Value"]
+    assert [f["00081197"]["Value"] for f in failed] == [[0xA700]]
+    assert [s.sop_instance_uid for s in Study.objects.all()] == [small.SOPInstanceUID]
+    refused = AuditEvent.objects.get(action=AuditEvent.Action.DICOM_INSTANCE)
+    assert "larger than 1 MB" in refused.detail["reason"]

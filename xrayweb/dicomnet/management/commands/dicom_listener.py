@@ -26,6 +26,7 @@ class Command(BaseCommand):
             tls_key=settings.DICOM_TLS_KEY,
             tls_ca=settings.DICOM_TLS_CA,
             refusal_audit_seconds=settings.DICOM_REFUSAL_AUDIT_SECONDS,
+            max_bytes=settings.MAX_UPLOAD_BYTES,
         )
         try:
             peers = allowed_peers(config.allowed_calling_aets)
