@@ -186,3 +186,16 @@ def studies_generate(
     )
     Review.objects.bulk_create(reviews, batch_size=1000)
     return n
+
+
+def api_token_with_key(user, key: str):
+    """A stored API token whose key the test chooses (knox keeps only its digest)."""
+    from knox.crypto import hash_token
+    from knox.models import AuthToken
+    from knox.settings import CONSTANTS
+
+    token = AuthToken(
+        user=user, digest=hash_token(key), token_key=key[: CONSTANTS.TOKEN_KEY_LENGTH], expiry=None
+    )
+    token.save()  # not the manager's create(), which makes a key of its own
+    return token

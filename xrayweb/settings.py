@@ -101,6 +101,10 @@ AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Password spraying (a few tries on each of many accounts): an address with this many failed
+# logins within the cool-off, whatever the usernames, is locked out too (accounts/lockout.py).
+AXES_HANDLER = "xrayweb.accounts.lockout.SprayAwareHandler"
+AXES_SPRAY_LIMIT = env.int("AXES_SPRAY_LIMIT", default=20)
 # The client's address as the audit log records it (X-Forwarded-For believed only from
 # TRUSTED_PROXIES): behind nginx, REMOTE_ADDR is always the proxy, so keying on it would let
 # five bad passwords lock a user out for everyone.
@@ -121,7 +125,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    # API tokens: stored as SHA-512 digests, each with an expiry (django-rest-knox).
+    "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
@@ -369,13 +374,23 @@ DICOM_DELIVERY_TIMEOUT = env.int("DICOM_DELIVERY_TIMEOUT", default=30)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first, so an anonymous request gets 401 with a WWW-Authenticate header.
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "xrayweb.api.errors.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "xrayweb.api.pagination.ApiPagination",
     "DEFAULT_SCHEMA_CLASS": "xrayweb.api.schema.ApiSchema",
+}
+# API tokens (issue 27: they were stored in plain text and never expired). Each sign-in
+# (POST /api/auth/token/) issues a new one, kept only as a digest; it expires after
+# API_TOKEN_TTL_HOURS (default 30 days: an integration signs in again monthly, a leaked token
+# dies on its own), and a user holds at most API_TOKENS_PER_USER at once.
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=env.float("API_TOKEN_TTL_HOURS", default=30 * 24)),
+    "TOKEN_LIMIT_PER_USER": env.int("API_TOKENS_PER_USER", default=10),
+    "AUTO_REFRESH": False,
+    "AUTH_HEADER_PREFIX": "Token",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "xrayweb API",

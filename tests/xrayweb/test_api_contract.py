@@ -7,8 +7,10 @@ import schemathesis
 from django.urls import URLPattern, URLResolver, get_resolver
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from schemathesis import checks
+
+from tests.factories import api_token_with_key
 
 KEYS = {"admin": "a" * 40, "staff": "s" * 40, "radiologist": "r" * 40}
 
@@ -113,9 +115,11 @@ def live_api(live_server, staff, radiologist, admin_user, predicted):
     users = {"admin": admin_user, "staff": staff, "radiologist": radiologist}
 
     def tokens():  # DELETE /api/auth/token/ revokes a token: put it back for the next case
+        prefixes = [key[:15] for key in KEYS.values()]
         for role, key in KEYS.items():
-            Token.objects.get_or_create(user=users[role], defaults={"key": key})
-        Token.objects.exclude(key__in=KEYS.values()).delete()
+            if not AuthToken.objects.filter(token_key=key[:15]).exists():
+                api_token_with_key(users[role], key)
+        AuthToken.objects.exclude(token_key__in=prefixes).delete()
 
     tokens()
     raw = requests.get(

@@ -103,3 +103,85 @@ def test_api_errors_outside_any_view_are_json(api_client, staff):
     api_client.force_authenticate(staff)
     response = api_client.get("/api/no-such-thing/")
     assert response.status_code == 404 and response.json() == {"detail": "Not found."}
+
+
+# Tokens (issue 27): they were stored in plain text and never expired.
+
+
+def test_a_token_is_stored_only_as_a_digest_and_expires(staff, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from knox.models import AuthToken
+
+    client = APIClient()
+    answer = client.post(
+        "/api/auth/token/", {"username": staff.username, "password": "pw-Test-12345"}
+    ).json()
+    key = answer["token"]
+    (stored,) = AuthToken.objects.filter(user=staff)
+    row = {f.attname: str(getattr(stored, f.attname)) for f in AuthToken._meta.fields}
+    assert not any(key in value for value in row.values())  # before: the key was the row's id
+    ttl = settings.REST_KNOX["TOKEN_TTL"]
+    assert abs(stored.expiry - (timezone.now() + ttl)) < timedelta(minutes=1)
+    assert answer["expiry"]
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert client.get("/api/studies/").status_code == 200
+    AuthToken.objects.filter(pk=stored.pk).update(expiry=timezone.now() - timedelta(seconds=1))
+    expired = client.get("/api/studies/")
+    assert expired.status_code == 401 and expired.json()["detail"]
+    assert not AuthToken.objects.filter(user=staff).exists()  # an expired token is deleted
+
+
+def test_each_sign_in_is_its_own_token_up_to_a_limit_and_delete_revokes_only_its_own(
+    staff, settings
+):
+    settings.REST_KNOX = settings.REST_KNOX | {"TOKEN_LIMIT_PER_USER": 2}
+    sign_in = {"username": staff.username, "password": "pw-Test-12345"}
+    first, second = (APIClient().post("/api/auth/token/", sign_in).json()["token"] for _ in "12")
+    refused = APIClient().post("/api/auth/token/", sign_in)
+    assert refused.status_code == 403 and "2 API tokens" in refused.json()["detail"]
+    one = APIClient()
+    one.credentials(HTTP_AUTHORIZATION=f"Token {first}")
+    assert one.delete("/api/auth/token/").status_code == 204
+    two = APIClient()
+    two.credentials(HTTP_AUTHORIZATION=f"Token {second}")
+    assert one.get("/api/studies/").status_code == 401
+    assert two.get("/api/studies/").status_code == 200  # another client's token lives on
+
+
+def test_a_plain_text_token_of_before_is_hashed_by_the_migration_and_still_works(
+    transactional_db, staff
+):
+    """DRF's authtoken table (plain-text keys) is read, each key stored as a digest with an
+    expiry, and the table emptied."""
+    from importlib import import_module
+
+    from django.apps import apps
+    from django.db import connection
+    from knox.models import AuthToken
+
+    migration = import_module("xrayweb.accounts.migrations.0003_api_tokens_hashed")
+    key = "0123456789abcdef0123456789abcdef01234567"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, user_id integer, "
+            "created timestamp)"
+        )
+        cursor.execute(
+            "INSERT INTO authtoken_token VALUES (%s, %s, %s)", [key, staff.pk, "2026-01-01"]
+        )
+    try:
+        with connection.schema_editor() as editor:
+            migration.tokens_hash(apps, editor)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM authtoken_token")
+            assert cursor.fetchone()[0] == 0
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE authtoken_token")
+    (stored,) = AuthToken.objects.filter(user=staff)
+    assert key not in (stored.digest, stored.token_key) and stored.expiry
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert client.get("/api/studies/").status_code == 200

@@ -33,9 +33,10 @@ def test_anonymous_users_cannot_fetch_media(client, study):
     [("staff", 200, 403), ("radiologist", 403, 302), ("admin", 200, 403)],
 )
 def test_page_permissions_by_role(
-    client, make_user, study, active_version, role, upload_status, review_status
+    client, make_user, staff, study, active_version, role, upload_status, review_status
 ):
-    client.force_login(make_user(role))
+    # Staff: the uploader (other staff do not see the study: test_sites.py).
+    client.force_login(staff if role == "staff" else make_user(role))
     assert client.get("/upload/").status_code == upload_status
     assert client.get("/worklist/").status_code == 200
     assert client.get(f"/studies/{study.pk}/").status_code == 200
@@ -49,9 +50,9 @@ def test_page_permissions_by_role(
     [("staff", 201, 403), ("radiologist", 403, 201), ("admin", 201, 403)],
 )
 def test_api_permissions_by_role(
-    api_client, make_user, study, active_version, png, role, create_status, review_status
+    api_client, make_user, staff, study, active_version, png, role, create_status, review_status
 ):
-    api_client.force_authenticate(make_user(role))
+    api_client.force_authenticate(staff if role == "staff" else make_user(role))
     upload = {"image": _file(png()), "patient_id": "P2", "accession": "A2"}
     assert api_client.post("/api/studies/", upload, format="multipart").status_code == (
         create_status

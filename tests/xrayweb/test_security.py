@@ -51,6 +51,40 @@ def test_behind_the_proxy_a_lockout_holds_only_for_the_address_that_failed(make_
     assert response.status_code == 302 and "_auth_user_id" in colleague.session
 
 
+def test_password_spraying_across_usernames_locks_the_address_not_the_users(make_user, settings):
+    """Issue 27: axes counted failures per (username, address), so two tries on each of
+    many accounts from one address never locked anything. Twenty failures from one address,
+    over ten usernames, lock that address; the same user signs in from another."""
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]
+    user = make_user("radiologist")
+    sprayer = Client(HTTP_X_FORWARDED_FOR="203.0.113.50")
+    for i in range(20):
+        sprayer.post("/accounts/login/", {"username": f"someone-{i % 10}", "password": "x"})
+    right = {"username": user.username, "password": PASSWORD}
+    assert sprayer.post("/accounts/login/", right).status_code == 429
+    api = APIClient(HTTP_X_FORWARDED_FOR="203.0.113.50")
+    locked = api.post("/api/auth/token/", right)
+    assert locked.status_code == 429 and "from this address" in locked.json()["detail"]
+    elsewhere = Client(HTTP_X_FORWARDED_FOR="10.1.2.3")
+    assert elsewhere.post("/accounts/login/", right).status_code == 302
+
+
+def test_a_few_failures_from_one_address_lock_nobody_else_out(make_user, settings):
+    """A ward behind one NAT address: several colleagues' typos stay under the limit."""
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]
+    users = [make_user("staff") for _ in range(4)]
+    ward = Client(HTTP_X_FORWARDED_FOR="10.9.9.9")
+    for user in users:
+        for _ in range(3):
+            ward.post("/accounts/login/", {"username": user.username, "password": "typo"})
+    assert (
+        ward.post(
+            "/accounts/login/", {"username": users[0].username, "password": PASSWORD}
+        ).status_code
+        == 302
+    )
+
+
 def test_repeated_failed_token_requests_lock_the_account_too(make_user):
     user = make_user("staff")
     api = APIClient()

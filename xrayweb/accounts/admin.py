@@ -1,36 +1,32 @@
-"""API tokens in the Django admin: who holds one and since when. Nobody sees a key here (the
-key is the row's id, so the list has no links or checkboxes) or mints one for another user:
-DRF's own TokenAdmin did both, so an admin could act as anyone through the API. To cut a user
-off, deactivate the account (token authentication refuses inactive users); users revoke their
-own token with DELETE /api/auth/token/."""
+"""API tokens in the Django admin: who holds one, since when, until when. Nobody sees a key
+here (only its SHA-512 digest is stored, django-rest-knox) or mints one for another user:
+DRF's and knox's own admins could mint one for anyone, so an admin could act as anyone
+through the API. An admin may revoke a token (delete it; audited). To cut a user off,
+deactivate the account (token authentication refuses inactive users)."""
 
-import rest_framework.authtoken.admin  # noqa: F401  (registers DRF's TokenAdmin, replaced here)
+import knox.admin  # noqa: F401  (registers knox's AuthTokenAdmin, replaced here)
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from rest_framework.authtoken.models import TokenProxy
+from knox.models import AuthToken
 
 from xrayweb.accounts.models import Membership
 
-admin.site.unregister(TokenProxy)
+admin.site.unregister(AuthToken)
 
 
-@admin.register(TokenProxy)
+@admin.register(AuthToken)
 class TokenAdmin(admin.ModelAdmin):
-    list_display = ["user", "created"]
+    list_display = ["user", "created", "expiry"]
     list_display_links = None
-    actions = None
-    fields = ["user", "created"]
-    readonly_fields = ["user", "created"]
+    fields = ["user", "created", "expiry"]
+    readonly_fields = fields
     search_fields = ["user__username"]
 
     def has_add_permission(self, request):
         return False  # a user gets their own token by signing in (POST /api/auth/token/)
 
     def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
         return False
 
 

@@ -2,10 +2,11 @@
 active flags, names, e-mail and password (that it changed, never the hash); API tokens
 created and revoked (never the key). Connected in AuditConfig.ready; accounts sits beside
 audit and neither imports the other, so the receivers live here and use only Django's user
-model and DRF's Token; a user's site (accounts.Membership) by the model's name."""
+model and knox's AuthToken; a user's site (accounts.Membership) by the model's name."""
 
 from django.contrib.auth import get_user_model
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
+from django.utils import timezone
 
 from xrayweb.audit.context import current_actor_and_ip
 from xrayweb.audit.models import AuditEvent
@@ -86,13 +87,19 @@ def _group_names(user) -> list[str]:
 
 def _token_saved(sender, instance, created, **kwargs) -> None:
     if created:
+        expiry = instance.expiry.isoformat() if instance.expiry else None
         record_change(
-            AuditEvent.Action.TOKEN_CHANGE, {"user": instance.user_id, "token": "created"}
+            AuditEvent.Action.TOKEN_CHANGE,
+            {"user": instance.user_id, "token": "created", "expiry": expiry},
         )
 
 
 def _token_deleted(sender, instance, **kwargs) -> None:
-    record_change(AuditEvent.Action.TOKEN_CHANGE, {"user": instance.user_id, "token": "revoked"})
+    expired = instance.expiry is not None and instance.expiry <= timezone.now()
+    record_change(
+        AuditEvent.Action.TOKEN_CHANGE,
+        {"user": instance.user_id, "token": "expired" if expired else "revoked"},
+    )
 
 
 _membership_before = snapshot(("site",))
@@ -111,7 +118,7 @@ def _membership_saved(sender, instance, created, **kwargs) -> None:
 
 
 def connect() -> None:
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken as Token
 
     user = get_user_model()
     pre_save.connect(_user_before, sender=user, dispatch_uid="audit-user-before")

@@ -5,8 +5,8 @@ import io
 import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
+from knox.models import AuthToken
 from pydicom import dcmread
-from rest_framework.authtoken.models import Token
 
 from tests.xrayweb.dicomnet import films
 from xrayweb.audit.models import AuditEvent
@@ -24,7 +24,7 @@ def enqueued(mocker):
 
 @pytest.fixture
 def token(staff) -> str:
-    return Token.objects.create(user=staff).key
+    return AuthToken.objects.create(user=staff)[1]
 
 
 def client_for(live_server, key: str, chunk_size: int = WHOLE) -> DICOMwebClient:
@@ -173,7 +173,7 @@ def test_a_body_over_the_limit_gets_413(live_server, token, settings):
 
 def test_radiologists_and_anonymous_users_may_not_store(live_server, make_user):
     data, headers = body(films.to_bytes(films.film()))
-    radiologist = Token.objects.create(user=make_user("radiologist")).key
+    radiologist = AuthToken.objects.create(user=make_user("radiologist"))[1]
     assert post(live_server, radiologist, data, headers).status_code == 403
     anonymous = requests.post(f"{live_server.url}/dicomweb/studies", data=data, headers=headers)
     assert anonymous.status_code == 401
