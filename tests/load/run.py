@@ -176,6 +176,8 @@ def main() -> int:
             "INFERENCE_THREADS": str(max(1, (os.cpu_count() or 1) // WORKERS)),
             "DEMO_PASSWORD": "xrayweb-demo",
             "DEBUG": "0",
+            # Every simulated user signs in as "staff" or "radiologist", a token each.
+            "API_TOKENS_PER_USER": str(users + 10),
         }
     )
     _run("manage.py", "migrate", "--noinput", "-v0", env=env)
