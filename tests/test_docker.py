@@ -97,3 +97,29 @@ def test_the_proxy_terminates_tls_and_never_passes_a_clients_forwarded_proto():
     proxy = _compose()["services"]["proxy"]
     assert proxy["ports"] == ["${HTTPS_PORT:-443}:8443"]
     assert any(v.endswith(":/etc/nginx/tls:ro") for v in proxy["volumes"])
+
+
+def test_the_app_connects_as_a_role_that_owns_nothing_and_only_migrate_as_the_owner():
+    """Issue 27: every service connected as the PostgreSQL superuser. The roles themselves
+    are tested against a real PostgreSQL in tests/xrayweb/test_db_roles.py."""
+    services = _compose()["services"]
+    urls = {
+        name: service["environment"]["DATABASE_URL"]
+        for name, service in services.items()
+        if isinstance(service.get("environment"), dict) and "DATABASE_URL" in service["environment"]
+    }
+    assert urls["migrate"].startswith("postgres://xrayweb_owner:")
+    others = {name: url for name, url in urls.items() if name != "migrate"}
+    assert {"web", "worker-inference", "worker-default", "beat", "dicom-listener"} <= set(others)
+    assert all(url.startswith("postgres://xrayweb_app:") for url in others.values()), others
+    assert "db_grants --role xrayweb_app" in services["migrate"]["command"][-1]
+    postgres = services["postgres"]
+    assert postgres["environment"]["POSTGRES_USER"] == "postgres"
+    init = DOCKER / "postgres" / "10-roles.sh"
+    assert (
+        f"./postgres/{init.name}:/docker-entrypoint-initdb.d/{init.name}:ro"
+        in (postgres["volumes"])
+    )
+    script = init.read_text()
+    assert "CREATE DATABASE xrayweb OWNER xrayweb_owner" in script
+    assert "SUPERUSER" not in script.split("<<'SQL'")[1]
