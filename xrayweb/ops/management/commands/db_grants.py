@@ -2,9 +2,9 @@
 Run by the migrations role (which owns the tables) after ``migrate``: the app role gets
 SELECT, INSERT, UPDATE and DELETE on every table, except the history, which it may only
 read and append to (the audit events, the readings, the chain verifications), the chains'
-heads, which it may not delete, and the migrations table, which it may only read. It owns no table, so it can neither switch the
-append-only triggers off, nor truncate, alter or drop anything. docker/compose.yaml runs it in
-the ``migrate`` job."""
+heads, which it may not delete, and the migrations table, which it may only read. It owns
+no table, so it can neither switch the append-only triggers off, nor truncate, alter or drop
+anything. docker/compose.yaml runs it in the ``migrate`` job."""
 
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
