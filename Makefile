@@ -58,9 +58,9 @@ run: $(STAMP)
 	$(BIN)/python manage.py demo_users
 	$(BIN)/python manage.py ensure_model
 	@echo "xrayweb on http://$(HOST):$(PORT)/ and the DICOM listener on $${DICOM_HOST:-127.0.0.1}:$${DICOM_PORT:-11112} as $${DICOM_AE_TITLE:-XRAYWEB}"
-	@echo "(Ctrl-C stops the web server, the worker and the listener)"
+	@echo "(Ctrl-C stops the web server, the worker and the listener; a worker that dies is started again)"
 	@trap 'kill 0' EXIT; export DEBUG=$${DEBUG:-1}; \
-	$(BIN)/celery -A xrayweb worker -Q inference,default --pool solo --loglevel INFO -B --schedule var/celerybeat-schedule & \
+	$(BIN)/python -m xrayweb.ops.supervise -- $(BIN)/celery -A xrayweb worker -Q inference,default --pool solo --loglevel INFO -B --schedule var/celerybeat-schedule & \
 	$(BIN)/python manage.py dicom_listener & \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 

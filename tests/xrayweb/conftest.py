@@ -121,3 +121,14 @@ def predicted(active_version, staff, png):
         return study
 
     return make
+
+
+@pytest.fixture
+def worker_answering(db):
+    """A worker heartbeat written just now, as a running worker writes it (tests of /healthz
+    that expect every part up, with no worker process)."""
+    from django.utils import timezone
+
+    from xrayweb.ops.heartbeat import heartbeat_write
+
+    heartbeat_write(hostname="celery@test", queues="default,inference", started_at=timezone.now())

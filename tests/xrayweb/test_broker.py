@@ -47,3 +47,110 @@ def test_redis_key_prefix_keeps_deployments_sharing_one_redis_apart():
     assert conf["CELERY_BROKER_TRANSPORT_OPTIONS"]["global_keyprefix"] == "site-a:"
     conf = _settings_with({"REDIS_URL": "redis://127.0.0.1:6379/0", "REDIS_KEY_PREFIX": ""})
     assert "global_keyprefix" not in conf["CELERY_BROKER_TRANSPORT_OPTIONS"]
+
+
+# The embedded broker under load (issue 27): kombu's filesystem channel creates a message
+# file, then writes it; a reader that lists the folder in between reads an empty file, and
+# the worker dies with JSONDecodeError (celery/kombu#1551). The window is made wide here by
+# holding the writer at the point between the two steps.
+
+
+def _channel(transport_cls, folder):
+    from kombu import Connection
+
+    from xrayweb.brokers import filesystem_broker_options
+
+    connection = Connection("filesystem://", transport=transport_cls)
+    connection.transport_options = filesystem_broker_options(folder)
+    return connection, connection.default_channel
+
+
+def test_stock_kombu_reads_a_message_still_being_written_and_fails(tmp_path, monkeypatch):
+    """The bug as kombu has it: the finding, reproduced."""
+    import json
+    import threading
+
+    from kombu.transport import filesystem
+
+    connection, channel = _channel(filesystem.Transport, tmp_path)
+    written = threading.Event()
+    monkeypatch.setattr(filesystem, "lock", lambda f, flags: written.wait(10))
+    writer = threading.Thread(target=channel._put, args=("inference", {"task": 1}))
+    writer.start()
+    try:
+        folder = tmp_path / "queue"
+        while not any(p.name.endswith(".inference.msg") for p in folder.iterdir()):
+            pass
+        with pytest.raises(json.JSONDecodeError):
+            channel._get("inference")
+    finally:
+        written.set()
+        writer.join()
+        connection.release()
+
+
+def test_a_reader_never_takes_a_message_still_being_written(tmp_path, monkeypatch):
+    import os
+    import queue
+    import threading
+
+    from xrayweb.brokers import AtomicChannel, AtomicFilesystemTransport
+
+    connection, channel = _channel(AtomicFilesystemTransport, tmp_path)
+    assert isinstance(channel, AtomicChannel)
+    written = threading.Event()
+    real_fsync = os.fsync
+
+    def slow_fsync(fd):  # the file is written, not yet renamed into place
+        written.wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    writer = threading.Thread(target=channel._put, args=("inference", {"task": 1}))
+    writer.start()
+    try:
+        folder = tmp_path / "queue"
+        while not any(p.name.startswith(".writing-") for p in folder.iterdir()):
+            pass
+        with pytest.raises(queue.Empty):
+            channel._get("inference")
+    finally:
+        written.set()
+        writer.join()
+    assert channel._get("inference") == {"task": 1}
+    assert not list(folder.iterdir())
+    connection.release()
+
+
+def test_two_readers_never_take_the_same_message(tmp_path):
+    import queue
+    import threading
+
+    from xrayweb.brokers import AtomicFilesystemTransport
+
+    connection, channel = _channel(AtomicFilesystemTransport, tmp_path)
+    for n in range(300):
+        channel._put("inference", {"n": n})
+    taken: list[int] = []
+
+    def read():
+        while True:
+            try:
+                taken.append(channel._get("inference")["n"])
+            except queue.Empty:
+                return
+
+    readers = [threading.Thread(target=read) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    assert sorted(taken) == list(range(300))
+    connection.release()
+
+
+def test_filesystem_broker_urls_mean_the_atomic_transport():
+    from xrayweb.brokers import AtomicFilesystemTransport
+
+    with app.connection_for_write("filesystem://") as connection:
+        assert isinstance(connection.transport, AtomicFilesystemTransport)

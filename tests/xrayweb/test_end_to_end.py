@@ -47,9 +47,14 @@ def process_env(*, settings, broker, data_dir: Path) -> dict:
 def worker(settings, tmp_path, test_broker):
     """A real `celery worker` process sharing this test's database, media and broker (the
     suite's Redis under make test, else a folder), on queues of its own."""
+    yield from _worker(settings, tmp_path, test_broker)
+
+
+def _worker(settings, tmp_path, test_broker, **extra_env):
     broker = test_broker.fresh(tmp_path / "broker")
     broker.use()
     env = process_env(settings=settings, broker=broker, data_dir=tmp_path / "worker-data")
+    env |= extra_env
     log = (tmp_path / "worker.log").open("w")
     proc = subprocess.Popen(
         worker_argv(
@@ -166,3 +171,34 @@ def test_a_bundle_with_a_lung_segmenter_stores_the_mask_and_the_cam_lung_fractio
     with default_storage.open(prediction.lung_mask) as fh:
         assert b"".join(served.streaming_content) == fh.read()
     assert proc.poll() is None
+
+
+@pytest.fixture
+def beating_worker(settings, tmp_path, test_broker):
+    """A real worker that writes its heartbeat every half second."""
+    yield from _worker(settings, tmp_path, test_broker, WORKER_HEARTBEAT_SECONDS="0.5")
+
+
+def test_a_real_worker_answers_and_its_death_is_seen(beating_worker, client, settings):
+    """Issue 27: the embedded worker died under load and /healthz kept saying all was well.
+    A real worker writes its heartbeat; killed, it stops, and /healthz says so."""
+    import signal
+
+    from xrayweb.ops.models import WorkerHeartbeat
+
+    settings.WORKER_STALE_SECONDS = 2.0
+    settings.HEALTHZ_CACHE_SECONDS = 0
+    proc, log = beating_worker
+    deadline = time.monotonic() + 120
+    while not WorkerHeartbeat.objects.exists():
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+    assert client.get("/healthz").json()["workers"]["ok"] is True
+    (beat,) = WorkerHeartbeat.objects.all()
+    assert "inference" in beat.queues and beat.pid
+    proc.send_signal(signal.SIGKILL)  # no clean shutdown, as with kombu's JSONDecodeError
+    proc.wait(timeout=30)
+    time.sleep(3.0)
+    workers = client.get("/healthz").json()["workers"]
+    assert workers["ok"] is False
+    assert workers["error"].startswith("no worker has answered for ")

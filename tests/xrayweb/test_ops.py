@@ -1,18 +1,23 @@
 """Health endpoint: database, broker and active model, each reported; 503 when one is down."""
 
+import io
 import subprocess
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from xrayweb.inference.models import ModelVersion
 
 
-def test_healthz_is_200_when_everything_is_up_and_needs_no_login(client, active_version):
+def test_healthz_is_200_when_everything_is_up_and_needs_no_login(
+    client, active_version, worker_answering
+):
     response = client.get("/healthz")
     assert response.status_code == 200
     body = response.json()
     assert body["ok"] is True
     assert body["database"]["ok"] and body["broker"]["ok"] and body["model"]["ok"]
+    assert body["workers"]["ok"] and body["workers"]["answering"] == 1
     assert body["model"]["name"] == "tiny"
     assert "bundle_path" not in str(body) and "/" not in body["model"]["name"]
 
@@ -128,7 +133,7 @@ def test_demo_users_is_refused_in_production_and_leaves_the_admin_alone(make_use
 
 
 def test_healthz_does_its_checks_once_per_interval_for_anonymous_callers(
-    client, make_user, active_version, mocker
+    client, make_user, active_version, mocker, worker_answering
 ):
     """Issue 27: every anonymous request ran a query and opened a broker connection."""
     from xrayweb.ops import views
@@ -140,3 +145,66 @@ def test_healthz_does_its_checks_once_per_interval_for_anonymous_callers(
     client.force_login(make_user("admin"))
     assert client.get("/healthz").status_code == 200  # an admin's is fresh
     assert checks.call_count == 2
+
+
+# Worker heartbeats (issue 27): the embedded worker died under load, and /healthz kept
+# saying everything was fine.
+
+
+def test_healthz_says_no_worker_has_answered_when_none_ever_did(client, active_version):
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["workers"]["error"] == "no worker has answered yet"
+
+
+def test_healthz_says_how_long_no_worker_has_answered(
+    client, active_version, worker_answering, settings
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from xrayweb.ops.models import WorkerHeartbeat
+
+    WorkerHeartbeat.objects.update(last_seen=timezone.now() - timedelta(seconds=95))
+    body = client.get("/healthz").json()
+    assert body["ok"] is False
+    assert body["workers"]["error"] == "no worker has answered for 95 s"
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="a part is down"):
+        call_command("status", stdout=out)
+    assert "workers   DOWN" in out.getvalue()
+    assert "no worker has answered for 95 s" in out.getvalue()
+
+
+def test_make_run_starts_a_dead_worker_again(tmp_path):
+    """Issue 27: `make run`'s worker died under load and stayed dead. Its supervisor starts
+    a command that ends again (here one that dies twice, then stays up until told to stop),
+    and passes SIGTERM on."""
+    import signal
+    import sys
+    import time
+    from pathlib import Path
+
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    assert "-m xrayweb.ops.supervise -- $(BIN)/celery -A xrayweb worker" in makefile
+    runs = tmp_path / "runs"
+    child = (
+        "import pathlib, sys, time\n"
+        f"p = pathlib.Path({str(runs)!r})\n"
+        "p.write_text(p.read_text() + 'x' if p.exists() else 'x')\n"
+        "if len(p.read_text()) < 3: sys.exit(1)  # dies twice\n"
+        "time.sleep(600)\n"
+    )
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "xrayweb.ops.supervise", "--", sys.executable, "-c", child],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not (runs.exists() and runs.read_text() == "xxx"):
+        assert time.monotonic() < deadline and supervisor.poll() is None
+        time.sleep(0.1)
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(timeout=30) != 0  # the child was stopped by the signal
+    assert supervisor.stderr.read().count("starting it again") == 2

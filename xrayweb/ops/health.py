@@ -1,10 +1,12 @@
-"""Health of the parts a study needs: the database, the broker, the active model."""
+"""Health of the parts a study needs: the database, the broker, a worker that answers (its
+heartbeat), the active model."""
 
 from pathlib import Path
 
 from django.db import connection
 
 from xrayweb.inference.models import ModelVersion
+from xrayweb.ops.heartbeat import workers_state
 
 
 def _database() -> dict:
@@ -41,8 +43,17 @@ def _model() -> dict:
     return {"ok": True, "name": version.name, "sha256": version.sha256[:12]}
 
 
+def _workers() -> dict:
+    try:
+        return workers_state()
+    except Exception as exc:
+        return {"ok": False, "error": type(exc).__name__}
+
+
 def health_check(*, broker_timeout: float = 2.0) -> dict:
-    """{"ok": all up, "database": {...}, "broker": {...}, "model": {...}}."""
+    """{"ok": all up, "database": {...}, "broker": {...}, "workers": {...}, "model": {...}}."""
     checks = {"database": _database(), "broker": _broker(broker_timeout)}
-    checks["model"] = _model() if checks["database"]["ok"] else {"ok": False, "error": "no db"}
+    up = checks["database"]["ok"]
+    checks["workers"] = _workers() if up else {"ok": False, "error": "no db"}
+    checks["model"] = _model() if up else {"ok": False, "error": "no db"}
     return {"ok": all(c["ok"] for c in checks.values()), **checks}

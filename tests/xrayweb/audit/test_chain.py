@@ -212,7 +212,7 @@ def test_rows_chained_before_names_were_kept_still_verify(history, capsys):
 
 
 def test_the_chains_are_verified_on_a_schedule_and_a_break_raises_the_alarm(
-    history, client, admin_user, settings
+    history, client, admin_user, settings, worker_answering
 ):
     """Issue 27: audit_verify ran only by hand, and nothing showed a broken chain."""
     from pathlib import Path

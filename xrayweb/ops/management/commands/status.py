@@ -1,5 +1,5 @@
-"""Database, broker and active model health, and the studies by status (exit 1 if a part is
-down)."""
+"""Database, broker, worker heartbeat and active model health, and the studies by status
+(exit 1 if a part is down)."""
 
 import json
 
@@ -24,7 +24,7 @@ class Command(BaseCommand):
         if as_json:
             self.stdout.write(json.dumps(report, indent=2, sort_keys=True))
         else:
-            for part in ("database", "broker", "model"):
+            for part in ("database", "broker", "workers", "model"):
                 state = report[part]
                 detail = ", ".join(f"{k}={v}" for k, v in state.items() if k != "ok")
                 self.stdout.write(f"{part:<9} {'up' if state['ok'] else 'DOWN':<5} {detail}")
