@@ -25,11 +25,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def node(settings, tmp_path, test_broker):
     """A worker and the listener, sharing this test's database, media and queues."""
+    yield from _node(settings, tmp_path, test_broker)
+
+
+def _node(settings, tmp_path, test_broker, **extra_env):
     broker = test_broker.fresh(tmp_path / "broker")
     broker.use()
     port = free_port()
     env = process_env(settings=settings, broker=broker, data_dir=tmp_path / "data") | {
-        "DICOM_PORT": str(port)
+        "DICOM_PORT": str(port),
+        **extra_env,
     }
     logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("worker", "listener")}
     procs = [
@@ -111,3 +116,108 @@ def _listening(port: int) -> bool:
         timeout=30,
     )
     return result.returncode == 0
+
+
+# The embedded default under load (issue 27): kombu's filesystem broker let the worker read a
+# half-written message and die while deliveries retried against a PACS that had gone away
+# and films arrived over DICOM and HTTP at once; every later study stayed "queued".
+
+
+@pytest.fixture
+def busy_node(settings, tmp_path, test_broker):
+    """The node with quick delivery retries, so that a burst keeps them coming."""
+    yield from _node(
+        settings,
+        tmp_path,
+        test_broker,
+        DICOM_DELIVERY_BACKOFF="0.2",
+        DICOM_DELIVERY_BACKOFF_MAX="1",
+        DICOM_DELIVERY_MAX_ATTEMPTS="4",
+        DICOM_DELIVERY_TIMEOUT="2",
+        WORKER_HEARTBEAT_SECONDS="1",
+    )
+
+
+def test_a_burst_over_http_and_dicom_with_deliveries_retrying_finishes_every_study(
+    busy_node, live_server, tmp_path, staff
+):
+    """10 threads at once, each uploading a film over HTTP and storing one over DICOM, while
+    every result's delivery retries against a closed port: all 20 studies are predicted,
+    every delivery of the DICOM films' results ends (failed, after all its attempts), and the
+    worker is still answering."""
+    import threading
+
+    import requests
+    from knox.models import AuthToken
+
+    from xrayweb.ops.heartbeat import workers_state
+
+    port, folder = busy_node
+    model_version_register(bundle_path=DEFAULT_BUNDLE, activate=True)
+    Destination.objects.create(
+        name="gone",
+        kind=Destination.Kind.CSTORE,
+        ae_title="GONE",
+        host="127.0.0.1",
+        port=free_port(),  # nothing listens: every send is refused and retried
+    )
+    assert wait_until(lambda: _listening(port), timeout=60), _logs(folder)
+    key = AuthToken.objects.create(user=staff)[1]
+    sample = sorted(
+        (Path(__file__).resolve().parents[2] / "data" / "cxr_sample" / "images").glob("*.jpg")
+    )
+    errors: list[str] = []
+
+    def burst(i: int) -> None:
+        try:
+            image = sample[i % len(sample)]
+            response = requests.post(
+                f"{live_server.url}/api/studies/",
+                headers={"Authorization": f"Token {key}"},
+                files={"image": (image.name, image.read_bytes(), "image/jpeg")},
+                data={"patient_id": f"BURST-{i}", "accession": f"B-HTTP-{i}"},
+                timeout=120,
+            )
+            if response.status_code != 201:
+                errors.append(f"http {i}: {response.status_code} {response.text[:200]}")
+            path = films.write(tmp_path, f"burst-{i}.dcm", films.film(index=i % 4, width=256))
+            sent = subprocess.run(
+                [tool("storescu"), "-aec", "XRAYWEB", "127.0.0.1", str(port), str(path)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if sent.returncode != 0:
+                errors.append(f"dicom {i}: {sent.stderr[-300:]}")
+        except Exception as exc:  # reported below, with the rest
+            errors.append(f"{i}: {exc!r}")
+
+    threads = [threading.Thread(target=burst, args=(i,)) for i in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert Study.objects.count() == 20
+
+    def finished() -> bool:
+        return not Study.objects.exclude(status=Study.Status.DONE).exists()
+
+    assert wait_until(finished, timeout=600, interval=1.0), (
+        list(Study.objects.values_list("pk", "status", "failure_reason")),
+        _logs(folder),
+    )
+
+    def given_up() -> bool:  # the SR and the Secondary Capture of each DICOM film
+        deliveries = Delivery.objects.all()
+        return (
+            deliveries.count() == 10 * 2
+            and not deliveries.exclude(status=Delivery.Status.FAILED, attempts=4).exists()
+        )
+
+    assert wait_until(given_up, timeout=300, interval=1.0), (
+        list(Delivery.objects.values_list("status", "attempts", "last_error")[:10]),
+        _logs(folder),
+    )
+    assert workers_state()["ok"], _logs(folder)
+    assert "JSONDecodeError" not in (folder / "worker.log").read_text()
