@@ -17,7 +17,7 @@ REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEMO_PASSWORD ?= xrayweb-demo
 
-.PHONY: run test test-fast install clean bench-web bench-load bench-dicom services
+.PHONY: run test test-fast install clean bench-web bench-load bench-dicom bench-broker services
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -91,6 +91,11 @@ test-fast: $(STAMP) $(DOCKER_COMPOSE) $(DICOM_PEERS)
 # How long a PACS waits for the C-STORE answer of a 3,000 x 3,000 16-bit film.
 bench-dicom: $(STAMP) $(DICOM_PEERS)
 	$(BIN)/python -m tests.bench.dicom_store
+
+# The embedded broker under a burst: this project's filesystem transport, kombu's own, and
+# kombu's SQLAlchemy transport (tests/bench/broker_burst.py).
+bench-broker: $(STAMP) $(DICOM_PEERS)
+	$(BIN)/python -m tests.bench.broker_burst --repeat 2
 
 # Server time per page with 10,000 studies in a throwaway PostgreSQL test database.
 bench-web: $(STAMP)

@@ -99,6 +99,26 @@ def filesystem_broker(folder: Path) -> BrokerTarget:
     )
 
 
+def named_broker(name: str, folder: Path) -> BrokerTarget:
+    """The embedded brokers measured against each other (tests/bench/broker_burst.py):
+    "atomic" (this project's filesystem transport), "kombu" (kombu's own) or "sqlalchemy"
+    (kombu's SQLAlchemy transport on a SQLite file)."""
+    from xrayweb.brokers import filesystem_broker_options
+
+    if name == "sqlalchemy":
+        folder.mkdir(parents=True, exist_ok=True)
+        url = f"sqla+sqlite:///{folder / 'broker.sqlite3'}"
+        # No polling_interval: kombu passes every transport option on to create_engine,
+        # which refuses it, so this transport polls at kombu's default (1 s).
+        return BrokerTarget(url, {}, {"CELERY_BROKER_URL": url})
+    url = {"atomic": "filesystem://", "kombu": "kombu-filesystem://"}[name]
+    return BrokerTarget(
+        url,
+        filesystem_broker_options(folder),
+        {"CELERY_BROKER_URL": url, "BROKER_DIR": str(folder), "REDIS_URL": ""},
+    )
+
+
 def redis_broker(url: str) -> BrokerTarget:
     """The given Redis, every key under a prefix of this run's own (REDIS_KEY_PREFIX)."""
     prefix = f"xrayweb-test-{uuid.uuid4().hex[:12]}:"

@@ -69,6 +69,8 @@ class AtomicFilesystemTransport(filesystem.Transport):
 # Every "filesystem://" broker URL in this project means the atomic transport, in every
 # process that loads the settings (they import this module): web, workers, listener, tests.
 transport.TRANSPORT_ALIASES["filesystem"] = f"{__name__}:AtomicFilesystemTransport"
+# kombu's own, by another name, for the measurement against it (tests/bench/broker_burst.py).
+transport.TRANSPORT_ALIASES["kombu-filesystem"] = "kombu.transport.filesystem:Transport"
 
 
 def filesystem_broker_options(folder: Path) -> dict[str, str | float]:

@@ -274,7 +274,7 @@ INFERENCE_CAM_MAX_SIDE = env.int("INFERENCE_CAM_MAX_SIDE", default=512)
 REDIS_URL = env.str("REDIS_URL", default="")
 BROKER_DIR = Path(env.str("BROKER_DIR", default=str(DATA_DIR / "broker")))
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://"
-if CELERY_BROKER_URL.startswith("filesystem://"):
+if CELERY_BROKER_URL.startswith(("filesystem://", "kombu-filesystem://")):
     # "filesystem://" is kombu's transport with atomic writes and claims here
     # (xrayweb/brokers.py): the stock one let a worker read a half-written message and die.
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(BROKER_DIR)
