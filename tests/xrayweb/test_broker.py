@@ -1,6 +1,7 @@
 """Tasks the web enqueues reach the broker the suite runs on: under make test, the machine's
 Redis (TEST_REDIS_URL, keys under a prefix of the run's own); otherwise a filesystem broker."""
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,25 @@ def _channel(transport_cls, folder):
     return connection, connection.default_channel
 
 
+@contextmanager
+def _put_held(channel, folder: Path, written, suffix: str, prefix: str = ""):
+    """A message put from another thread, held (until ``written`` is set) once a file named
+    ``prefix…suffix`` is in the queue folder; the body runs while it is held."""
+    import threading
+
+    writer = threading.Thread(target=channel._put, args=("inference", {"task": 1}))
+    writer.start()
+    try:
+        while not any(
+            p.name.startswith(prefix) and p.name.endswith(suffix) for p in folder.iterdir()
+        ):
+            pass
+        yield
+    finally:
+        written.set()
+        writer.join()
+
+
 def test_stock_kombu_reads_a_message_still_being_written_and_fails(tmp_path, monkeypatch):
     """The bug as kombu has it: the finding, reproduced."""
     import json
@@ -77,18 +97,10 @@ def test_stock_kombu_reads_a_message_still_being_written_and_fails(tmp_path, mon
     connection, channel = _channel(filesystem.Transport, tmp_path)
     written = threading.Event()
     monkeypatch.setattr(filesystem, "lock", lambda f, flags: written.wait(10))
-    writer = threading.Thread(target=channel._put, args=("inference", {"task": 1}))
-    writer.start()
-    try:
-        folder = tmp_path / "queue"
-        while not any(p.name.endswith(".inference.msg") for p in folder.iterdir()):
-            pass
+    with _put_held(channel, tmp_path / "queue", written, ".inference.msg"):
         with pytest.raises(json.JSONDecodeError):
             channel._get("inference")
-    finally:
-        written.set()
-        writer.join()
-        connection.release()
+    connection.release()
 
 
 def test_a_reader_never_takes_a_message_still_being_written(tmp_path, monkeypatch):
@@ -108,17 +120,10 @@ def test_a_reader_never_takes_a_message_still_being_written(tmp_path, monkeypatc
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", slow_fsync)
-    writer = threading.Thread(target=channel._put, args=("inference", {"task": 1}))
-    writer.start()
-    try:
-        folder = tmp_path / "queue"
-        while not any(p.name.startswith(".writing-") for p in folder.iterdir()):
-            pass
+    folder = tmp_path / "queue"
+    with _put_held(channel, folder, written, ".inference.msg", prefix=".writing-"):
         with pytest.raises(queue.Empty):
             channel._get("inference")
-    finally:
-        written.set()
-        writer.join()
     assert channel._get("inference") == {"task": 1}
     assert not list(folder.iterdir())
     connection.release()

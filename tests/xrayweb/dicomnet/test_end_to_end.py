@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from classifier import DEFAULT_BUNDLE
-from tests.conftest import named_broker, redis_forget, worker_argv
+from tests.conftest import SAMPLE_DIR, named_broker, redis_forget, worker_argv
 from tests.xrayweb.dicomnet import films
 from tests.xrayweb.dicomnet.peers import free_port, tool, wait_until
 from tests.xrayweb.test_end_to_end import process_env
@@ -168,9 +168,7 @@ def test_a_burst_over_http_and_dicom_with_deliveries_retrying_finishes_every_stu
     )
     assert wait_until(lambda: _listening(port), timeout=60), _logs(folder)
     key = AuthToken.objects.create(user=staff)[1]
-    sample = sorted(
-        (Path(__file__).resolve().parents[2] / "data" / "cxr_sample" / "images").glob("*.jpg")
-    )
+    sample = sorted((SAMPLE_DIR / "images").glob("*.jpg"))
     errors: list[str] = []
 
     def burst(i: int) -> None:
