@@ -77,7 +77,7 @@ HOLDOUT_RUNS = {
     "empty maps outside, 224 px": ["224px", "224px-rest"],
     "empty maps outside, 224 px, seed 1": ["224px-seed-1", "224px-seed-1-rest"],
     "empty maps outside, 224 px, seed 2": ["224px-seed-2"],
-    "empty maps outside, 224 px, 10 epochs": ["224px-10-epochs"],
+    "empty maps outside, 224 px, 10 epochs": ["224px-10-epochs", "224px-10-epochs-rest"],
 }
 # Rows over seeds: label -> the rows above; each group's covid19 films counted once per seed,
 # on the groups every one of those rows holds out.
