@@ -155,7 +155,9 @@ def tiny_dicom_study(active_version, staff, sample_images):
 
 
 @pytest.mark.parametrize("pattern", list(MATRIX))
-def test_access_matrix(client, make_user, staff, tiny_dicom_study, active_version, pattern):
+def test_access_matrix(
+    client, make_user, staff, tiny_dicom_study, active_version, worker_answering, pattern
+):
     """Every method and role for this URL pattern, on a predicted DICOM study (so that every
     file route has something to serve); all mismatches are reported together. The staff
     user is the study's uploader: other staff do not see it (tests/xrayweb/test_sites.py)."""

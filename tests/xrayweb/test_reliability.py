@@ -123,7 +123,7 @@ def test_the_reconciler_requeues_stuck_studies(active_version, make_study, mocke
     assert set(Study.objects.values_list("status", flat=True)) == {"done", "failed"}
 
 
-def test_the_reconcile_and_status_commands(active_version, make_study, capsys):
+def test_the_reconcile_and_status_commands(active_version, make_study, capsys, worker_answering):
     make_study()
     call_command("reconcile")
     assert "enqueued 0 queued studies" in capsys.readouterr().out

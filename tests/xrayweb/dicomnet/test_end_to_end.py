@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from classifier import DEFAULT_BUNDLE
 from tests.conftest import SAMPLE_DIR, named_broker, redis_forget, worker_argv
@@ -137,12 +138,18 @@ def busy_node(settings, tmp_path, test_broker):
         named_broker(name, tmp_path / "broker") if name else None,
         DICOM_DELIVERY_BACKOFF="0.2",
         DICOM_DELIVERY_BACKOFF_MAX="1",
-        DICOM_DELIVERY_MAX_ATTEMPTS="4",
+        DICOM_DELIVERY_MAX_ATTEMPTS="3",
         DICOM_DELIVERY_TIMEOUT="2",
         WORKER_HEARTBEAT_SECONDS="1",
     )
 
 
+@pytest.mark.skipif(
+    not settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
+    and not os.environ.get("BURST_BROKER"),
+    reason="the embedded default's burst (SQLite, the filesystem broker): make test's second "
+    "pass runs it",
+)
 def test_a_burst_over_http_and_dicom_with_deliveries_retrying_finishes_every_study(
     busy_node, live_server, tmp_path, staff
 ):
@@ -218,7 +225,7 @@ def test_a_burst_over_http_and_dicom_with_deliveries_retrying_finishes_every_stu
         deliveries = Delivery.objects.all()
         return (
             deliveries.count() == 10 * 2
-            and not deliveries.exclude(status=Delivery.Status.FAILED, attempts=4).exists()
+            and not deliveries.exclude(status=Delivery.Status.FAILED, attempts=3).exists()
         )
 
     assert wait_until(given_up, timeout=300, interval=0.2), (
