@@ -226,12 +226,8 @@ def _burst(kind: str, folder: Path, *, writers: int = 8, each: int = 500) -> tup
 
 
 def test_a_burst_of_writers_and_readers_loses_nothing(tmp_path):
+    """Run by hand on kombu's own channel (``_burst("kombu", folder)``), the same burst read
+    8 or 9 of the 4,000 messages empty, and lost them, in each of 4 runs here; in a run inside
+    make test it lost none, so that side is not a test (the race is timing; the held-writer
+    test above reproduces it every time)."""
     assert _burst("atomic", tmp_path) == (4000, 0)
-
-
-def test_kombus_own_channel_loses_messages_under_the_same_burst(tmp_path):
-    """The finding, reproduced without holding anything: under the same burst kombu's own
-    channel reads messages empty (8 or 9 of 4,000 in each run here), and loses them. If this
-    starts to pass, kombu has fixed #1551 and xrayweb/brokers.py may go."""
-    read, empty = _burst("kombu", tmp_path)
-    assert empty > 0 and read + empty == 4000
