@@ -1,6 +1,7 @@
 """Health endpoint: database, broker and active model, each reported; 503 when one is down."""
 
 import io
+import re
 import subprocess
 
 import pytest
@@ -169,12 +170,13 @@ def test_healthz_says_how_long_no_worker_has_answered(
     WorkerHeartbeat.objects.update(last_seen=timezone.now() - timedelta(seconds=95))
     body = client.get("/healthz").json()
     assert body["ok"] is False
-    assert body["workers"]["error"] == "no worker has answered for 95 s"
+    # 95 s, or a little more on a slow machine
+    assert re.fullmatch(r"no worker has answered for (9[5-9]|1\d\d) s", body["workers"]["error"])
     out = io.StringIO()
     with pytest.raises(CommandError, match="a part is down"):
         call_command("status", stdout=out)
     assert "workers   DOWN" in out.getvalue()
-    assert "no worker has answered for 95 s" in out.getvalue()
+    assert re.search(r"no worker has answered for (9[5-9]|1\d\d) s", out.getvalue())
 
 
 def test_make_run_starts_a_dead_worker_again(tmp_path):

@@ -65,8 +65,11 @@ class RefusalAudit:
             }
             for address in due:
                 self._open.pop(address)
-                if not everything:
-                    self._seen.pop(address, None)  # the next refusal opens a new interval
+            # An address whose interval has ended opens a new one at its next refusal; so
+            # that many addresses over time are not all remembered.
+            for address, began in list(self._seen.items()):
+                if address not in self._open and now - began >= self.interval:
+                    del self._seen[address]
         for address, tally in due.items():
             self._write(address, tally, called_ae="", first=False)
         return len(due)
