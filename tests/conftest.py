@@ -42,6 +42,32 @@ def pytest_collection_modifyitems(config, items) -> None:
                     item.add_marker(name)
 
 
+def pytest_unconfigure(config) -> None:
+    """A thread a test left running that is not a daemon keeps the interpreter from exiting
+    after the summary: CI then waits out its whole time limit with nothing said (an aborted
+    DICOM association once did this). Such threads are named, with where they are, and the
+    run ends with exit status 3 instead of hanging."""
+    import sys
+    import threading
+    import traceback
+
+    left = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and t.is_alive() and not t.daemon
+    ]
+    if not left:
+        return
+    frames = sys._current_frames()
+    sys.stderr.write(f"\n{len(left)} thread(s) left running after the tests:\n")
+    for thread in left:
+        stack = "".join(traceback.format_stack(frames.get(thread.ident))[-8:])
+        sys.stderr.write(f"--- {thread.name} ({type(thread).__name__})\n{stack}")
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(3)
+
+
 def worker_argv(*options: str, module: str = "celery") -> list[str]:
     """A `celery worker` command line for this project's queues, run by this interpreter."""
     import sys

@@ -214,7 +214,11 @@ class Listener:
             ip=address or None,
             aborted=True,
         )
-        assoc.abort()  # inside a handler: queued, the reader stops at the next PDU
+        # Queued, not waited for: this handler runs in the association's own reader thread,
+        # and pynetdicom 3's abort() blocks by default until that thread has ended, so it
+        # waited on itself for ever (and the process could not exit). The reader sends the
+        # A-ABORT and stops at its next turn.
+        assoc.abort(block=False)
         _discard_partial(assoc)
 
     def _ae(self) -> AE:

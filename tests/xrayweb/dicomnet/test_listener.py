@@ -541,11 +541,23 @@ def _instances(outcome: str) -> list[dict]:
     return [e.detail for e in events if e.detail["outcome"] == outcome]
 
 
+@pytest.mark.parametrize("pynetdicom_abort", ["as left", "blocking"])
 def test_a_film_past_the_limit_aborts_the_association_while_it_arrives(
-    start_listener, received_here
+    start_listener, received_here, monkeypatch, pynetdicom_abort
 ):
     """A 3.9 MB film against a 100 kB limit: the listener aborts once a little over the
-    limit (plus 1 MB for headers) has arrived, keeps none of it, and audits why."""
+    limit (plus 1 MB for headers) has arrived, keeps none of it, and audits why. pynetdicom
+    swaps ``assoc.abort`` between a blocking and a queueing variant as its own handlers run
+    in the association's thread; "blocking" is the state in which the abort, made from the
+    reader thread, once waited on that thread for ever (CI hung at exit)."""
+    if pynetdicom_abort == "blocking":
+        on_data = Listener._on_data
+
+        def blocking_then_on_data(self, event):
+            event.assoc.abort = event.assoc._abort_blocking
+            on_data(self, event)
+
+        monkeypatch.setattr(Listener, "_on_data", blocking_then_on_data)
     listener = start_listener(max_bytes=100 * 1024)
     ds = films.film(width=1400)
     assert len(ds.PixelData) > 3_500_000
@@ -557,6 +569,15 @@ def test_a_film_past_the_limit_aborts_the_association_while_it_arrives(
     assert refused["calling_ae"] == "STORESCU"
     wait_until(lambda: not list(received_here.iterdir()), timeout=10)
     assert Study.objects.count() == 0
+    # The aborted association's reader ends: aborting from inside its own handler used to
+    # wait on itself for ever, and a process that had refused a film could never exit.
+    assert wait_until(lambda: not _dul_threads(), timeout=10), _dul_threads()
+
+
+def _dul_threads() -> list[threading.Thread]:
+    from pynetdicom.dul import DULServiceProvider
+
+    return [t for t in threading.enumerate() if isinstance(t, DULServiceProvider) and t.is_alive()]
 
 
 def test_a_film_just_past_the_limit_is_refused_out_of_resources_and_not_read(
