@@ -17,7 +17,8 @@ REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEMO_PASSWORD ?= xrayweb-demo
 
-.PHONY: run test test-fast install clean bench-web bench-load bench-dicom bench-broker services
+.PHONY: run test test-fast test-web test-ml lint fmt install clean bench-web bench-load bench-dicom \
+	bench-broker services
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -72,9 +73,16 @@ services:
 	@pg_isready -h 127.0.0.1 -p 5432 || { echo "make test: PostgreSQL at 127.0.0.1:5432 cannot be reached" >&2; exit 1; }
 	@redis-cli -h 127.0.0.1 -p 6379 ping || { echo "make test: Redis at 127.0.0.1:6379 cannot be reached" >&2; exit 1; }
 
-test: $(STAMP) $(CHROMIUM) $(AXE) $(DOCKER_COMPOSE) $(DICOM_PEERS) services
+# What CI's lint step checks, and what fixes it (ruff's safe fixes, then the formatter).
+lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: $(STAMP) $(CHROMIUM) $(AXE) $(DOCKER_COMPOSE) $(DICOM_PEERS) services lint
 	$(DOCKER_COMPOSE) -f docker/compose.yaml --env-file docker/env.example config --quiet
 	DATABASE_URL=$(PG_TEST_URL) TEST_REDIS_URL=$(REDIS_TEST_URL) $(BIN)/python -m pytest
 	$(BIN)/python -m pytest tests/xrayweb/test_end_to_end.py tests/browser tests/xrayweb/test_worklist_queries.py \
@@ -87,6 +95,18 @@ test: $(STAMP) $(CHROMIUM) $(AXE) $(DOCKER_COMPOSE) $(DICOM_PEERS) services
 test-fast: $(STAMP) $(DOCKER_COMPOSE) $(DICOM_PEERS)
 	DATABASE_URL= REDIS_URL= CELERY_BROKER_URL= TEST_REDIS_URL= \
 	$(BIN)/python -m pytest -m "not browser and not worker and not faults and not slow"
+
+# The inner loops, each on the embedded default and well under two minutes here
+# (tests/README.md has the measured times). test-web: the Django side without model
+# training, browsers, worker processes, fault injection or real DICOM peers. test-ml: the
+# classifier and the training code, without the long ones.
+WEB_ONLY := not browser and not worker and not faults and not slow
+test-web: $(STAMP)
+	DATABASE_URL= REDIS_URL= CELERY_BROKER_URL= TEST_REDIS_URL= \
+	$(BIN)/python -m pytest tests/xrayweb tests/security tests/test_boundaries.py -m "$(WEB_ONLY)"
+
+test-ml: $(STAMP)
+	$(BIN)/python -m pytest tests/classifier tests/training -m "not slow"
 
 # How long a PACS waits for the C-STORE answer of a 3,000 x 3,000 16-bit film.
 bench-dicom: $(STAMP) $(DICOM_PEERS)

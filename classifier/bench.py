@@ -1,4 +1,4 @@
-"""Benchmark: ensemble prediction + Grad-CAM, three ways, measured in one run on the same images.
+"""Benchmark: ensemble prediction + Grad-CAM, seven ways, measured in one run on the same images.
 
     python -m classifier.bench [--json out.json] [--batch 8] [--device cpu|cuda]
                                [--bundle PATH | --arch mobilenet_v2,vgg16]
@@ -6,7 +6,8 @@
 (a) naive: fp32, default memory layout, predict, then pytorch-grad-cam ``GradCAM`` per member
     (its own forward pass and a full backward pass);
 (b) ``Predictor.predict`` with CAM (one forward pass, backward through the head only);
-(c) ``Predictor.predict(cam=False)``.
+(c) ``Predictor.predict(cam=False)``;
+(d) (b) with test-time augmentation (the input and two zooms of it), so d/b is what TTA costs.
 (b) is the product's path: it includes the lung mask and the CAM lung fraction when the bundle
 has a segmenter (random members get a random U-Net) and the "not assessable" gate (the
 deterministic checks, and the gate network and feature distance when the bundle has a gate;

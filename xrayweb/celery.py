@@ -1,4 +1,5 @@
-"""The Celery app. Queues: "default" (light web-side work) and "inference" (model workers)."""
+"""The Celery app. Queues: "default" (light web-side work: deliveries, reconciling),
+"inference" (model workers) and "training" (retraining, on a worker of its own)."""
 
 import os
 
