@@ -27,7 +27,7 @@ def _fresh_cache():
     from django.core.cache import cache
 
     cache.clear()
-    yield
+    return
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -13,7 +13,7 @@ BIN = Path(sys.executable).parent
 
 
 def test_the_pre_commit_config_is_valid_and_uses_the_pinned_ruff_from_the_venv():
-    config = ROOT / ".pre-commit-config.yaml"
+    config = ROOT / ".ci" / "pre-commit-config.yaml"
     checked = subprocess.run(
         [BIN / "pre-commit", "validate-config", config], capture_output=True, text=True
     )

@@ -11,7 +11,7 @@ import pytest
 from tests.xrayweb.dicomnet import films
 from xrayweb.accounts.services import user_create_with_role
 from xrayweb.inference import runtime
-from xrayweb.inference.services import model_version_register
+from xrayweb.inference.services.registry import model_version_register
 from xrayweb.review.services import review_submit
 from xrayweb.studies.services import study_create
 

@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from xrayweb.accounts.services import user_create_with_role
 from xrayweb.inference import runtime
-from xrayweb.inference.services import model_version_register
+from xrayweb.inference.services.registry import model_version_register
 from xrayweb.studies.models import Study
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]

@@ -10,7 +10,7 @@ from tests.xrayweb.dicomnet import films
 from xrayweb.accounts.models import Preferences
 from xrayweb.accounts.services import user_create_with_role
 from xrayweb.inference import runtime
-from xrayweb.inference.services import model_version_register
+from xrayweb.inference.services.registry import model_version_register
 from xrayweb.studies.models import Study
 from xrayweb.studies.services import study_create
 

@@ -13,7 +13,7 @@ from classifier import DEFAULT_BUNDLE
 from tests.conftest import SAMPLE_DIR
 from xrayweb.accounts.services import user_create_with_role
 from xrayweb.inference import runtime
-from xrayweb.inference.services import model_version_register
+from xrayweb.inference.services.registry import model_version_register
 from xrayweb.review.services import review_submit
 from xrayweb.studies.models import Study
 from xrayweb.studies.services import study_create

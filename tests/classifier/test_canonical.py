@@ -51,7 +51,7 @@ def test_equalize_depends_only_on_the_order_of_grey_levels():
     for rendering in (film**0.8, film**1.25, 0.2 + 0.05 * film, film * 4095 / 65535):
         # Up to the 1024 bins: a bin holds under 1% of the pixels here.
         assert torch.allclose(equalize(rendering), reference, atol=5e-3)
-    assert 0.0 < float(reference.min()) and float(reference.max()) < 1.0
+    assert float(reference.min()) > 0.0 and float(reference.max()) < 1.0
     assert abs(float(reference.mean()) - 0.5) < 0.01  # uniform levels
 
 
@@ -143,7 +143,7 @@ def test_lung_crop_predictor_keeps_the_cam_inside_the_box_it_saw(
 
 
 def test_lung_crop_bundle_without_its_segmenter_is_refused(tiny_bundle, tmp_path):
-    meta, members = load_bundle_members(tiny_bundle)
+    meta, _members = load_bundle_members(tiny_bundle)
     from classifier.predictor import Predictor
 
     changed = BundleMetadata.from_dict(

@@ -39,7 +39,7 @@ def test_vgg_classic_head_keeps_the_4096_classifier():
 def test_init_loads_a_local_imagenet_state_dict(tmp_path):
     torch.manual_seed(1)
     reference = build_member("mobilenet_v2", 1000)  # a stand-in for ImageNet weights
-    state = {k: v for k, v in reference.state_dict().items()}
+    state = dict(reference.state_dict())
     path = tmp_path / "imagenet.pth"
     torch.save(state, path)
     model = build_member("mobilenet_v2", 4, init=str(path))

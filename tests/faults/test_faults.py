@@ -13,7 +13,8 @@ from PIL import Image
 from tests.faults.conftest import wait_until
 from xrayweb.accounts.services import user_create_with_role
 from xrayweb.inference.models import Prediction
-from xrayweb.inference.services import model_version_register, studies_reconcile
+from xrayweb.inference.services.claims import studies_reconcile
+from xrayweb.inference.services.registry import model_version_register
 from xrayweb.inference.tasks import predict_study, study_enqueue
 from xrayweb.studies.models import Study
 from xrayweb.studies.services import study_create

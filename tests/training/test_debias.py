@@ -100,7 +100,7 @@ def test_lung_masks_follow_the_film_through_the_geometric_augmentation():
         **common,
     )
     for i, r in enumerate(records):
-        image, target, mask, source = plain[i]
+        image, _target, mask, source = plain[i]
         f_image, _, f_mask, _ = flipped[i]
         assert image.shape == (3, 48, 48) and mask.shape == (1, 48, 48)
         assert 0.15 < float(mask.mean()) < 0.7  # two lungs, not the whole film

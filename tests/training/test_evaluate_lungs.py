@@ -15,7 +15,7 @@ from training.fit import fit
 
 @pytest.fixture(scope="module")
 def mixed_records():
-    cxr = [r for r in read_manifest(SAMPLE_MANIFEST)][::4]  # 30 films of the four classes
+    cxr = list(read_manifest(SAMPLE_MANIFEST))[::4]  # 30 films of the four classes
     return cxr + read_manifest(LUNGS_MANIFEST)
 
 

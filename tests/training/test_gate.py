@@ -129,12 +129,24 @@ def gated(sample_bundle, tmp_path_factory):
     its JSON report and what it printed."""
     folder = tmp_path_factory.mktemp("gated")
     out, report = folder / "gated.safetensors", folder / "gate.json"
-    options = "--epochs 1 --per-kind 4 --synthetic 6 --variants 1 --no-loko".split()
+    options = [
+        "--epochs",
+        "1",
+        "--per-kind",
+        "4",
+        "--synthetic",
+        "6",
+        "--variants",
+        "1",
+        "--no-loko",
+    ]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         code = main(
-            ["gate", "--bundle", str(sample_bundle), "--manifest", str(SAMPLE_MANIFEST)]
-            + ["--not-cxr", str(NOT_CXR), "--out", str(out), "--json", str(report), *options]
+            [
+                *("gate", "--bundle", str(sample_bundle), "--manifest", str(SAMPLE_MANIFEST)),
+                *("--not-cxr", str(NOT_CXR), "--out", str(out), "--json", str(report), *options),
+            ]
         )
     return code, out, report, printed.getvalue()
 

@@ -93,7 +93,7 @@ def test_imagefolder_labels_come_from_folders_and_the_cli_writes_a_relative_mani
 
 
 def test_importers_say_clearly_when_the_layout_is_wrong(tmp_path):
-    with pytest.raises(ManifestError, match="metadata.csv"):
+    with pytest.raises(ManifestError, match=r"metadata\.csv"):
         import_covid_chestxray(tmp_path)
     with pytest.raises(ManifestError, match="NORMAL/PNEUMONIA"):
         import_kermany(tmp_path)

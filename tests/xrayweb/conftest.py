@@ -6,7 +6,7 @@ from PIL import Image
 
 from tests.factories import UserFactory
 from xrayweb.accounts.services import user_create_with_role
-from xrayweb.inference.services import model_version_register
+from xrayweb.inference.services.registry import model_version_register
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +73,7 @@ def predicted(active_version, staff, png):
     gate's verdict as Assessment.to_dict() gives it (default: assessable, no reasons);
     ``prediction_sets``: the classifier's conformal sets (default: none, an uncalibrated
     bundle)."""
-    from xrayweb.inference.services import PredictionResult, predictions_record
+    from xrayweb.inference.services.predictions import PredictionResult, predictions_record
     from xrayweb.studies.services import study_create
 
     counter = iter(range(10_000))
@@ -96,7 +96,7 @@ def predicted(active_version, staff, png):
             site=fields.pop("site", ""),
             view=fields.pop("view", ""),
         )
-        full = {c: 0.0 for c in active_version.classes} | probabilities
+        full = dict.fromkeys(active_version.classes, 0.0) | probabilities
         label = max(full, key=full.get)
         members = members or {"mobilenet": full, "vgg": full}
         predictions_record(

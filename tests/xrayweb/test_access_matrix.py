@@ -181,9 +181,13 @@ def test_access_matrix(
             response = getattr(client, method.lower())(path)
             if response.status_code != expected:
                 mismatches.append(f"{method} {path} as {role}: {response.status_code}")
-            elif expected == 302 and role == "anonymous" and pattern != "accounts/logout/":
-                if "/login/" not in response["Location"]:
-                    mismatches.append(f"{method} {path} as {role}: not sent to the login")
+            elif (
+                expected == 302
+                and role == "anonymous"
+                and pattern != "accounts/logout/"
+                and "/login/" not in response["Location"]
+            ):
+                mismatches.append(f"{method} {path} as {role}: not sent to the login")
     assert not mismatches, "\n".join(mismatches)
 
 

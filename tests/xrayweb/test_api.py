@@ -76,7 +76,7 @@ def test_a_prediction_made_without_a_segmenter_has_null_lung_fields(
 def test_a_prediction_with_a_segmenter_links_its_lung_mask_for_logged_in_users_only(
     api_client, client, staff, radiologist, tiny_bundle_with_lungs, sample_images
 ):
-    from xrayweb.inference.services import model_version_register
+    from xrayweb.inference.services.registry import model_version_register
 
     model_version_register(bundle_path=tiny_bundle_with_lungs, activate=True)
     api_client.force_authenticate(staff)

@@ -6,7 +6,7 @@ from rest_framework.test import APIClient
 
 from xrayweb.audit.models import AuditEvent
 from xrayweb.inference.models import ModelVersion
-from xrayweb.inference.services import model_version_register
+from xrayweb.inference.services.registry import model_version_register
 from xrayweb.review.services import review_submit
 
 

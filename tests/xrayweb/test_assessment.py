@@ -5,7 +5,7 @@ from tests.xrayweb.dicom_corpus import dataset, source_image, to_bytes
 from tests.xrayweb.gate_fakes import FakeAssessment, gate_says
 from xrayweb.inference import runtime
 from xrayweb.inference.models import Prediction
-from xrayweb.inference.services import LOW_CONFIDENCE_FLAG, assessment_build
+from xrayweb.inference.services.predictions import LOW_CONFIDENCE_FLAG, assessment_build
 from xrayweb.review.services import review_submit
 from xrayweb.studies.models import Study
 from xrayweb.studies.services import study_create

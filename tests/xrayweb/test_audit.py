@@ -213,7 +213,7 @@ def test_the_admin_shows_no_api_token_keys_and_mints_none_for_others(client, adm
     from rest_framework.test import APIClient
 
     staff = make_user("staff")
-    token, key = AuthToken.objects.create(user=staff)
+    _token, key = AuthToken.objects.create(user=staff)
     client.force_login(admin_user)
     listing = client.get("/admin/knox/authtoken/")
     page = listing.content.decode()

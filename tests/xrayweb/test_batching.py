@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from xrayweb.inference import runtime
 from xrayweb.inference.models import Prediction
-from xrayweb.inference.services import model_version_register
+from xrayweb.inference.services.registry import model_version_register
 from xrayweb.inference.tasks import predict_study
 from xrayweb.studies.models import Study
 from xrayweb.studies.services import study_create
@@ -237,7 +237,7 @@ def test_after_a_crash_the_batch_is_retried_one_study_at_a_time(queued, settings
 
 
 def test_the_reconciler_isolates_the_studies_of_a_worker_that_died(queued, settings):
-    from xrayweb.inference.services import studies_reconcile
+    from xrayweb.inference.services.claims import studies_reconcile
 
     studies = queued(2)
     expired = timezone.now() - timedelta(seconds=700)

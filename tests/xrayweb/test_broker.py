@@ -97,9 +97,11 @@ def test_stock_kombu_reads_a_message_still_being_written_and_fails(tmp_path, mon
     connection, channel = _channel(filesystem.Transport, tmp_path)
     written = threading.Event()
     monkeypatch.setattr(filesystem, "lock", lambda f, flags: written.wait(10))
-    with _put_held(channel, tmp_path / "queue", written, ".inference.msg"):
-        with pytest.raises(json.JSONDecodeError):
-            channel._get("inference")
+    with (
+        _put_held(channel, tmp_path / "queue", written, ".inference.msg"),
+        pytest.raises(json.JSONDecodeError),
+    ):
+        channel._get("inference")
     connection.release()
 
 
@@ -121,9 +123,11 @@ def test_a_reader_never_takes_a_message_still_being_written(tmp_path, monkeypatc
 
     monkeypatch.setattr(os, "fsync", slow_fsync)
     folder = tmp_path / "queue"
-    with _put_held(channel, folder, written, ".inference.msg", prefix=".writing-"):
-        with pytest.raises(queue.Empty):
-            channel._get("inference")
+    with (
+        _put_held(channel, folder, written, ".inference.msg", prefix=".writing-"),
+        pytest.raises(queue.Empty),
+    ):
+        channel._get("inference")
     assert channel._get("inference") == {"task": 1}
     assert not list(folder.iterdir())
     connection.release()
@@ -170,7 +174,7 @@ def _burst_reader(kind: str, folder: str, total: int, out) -> None:
     import queue
     import time
 
-    connection, channel = _burst_channel(kind, folder)
+    _connection, channel = _burst_channel(kind, folder)
     got = empty = 0
     deadline = time.monotonic() + 60
     while got + empty < total and time.monotonic() < deadline:

@@ -106,7 +106,7 @@ def test_the_same_sop_instance_twice_points_to_the_existing_study(grey, api_clie
 
 
 @pytest.mark.parametrize(
-    "header, warning",
+    ("header", "warning"),
     [
         ({"Modality": "CT"}, "modality CT"),
         ({"ViewPosition": "LL"}, "lateral"),

@@ -14,7 +14,7 @@ from PIL import Image
 
 from classifier import DEFAULT_BUNDLE
 from tests.conftest import redis_forget, worker_argv
-from xrayweb.inference.services import model_version_register
+from xrayweb.inference.services.registry import model_version_register
 from xrayweb.studies.models import Study
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from PIL import Image
 from xrayweb.errors import ApplicationError
 from xrayweb.inference import runtime
 from xrayweb.inference.models import ModelVersion, Prediction
-from xrayweb.inference.services import (
+from xrayweb.inference.services.registry import (
     model_version_activate,
     model_version_ensure_default,
     model_version_register,

@@ -6,7 +6,7 @@ import pytest
 from xrayweb.audit.models import AppendOnlyError
 from xrayweb.errors import ApplicationError
 from xrayweb.inference.selectors import studies_gate_overrules
-from xrayweb.inference.services import PredictionResult, predictions_record
+from xrayweb.inference.services.predictions import PredictionResult, predictions_record
 from xrayweb.review.models import Review
 from xrayweb.review.services import review_submit
 from xrayweb.studies.models import ReviewState
@@ -21,7 +21,7 @@ def readers(make_user):
 
 def test_labelling_a_refused_study_needs_an_explicit_answer(predicted, radiologist):
     study = predicted({"normal": 0.9}, gate=REFUSED)
-    with pytest.raises(ApplicationError, match="near-constant image.*assessable after all"):
+    with pytest.raises(ApplicationError, match=r"near-constant image.*assessable after all"):
         review_submit(study=study, reviewer=radiologist, label="normal")
     with pytest.raises(ApplicationError, match="Unknown assessability"):
         review_submit(study=study, reviewer=radiologist, label="normal", assessability="maybe")

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from xrayweb.inference import runtime
-from xrayweb.inference.services import studies_reconcile
+from xrayweb.inference.services.claims import studies_reconcile
 from xrayweb.inference.tasks import predict_study, reconcile_studies
 from xrayweb.studies.models import Study
 from xrayweb.studies.services import study_create

@@ -5,7 +5,7 @@ from tests.conftest import SAMPLE_MANIFEST
 from xrayweb.audit.models import AuditEvent
 from xrayweb.inference import runtime
 from xrayweb.inference.models import ModelVersion, PatientAssignment
-from xrayweb.inference.services import promotion_gate
+from xrayweb.inference.retraining import promotion_gate
 from xrayweb.review.services import review_submit
 from xrayweb.studies.services import study_create
 
@@ -81,7 +81,7 @@ def test_retrain_keeps_a_locked_set_records_provenance_and_gates_promotion(
         PatientAssignment.objects.filter(split="locked").values_list("patient_key", flat=True)
     )
     assert candidate.locked_metrics["n"] > 0 and candidate.gate["locked_patients"] == len(
-        {k for k in locked}
+        set(locked)
     )
     sources = candidate.training["data_sources"]
     assert sources[0]["images"] == 119 and len(sources[0]["sha256"]) == 64
@@ -131,7 +131,7 @@ def test_retrain_without_an_active_version_promotes_with_activate(db, admin_user
 
 def test_retrain_carries_the_active_versions_lung_segmenter(db, tiny_bundle_with_lungs):
     from classifier import read_metadata
-    from xrayweb.inference.services import model_version_register
+    from xrayweb.inference.services.registry import model_version_register
 
     active = model_version_register(bundle_path=tiny_bundle_with_lungs, name="lungs", activate=True)
     call_command("retrain", "--manifest", str(SAMPLE_MANIFEST), "--no-reviews", *FAST)
@@ -153,7 +153,7 @@ def test_retrain_refuses_rows_of_the_external_hospital(db):
 def test_models_lists_versions_and_rolls_back(
     active_version, tmp_path, tiny_bundle, capsys, admin_user, radiologist
 ):
-    from xrayweb.inference.services import model_version_register
+    from xrayweb.inference.services.registry import model_version_register
 
     copy = tmp_path / "copy.safetensors"
     copy.write_bytes(tiny_bundle.read_bytes() + b" ")
@@ -220,7 +220,7 @@ def test_retrain_sees_films_as_the_active_version_does(db, tiny_bundle_with_lung
 
     from classifier import read_metadata
     from classifier.bundle import load_bundle_members, load_segmenter, save_bundle
-    from xrayweb.inference.services import model_version_register
+    from xrayweb.inference.services.registry import model_version_register
 
     meta, members = load_bundle_members(tiny_bundle_with_lungs)
     recipe = {"intensity": "equalize", "crop": "content", "render": True, "ema": 0.9}
@@ -242,7 +242,7 @@ def test_retrain_carries_the_active_versions_gate_refitted_with_the_radiologists
     import torch
 
     from classifier.bundle import load_gate
-    from xrayweb.inference.services import model_version_register
+    from xrayweb.inference.services.registry import model_version_register
 
     refused = {"assessable": False, "reasons": ["a near-constant image"], "scores": {}}
     after_all = predicted({"normal": 0.9}, gate=refused)

@@ -38,7 +38,10 @@ class SprayAwareHandler(AxesDatabaseHandler):
         """After a refusal (axes' own, or a wrong password): flag the request as locked out
         when the address is, so that axes' middleware answers 429 as for a locked account."""
         super().user_login_failed(sender, credentials, request, **kwargs)
-        if request is not None and not getattr(request, "axes_locked_out", False):
-            if _spraying(request):
-                request.axes_locked_out = True
-                request.axes_credentials = credentials
+        if (
+            request is not None
+            and not getattr(request, "axes_locked_out", False)
+            and _spraying(request)
+        ):
+            request.axes_locked_out = True
+            request.axes_credentials = credentials

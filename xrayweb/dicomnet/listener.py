@@ -8,6 +8,7 @@ A C-STORE data set is received to a temporary file as it arrives (pynetdicom's
 soon as one message passes ``max_bytes`` (issue 27: a peer could send any size, held in
 memory, checked only once it had all arrived)."""
 
+import contextlib
 import ipaddress
 import logging
 import os
@@ -153,10 +154,8 @@ def _discard_partial(assoc) -> None:
         return
     message._data_set_file = None
     partial.close()
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(partial.name)
-    except FileNotFoundError:
-        pass
 
 
 def _release_connection(event) -> None:

@@ -60,10 +60,17 @@ _READING_QUALITY = {
     "not_diagnostic": CodedConcept("RID14", "RADLEX", "Non-diagnostic quality"),
 }
 # Type 2 in the SR; highdicom reads them from the evidence as attributes, so they must exist.
-_TYPE2_FROM_SOURCE = (
-    "PatientName PatientID PatientBirthDate PatientSex AccessionNumber StudyID StudyDate StudyTime"
-    " ReferringPhysicianName"
-).split()
+_TYPE2_FROM_SOURCE = [
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+]
 _TITLES = {"dr", "prof", "mr", "mrs", "ms", "miss"}
 
 

@@ -40,7 +40,8 @@ class Part:
     MAX_UPLOAD_BYTES, and the rest of it was dropped unread."""
 
     content_type: str
-    file: IO[bytes] = field(default_factory=lambda: SpooledTemporaryFile(SPOOL_BYTES))
+    # Closed by whoever reads the part (it outlives this parser), hence no ``with``.
+    file: IO[bytes] = field(default_factory=lambda: SpooledTemporaryFile(SPOOL_BYTES))  # noqa: SIM115
     size: int = 0
     too_large: bool = False
 
@@ -131,7 +132,7 @@ class _Collector:
             if not part.too_large:  # what came so far is dropped too
                 part.too_large = True
                 part.file.close()
-                part.file = SpooledTemporaryFile(0)
+                part.file = SpooledTemporaryFile(0)  # noqa: SIM115 (closed as above)
             return
         part.file.write(data[start:end])
 

@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 
 from xrayweb.audit.addresses import client_ip
 from xrayweb.inference.models import ModelVersion, Prediction
-from xrayweb.inference.services import model_version_activate
+from xrayweb.inference.services.registry import model_version_activate
 
 
 @admin.register(ModelVersion)

@@ -25,12 +25,7 @@ from xrayweb.errors import ApplicationError
 from xrayweb.inference.locked_set import patients_assign
 from xrayweb.inference.models import ModelVersion
 from xrayweb.inference.selectors import model_version_active, studies_gate_overrules
-from xrayweb.inference.services import (
-    locked_summary,
-    model_version_activate,
-    model_version_register,
-    promotion_gate,
-)
+from xrayweb.inference.services.registry import model_version_activate, model_version_register
 from xrayweb.studies.selectors import studies_final_labelled
 
 
@@ -219,3 +214,30 @@ def model_retrain_job(job: dict, *, progress: bool = False) -> ModelVersion:
         name=job["name"],
         progress=progress,
     )
+
+
+def locked_summary(report: dict) -> dict:
+    """The figures the promotion gate compares, from an evaluation report."""
+    covid = report["per_class"].get("covid19", {})
+    return {
+        "n": report["n"],
+        "accuracy": report["accuracy"],
+        "macro_auc": report["macro_auc"],
+        "covid19_sensitivity": covid.get("sensitivity"),
+        "ece": report.get("ece"),
+    }
+
+
+def promotion_gate(*, candidate: dict, active: dict | None) -> tuple[bool, str]:
+    """Promote only if neither locked-set macro AUC nor covid19 sensitivity gets worse."""
+    if active is None:
+        return True, "no active version to compare with"
+    worse = [
+        f"{key} {candidate[key]:.3f} < {active[key]:.3f}"
+        for key in ("macro_auc", "covid19_sensitivity")
+        if active.get(key) is not None
+        and (candidate.get(key) is None or candidate[key] < active[key])
+    ]
+    if worse:
+        return False, "worse than the active version on the locked set: " + "; ".join(worse)
+    return True, "not worse than the active version on the locked set"

@@ -19,14 +19,13 @@ from PIL import Image
 from xrayweb.inference.models import ModelVersion, Prediction
 from xrayweb.inference.overlays import heatmap_png, mask_png
 from xrayweb.inference.selectors import model_version_active
-from xrayweb.inference.services import (
-    PredictionResult,
-    predictions_record,
+from xrayweb.inference.services.claims import (
     studies_claim,
     studies_recover_crashed,
     studies_release,
     study_mark_failed,
 )
+from xrayweb.inference.services.predictions import PredictionResult, predictions_record
 from xrayweb.inference.tasks import study_enqueue
 from xrayweb.studies.models import Study
 
@@ -96,6 +95,26 @@ def _store_mask(study: Study, result) -> str:
     return default_storage.save(name, ContentFile(mask_png(result.lung_mask)))
 
 
+def _images_load(studies, *, ready: list, unreadable: set) -> list[Image.Image]:
+    """The studies' images; a study whose image cannot be read is failed (it joins
+    ``unreadable``), the rest join ``ready`` in the order of the images returned."""
+    images = []
+    for study in studies:
+        try:
+            images.append(_load_image(study))
+            ready.append(study)
+        except (OSError, Image.DecompressionBombError) as exc:
+            unreadable.add(study.pk)
+            study_mark_failed(study_id=study.pk, reason=f"cannot read the image: {exc}")
+    return images
+
+
+def _files_delete(paths: list[str | None]) -> None:
+    for path in paths:
+        if path:
+            default_storage.delete(path)
+
+
 def prediction_batch_run(*, study_id: int, max_studies: int, token: str = "") -> list[Prediction]:
     """Claim this study and other queued ones, ``max_studies`` in all, predict them in one
     batch with Grad-CAM, and record them in one transaction. Returns the predictions made
@@ -118,14 +137,7 @@ def prediction_batch_run(*, study_id: int, max_studies: int, token: str = "") ->
     ready, unreadable, heatmaps, masks = [], set(), [], []
     try:
         predictor = predictor_for(version)
-        images = []
-        for study in studies:
-            try:
-                images.append(_load_image(study))
-                ready.append(study)
-            except (OSError, Image.DecompressionBombError) as exc:
-                unreadable.add(study.pk)
-                study_mark_failed(study_id=study.pk, reason=f"cannot read the image: {exc}")
+        images = _images_load(studies, ready=ready, unreadable=unreadable)
         started = time.perf_counter()
         results = predictor.predict(images, cam=True) if images else []
         duration_ms = round((time.perf_counter() - started) * 1000)
@@ -161,9 +173,7 @@ def prediction_batch_run(*, study_id: int, max_studies: int, token: str = "") ->
         # Perhaps transient (memory, a device error, the database). No row points at the
         # heatmaps and masks written so far: remove them. Never leave a claimed study
         # "running": queue it again, or fail it once it has had its attempts.
-        for path in [path for maps in heatmaps for path in maps.values()] + masks:
-            if path:
-                default_storage.delete(path)
+        _files_delete([path for maps in heatmaps for path in maps.values()] + masks)
         studies_release(
             study_ids=[s.pk for s in studies if s.pk not in unreadable],
             reason=f"{type(exc).__name__}: {exc}",

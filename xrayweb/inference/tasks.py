@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
 from django.db.models import Q
 
-from xrayweb.inference.services import studies_reconcile, study_mark_failed
+from xrayweb.inference.services.claims import studies_reconcile, study_mark_failed
 from xrayweb.studies.models import Study
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.conf import settings
 from PIL import Image
-from pydicom import dcmread, uid
+from pydicom import Dataset, dcmread, uid
 from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -245,8 +245,9 @@ def scope_warnings(fields: dict[str, str]) -> list[str]:
     return warnings_
 
 
-def dicom_decode(*, data: bytes, filename: str = "") -> DicomImage:
-    name = filename or "the file"
+def _header_read(data: bytes, name: str) -> None:
+    """Read and check the header alone, every element decoded; ApplicationError if any of it
+    is damaged, malformed or out of scope."""
     try:
         header = dcmread(io.BytesIO(data), stop_before_pixels=True)
     except InvalidDicomError as exc:
@@ -264,6 +265,11 @@ def dicom_decode(*, data: bytes, filename: str = "") -> DicomImage:
         raise
     except Exception as exc:
         raise _bad(name, f"the DICOM header is malformed ({type(exc).__name__}).") from exc
+
+
+def _pixels_read(data: bytes, name: str) -> tuple[Dataset, np.ndarray]:
+    """The whole file and its stored frame; ApplicationError if the pixel data are missing,
+    truncated, damaged, not one grey-scale frame, or cannot be decoded."""
     try:
         with warnings.catch_warnings():
             # pydicom warns, rather than fails, on truncated compressed data and bad lengths.
@@ -280,6 +286,13 @@ def dicom_decode(*, data: bytes, filename: str = "") -> DicomImage:
         raise _bad(name, "the pixel data are truncated, damaged or cannot be decoded.") from exc
     if stored.ndim != 2:
         raise _bad(name, "expected one grey-scale frame.")
+    return ds, stored
+
+
+def dicom_decode(*, data: bytes, filename: str = "") -> DicomImage:
+    name = filename or "the file"
+    _header_read(data, name)
+    ds, stored = _pixels_read(data, name)
     try:
         modality = apply_modality_lut(stored, ds).astype(np.float32, copy=False)
         del stored

@@ -16,7 +16,7 @@ def request(remote: str, forwarded: str | None = None):
 
 
 @pytest.mark.parametrize(
-    "proxies, remote, forwarded, expected",
+    ("proxies", "remote", "forwarded", "expected"),
     [
         ([], "203.0.113.7", None, "203.0.113.7"),
         ([], "203.0.113.7", "10.9.9.9", "203.0.113.7"),  # no trusted proxy: spoof ignored

@@ -66,7 +66,7 @@ def test_reading_the_trail_is_itself_in_the_trail(client, admin_user, trail):
 
 
 @pytest.mark.parametrize(
-    "query, field",
+    ("query", "field"),
     [
         ("?action=study.delete", "action"),
         ("?study=abc", "study"),

@@ -79,9 +79,12 @@ def test_bulk_inserts_join_the_chain(history, radiologist):
     ],
 )
 def test_postgresql_refuses_update_and_delete_on_history(history, sql):
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(sql)
     assert AuditEvent.objects.count() == len(history[0]) and Review.objects.count() == 2
 
 
@@ -179,7 +182,7 @@ def test_concurrent_writers_never_fork_the_chain():
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(write, range(4)))
     assert sorted(AuditEvent.objects.values_list("seq", flat=True)) == list(range(1, 41))
-    assert dict((chain, problem) for chain, _, problem in chains_verify())["audit"] is None
+    assert {chain: problem for chain, _, problem in chains_verify()}["audit"] is None
 
 
 def test_renaming_a_user_does_not_re_attribute_history(history, radiologist, admin_user):

@@ -25,7 +25,7 @@ CALLERS = {
     "xrayweb/inference/admin.py": ["admin_activate"],
     "xrayweb/inference/management/commands/models.py": ["command_activate"],
     "xrayweb/inference/retraining.py": ["command_retrain", "task_retrain"],
-    "xrayweb/inference/services.py": ["ensure_model"],  # register -> activate, and itself
+    "xrayweb/inference/services/registry.py": ["ensure_model"],  # register -> activate, and itself
 }
 
 
@@ -57,7 +57,7 @@ def _activation(actor, via: str) -> AuditEvent:
 
 @pytest.fixture
 def second_version(active_version, tmp_path, tiny_bundle):
-    from xrayweb.inference.services import model_version_register
+    from xrayweb.inference.services.registry import model_version_register
 
     copy = tmp_path / "second.safetensors"
     copy.write_bytes(tiny_bundle.read_bytes() + b" ")

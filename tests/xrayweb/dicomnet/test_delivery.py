@@ -21,7 +21,7 @@ from xrayweb.dicomnet.senders import DeliveryError
 from xrayweb.dicomnet.sending import DeliveryPending, delivery_attempt, delivery_object
 from xrayweb.dicomnet.services import deliveries_for_predictions, delivery_resend
 from xrayweb.inference import runtime
-from xrayweb.inference.services import PredictionResult, predictions_record
+from xrayweb.inference.services.predictions import PredictionResult, predictions_record
 from xrayweb.review.services import review_submit
 from xrayweb.studies.services import study_create
 

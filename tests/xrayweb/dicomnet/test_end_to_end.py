@@ -18,7 +18,7 @@ from tests.xrayweb.dicomnet import films
 from tests.xrayweb.dicomnet.peers import free_port, tool, wait_until
 from tests.xrayweb.test_end_to_end import process_env
 from xrayweb.dicomnet.models import Delivery, Destination
-from xrayweb.inference.services import model_version_register
+from xrayweb.inference.services.registry import model_version_register
 from xrayweb.studies.models import Study
 
 ROOT = Path(__file__).resolve().parents[3]

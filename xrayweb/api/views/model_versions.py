@@ -11,7 +11,7 @@ from xrayweb.api.permissions import CanManageModels
 from xrayweb.api.serializers import ModelVersionSerializer
 from xrayweb.audit.addresses import client_ip
 from xrayweb.inference.models import ModelVersion
-from xrayweb.inference.services import model_version_activate
+from xrayweb.inference.services.registry import model_version_activate
 
 
 class ModelVersionListApi(ListAPIView):

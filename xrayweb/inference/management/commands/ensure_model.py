@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from classifier import DEFAULT_BUNDLE
 from xrayweb.errors import ApplicationError
-from xrayweb.inference.services import model_version_ensure_default
+from xrayweb.inference.services.registry import model_version_ensure_default
 
 
 class Command(BaseCommand):

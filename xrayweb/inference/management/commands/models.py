@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from xrayweb.accounts.selectors import admin_named
 from xrayweb.errors import ApplicationError
 from xrayweb.inference.models import ModelVersion
-from xrayweb.inference.services import model_version_activate
+from xrayweb.inference.services.registry import model_version_activate
 
 
 def _fmt(value) -> str:

@@ -4,7 +4,7 @@ minute under Celery beat as xrayweb.inference.tasks.reconcile_studies)."""
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from xrayweb.inference.services import studies_reconcile
+from xrayweb.inference.services.claims import studies_reconcile
 from xrayweb.inference.tasks import study_enqueue
 
 
