@@ -98,6 +98,13 @@ class TrainConfig:
             raise ValueError("crop margin must be between 0 and 1")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError("ema must be in [0, 1): a decay such as 0.999, or 0 for off")
+        self._check_objectives()
+        clash = set(self.not_covid_labels) & set(self.classes or [])
+        if clash:
+            raise ValueError(f"not-covid labels that are also classes: {sorted(clash)}")
+
+    def _check_objectives(self) -> None:
+        """The heatmap, adversary and lungs-only options, and what each needs."""
         if self.cam_empty not in CAM_EMPTY:
             raise ValueError(f"cam_empty must be one of {CAM_EMPTY}, not {self.cam_empty!r}")
         if self.cam_lungs < 0 or self.adversary < 0:
@@ -112,9 +119,6 @@ class TrainConfig:
             raise ValueError("cam_lungs needs a lung segmenter (--segmenter)")
         if (self.cam_lungs or self.adversary) and self.strategy == "features":
             raise ValueError("cam_lungs and adversary train the backbone: not with features")
-        clash = set(self.not_covid_labels) & set(self.classes or [])
-        if clash:
-            raise ValueError(f"not-covid labels that are also classes: {sorted(clash)}")
 
 
 @dataclass

@@ -46,7 +46,7 @@ def fit_conformal(
     thresholds = {}
     for level in levels:
         marginal = conformal_threshold(scores[shared] if shared.any() else scores, level)
-        per_class = {c: marginal for c in classes}
+        per_class = dict.fromkeys(classes, marginal)
         for c in own:
             per_class[c] = conformal_threshold(scores[y == classes.index(c)], level)
         thresholds[level_key(level)] = per_class
@@ -57,7 +57,7 @@ def fit_conformal(
         "thresholds": thresholds,
         "calibration": {
             "split": split,
-            "n": int(len(y)),
+            "n": len(y),
             "per_class": {c: int((y == i).sum()) for i, c in enumerate(classes)},
         },
     }

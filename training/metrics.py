@@ -1,5 +1,7 @@
 """Classification metrics in the papers' format plus AUCs, calibration and bootstrap intervals."""
 
+import itertools
+
 import numpy as np
 from scipy.stats import rankdata
 from sklearn.metrics import confusion_matrix
@@ -60,7 +62,7 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int 
     correct = probs.argmax(axis=1) == y_true
     edges = np.linspace(0.0, 1.0, bins + 1)
     ece = 0.0
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
+    for low, high in itertools.pairwise(edges):
         in_bin = (confidence > low) & (confidence <= high)
         if in_bin.any():
             ece += in_bin.mean() * abs(confidence[in_bin].mean() - correct[in_bin].mean())
@@ -103,7 +105,7 @@ def classification_report(
             "auc_ci": auc_ci(positive, probs[:, k], n_boot=n_boot, seed=k),
         }
     return {
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "accuracy": float((y_pred == y_true).mean()) if len(y_true) else None,
         "per_class": per_class,
         "macro_auc": float(np.mean(aucs)) if aucs else None,
@@ -180,7 +182,7 @@ def wilson_ci(successes: int, n: int, z: float = 1.959964) -> list[float] | None
 
 def rate(hits: np.ndarray) -> dict:
     """A proportion of booleans with its Wilson interval."""
-    n, k = int(len(hits)), int(np.sum(hits))
+    n, k = len(hits), int(np.sum(hits))
     return {"n": n, "k": k, "rate": _ratio(k, n), "ci": wilson_ci(k, n)}
 
 
@@ -190,7 +192,7 @@ def quartiles(values: list[float]) -> dict:
     if not len(kept):
         return {"n": 0, "median": None, "q1": None, "q3": None}
     q1, median, q3 = np.percentile(kept, [25, 50, 75])
-    return {"n": int(len(kept)), "median": float(median), "q1": float(q1), "q3": float(q3)}
+    return {"n": len(kept), "median": float(median), "q1": float(q1), "q3": float(q3)}
 
 
 def grouped_quartiles(values: list[float | None], keys: list[str]) -> dict:

@@ -43,12 +43,52 @@ PYDICOM_FILES = (
     "examples_ybr_color.dcm",
     "JPGExtended.dcm",
 )
-WORDS = (
-    "patient report findings impression history technique comparison the of and with no "
-    "acute cardiopulmonary process lungs are clear heart size normal mediastinum pleural "
-    "effusion pneumothorax consolidation opacity right left lower lobe invoice total date "
-    "signature page referral dear colleague thank you for seeing this"
-).split()
+WORDS = [
+    "patient",
+    "report",
+    "findings",
+    "impression",
+    "history",
+    "technique",
+    "comparison",
+    "the",
+    "of",
+    "and",
+    "with",
+    "no",
+    "acute",
+    "cardiopulmonary",
+    "process",
+    "lungs",
+    "are",
+    "clear",
+    "heart",
+    "size",
+    "normal",
+    "mediastinum",
+    "pleural",
+    "effusion",
+    "pneumothorax",
+    "consolidation",
+    "opacity",
+    "right",
+    "left",
+    "lower",
+    "lobe",
+    "invoice",
+    "total",
+    "date",
+    "signature",
+    "page",
+    "referral",
+    "dear",
+    "colleague",
+    "thank",
+    "you",
+    "for",
+    "seeing",
+    "this",
+]
 
 
 @dataclass(frozen=True)

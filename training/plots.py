@@ -1,13 +1,14 @@
 """PNG figures for an evaluation: confusion matrix, ROC curves, reliability diagram."""
 
+import itertools
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import roc_curve
 
 
 def write_plots(out: Path, y: np.ndarray, probs: np.ndarray, report: dict) -> list[Path]:
@@ -54,7 +55,7 @@ def write_plots(out: Path, y: np.ndarray, probs: np.ndarray, report: dict) -> li
     confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == y
     edges = np.linspace(0, 1, 11)
     centers, accuracy = [], []
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
+    for low, high in itertools.pairwise(edges):
         in_bin = (confidence > low) & (confidence <= high)
         if in_bin.any():
             centers.append(confidence[in_bin].mean())

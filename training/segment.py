@@ -128,7 +128,7 @@ def dice_report(
 
     def summary(values: np.ndarray) -> dict:
         return {
-            "n": int(len(values)),
+            "n": len(values),
             "dice_mean": float(values.mean()),
             "dice_median": float(np.median(values)),
             "dice_min": float(values.min()),
