@@ -10,9 +10,14 @@ from classifier.errors import BundleError, ClassifierError, ImageDecodeError
 from classifier.metadata import BundleMetadata, bundle_sha256, read_metadata
 
 DEFAULT_BUNDLE: Path = Path(__file__).resolve().parent / "models" / "default.safetensors"
+# The product's four classes, in the order training gives them by default. A bundle carries
+# its own label set, and everything that reads a bundle takes the classes from it; this is
+# the one place the list is written out.
+DEFAULT_CLASSES: tuple[str, ...] = ("covid19", "bacterial_pneumonia", "viral_pneumonia", "normal")
 
 __all__ = [
     "DEFAULT_BUNDLE",
+    "DEFAULT_CLASSES",
     "BundleError",
     "BundleMetadata",
     "ClassifierError",

@@ -1,6 +1,7 @@
 """Benchmark: ensemble prediction + Grad-CAM, seven ways, measured in one run on the same images.
 
-    python -m classifier.bench [--json out.json] [--batch 8] [--device cpu|cuda]
+    python -m classifier.bench [--image-dir DIR] [--images 32] [--json out.json] [--batch 8]
+                               [--device cpu|cuda]
                                [--bundle PATH | --arch mobilenet_v2,vgg16]
 
 (a) naive: fp32, default memory layout, predict, then pytorch-grad-cam ``GradCAM`` per member
@@ -31,7 +32,7 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
-from classifier import DEFAULT_BUNDLE
+from classifier import DEFAULT_BUNDLE, DEFAULT_CLASSES
 from classifier.bundle import Gate, load_bundle_members, load_gate, load_segmenter
 from classifier.device import cpu_name, machine, resolve_device
 from classifier.ensemble import Member
@@ -41,8 +42,7 @@ from classifier.networks import build_member
 from classifier.predictor import Predictor
 from classifier.segmentation import SegmenterSpec, unet
 
-SAMPLE_IMAGES = Path(__file__).resolve().parent.parent / "tests" / "data" / "cxr_sample" / "images"
-CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
+CLASSES = list(DEFAULT_CLASSES)
 # The test-time augmentation measured against its cost: two zooms besides the input.
 TTA = (0.92, 1.08)
 
@@ -97,11 +97,20 @@ def _copy(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model).float()
 
 
-def load_images(count: int, size: int) -> list[Image.Image | np.ndarray]:
-    paths = sorted(SAMPLE_IMAGES.glob("*.jpg"))[:count] if SAMPLE_IMAGES.is_dir() else []
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def load_images(count: int, size: int, folder: Path | None) -> list[Image.Image | np.ndarray]:
+    """``count`` films from ``folder`` (JPEG or PNG, by name), made up to ``count`` with
+    synthetic images of the bundle's input size when it holds fewer or none is given."""
+    paths = (
+        sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:count]
+        if folder is not None
+        else []
+    )
     images: list = [Image.open(p).convert("L") for p in paths]
     rng = np.random.default_rng(0)
-    while len(images) < count:  # a checkout without the sample: synthetic images of X-ray size
+    while len(images) < count:
         images.append(rng.random((size, size), dtype=np.float32))
     return images
 
@@ -165,7 +174,9 @@ def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, repea
 def run(args) -> dict:
     device = resolve_device(args.device)
     meta, models, segmenter, gate = _members(args)
-    images = load_images(args.images, meta.input_size)
+    if args.image_dir is not None and not args.image_dir.is_dir():
+        raise SystemExit(f"--image-dir {args.image_dir}: not a folder")
+    images = load_images(args.images, meta.input_size, args.image_dir)
     common = {"device": device, "batch_size": args.batch}
     variants = {
         "naive": make_predictor(
@@ -242,6 +253,8 @@ def run(args) -> dict:
         "weights": "random" if args.arch else str(args.bundle),
         "input_size": meta.input_size,
         "images": len(images),
+        "image_dir": str(args.image_dir) if args.image_dir is not None else None,
+        "synthetic_images": sum(isinstance(image, np.ndarray) for image in images),
         "repeats": args.repeats,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -300,7 +313,13 @@ def main(argv: list[str] | None = None) -> int:
         help="random-weight members instead of a bundle, e.g. mobilenet_v2,vgg16",
     )
     parser.add_argument("--input-size", type=int, default=224, help="with --arch")
-    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--images", type=int, default=32, help="how many films to time")
+    parser.add_argument(
+        "--image-dir",
+        type=Path,
+        help="the films to time (JPEG or PNG), e.g. tests/data/cxr_sample/images; "
+        "synthetic images of the input size without it",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     args = parser.parse_args(argv)

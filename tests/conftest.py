@@ -5,11 +5,13 @@ from pathlib import Path
 
 import pytest
 
+from classifier import DEFAULT_CLASSES
+
 SAMPLE_DIR = Path(__file__).parent / "data" / "cxr_sample"
 SAMPLE_MANIFEST = SAMPLE_DIR / "manifest.csv"
 LUNGS_DIR = Path(__file__).parent / "data" / "lungs_sample"
 LUNGS_MANIFEST = LUNGS_DIR / "manifest.csv"
-CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
+CLASSES = list(DEFAULT_CLASSES)
 
 # Markers set by where a test lives, so that `make test-fast` (-m "not browser and not worker
 # and not faults") leaves out what needs Chromium, worker processes or fault injection.

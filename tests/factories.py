@@ -11,12 +11,13 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from classifier import DEFAULT_CLASSES
 from xrayweb.inference.conformal import set_size
 from xrayweb.inference.models import ModelVersion, Prediction
 from xrayweb.review.models import Review
 from xrayweb.studies.models import ReviewState, Study
 
-CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
+CLASSES = list(DEFAULT_CLASSES)
 SITES = ["north", "south", "children", "emergency"]
 VIEWS = ["PA", "AP", "AP supine"]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from classifier import DEFAULT_CLASSES as PRODUCT_CLASSES
 from classifier.bundle import load_bundle_members, load_gate, load_segmenter, save_bundle
 from classifier.conformal import prediction_sets
 from classifier.device import resolve_device, use_bf16
@@ -31,7 +32,7 @@ from training.data import (
 from training.loop import member_name, predict_logits, seed_everything, train_member
 from training.metrics import binary_aucs, classification_report, report_with_sources
 
-DEFAULT_CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
+DEFAULT_CLASSES = list(PRODUCT_CLASSES)
 NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
 

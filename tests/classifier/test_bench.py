@@ -3,6 +3,7 @@ import json
 import pytest
 
 from classifier.bench import main
+from tests.conftest import SAMPLE_DIR
 
 KEYS = {
     "device",
@@ -39,6 +40,8 @@ def test_bench_runs_every_variant_and_writes_the_json_keys(tmp_path, capsys):
             "64",
             "--images",
             "4",
+            "--image-dir",
+            str(SAMPLE_DIR / "images"),
             "--batch",
             "2",
             "--repeats",
@@ -51,6 +54,7 @@ def test_bench_runs_every_variant_and_writes_the_json_keys(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert set(result) >= KEYS
     assert result["batch"] == 2 and result["device"] == "cpu"
+    assert result["image_dir"] == str(SAMPLE_DIR / "images") and result["synthetic_images"] == 0
     for key in ("naive_ips", "cam_ips", "forward_ips", "gflop_per_image", "matmul_gflops"):
         assert result[key] > 0
     assert result["a_over_b"] == pytest.approx(result["cam_ips"] / result["naive_ips"])
@@ -74,6 +78,7 @@ def test_bench_runs_on_the_shipped_bundle(tmp_path):
     out = tmp_path / "bench.json"
     assert main(["--images", "2", "--batch", "2", "--repeats", "1", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
+    assert result["image_dir"] is None and result["synthetic_images"] == 2
     assert result["members"] == ["mobilenet:mobilenet_v2", "vgg:vgg11_bn"]
     assert result["gflop_per_image"] > 1
     assert result["lungs"] is True  # the shipped bundle carries its segmenter

@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 
+from classifier import DEFAULT_CLASSES
 from classifier.conformal import conformal_problem, level_key, prediction_sets
 from classifier.errors import BundleError
 from classifier.metadata import BundleMetadata, MemberSpec
 
-CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
+CLASSES = list(DEFAULT_CLASSES)
 CONFORMAL = {
     "thresholds": {
         "0.90": {"covid19": 0.9, "bacterial_pneumonia": 0.6, "viral_pneumonia": 0.6, "normal": 0.6},

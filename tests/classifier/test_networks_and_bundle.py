@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from classifier import BundleError, bundle_sha256, read_metadata
+from classifier import DEFAULT_CLASSES, BundleError, bundle_sha256, read_metadata
 from classifier.bundle import load_bundle_members, save_bundle
 from classifier.metadata import BundleMetadata, MemberSpec
 from classifier.networks import build_member, cam_layer_name, split_at_cam_layer
 
-CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
+CLASSES = list(DEFAULT_CLASSES)
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from classifier import ImageDecodeError, load_bundle
+from classifier import DEFAULT_CLASSES, ImageDecodeError, load_bundle
 from classifier.preprocess import prepare_batch, to_gray_array
 
 
@@ -49,7 +49,7 @@ def test_predict_returns_probabilities_members_and_heatmaps_at_input_size(tiny_b
     ]
     results = predictor.predict(images, cam_classes=["normal"])
     assert len(results) == 3
-    assert predictor.classes == ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
+    assert predictor.classes == list(DEFAULT_CLASSES)
     for result, shape in zip(results, [(90, 70), (60, 50), (64, 64)], strict=True):
         assert set(result.probabilities) == set(predictor.classes)
         assert np.isclose(sum(result.probabilities.values()), 1.0, atol=1e-5)

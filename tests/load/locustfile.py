@@ -8,11 +8,13 @@ from pathlib import Path
 
 from locust import HttpUser, between, task
 
+from classifier import DEFAULT_CLASSES
+
 SAMPLES = sorted(
     (Path(__file__).resolve().parents[1] / "data" / "cxr_sample" / "images").glob("*.jpg")
 )
 PASSWORD = "xrayweb-demo"
-CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
+CLASSES = list(DEFAULT_CLASSES)
 
 
 class Staff(HttpUser):

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from classifier import DEFAULT_CLASSES
 from classifier.ensemble import decide, temper
 from training.calibration import fit_member_weights, fit_temperature, fit_threshold, soften
 from training.metrics import (
@@ -11,7 +12,7 @@ from training.metrics import (
     expected_calibration_error,
 )
 
-CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
+CLASSES = list(DEFAULT_CLASSES)
 
 
 def _labels_from(logits: np.ndarray, seed: int = 0) -> np.ndarray:

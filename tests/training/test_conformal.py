@@ -1,9 +1,10 @@
 import numpy as np
 
+from classifier import DEFAULT_CLASSES
 from classifier.conformal import prediction_sets
 from training.conformal import conformal_threshold, coverage_table, fit_conformal
 
-CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
+CLASSES = list(DEFAULT_CLASSES)
 
 
 def test_the_threshold_is_the_finite_sample_rank_of_the_scores():

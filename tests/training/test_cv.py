@@ -1,5 +1,6 @@
 import json
 
+from classifier import DEFAULT_CLASSES
 from tests.conftest import SAMPLE_MANIFEST
 from training.__main__ import main
 from training.cv import patient_folds, pooled_with_intervals
@@ -42,7 +43,7 @@ def test_bootstrap_intervals_bracket_the_pooled_values():
         probs,
         probs.argmax(1),
         [f"p{i // 2}" for i in range(200)],
-        ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"],
+        list(DEFAULT_CLASSES),
         n_boot=200,
     )
     for key in ("covid19_sensitivity", "covid19_specificity", "covid19_auc", "macro_auc"):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from classifier import DEFAULT_BUNDLE, read_metadata
+from classifier import DEFAULT_BUNDLE, DEFAULT_CLASSES, read_metadata
 from classifier.bundle import load_bundle_members, load_segmenter
 from classifier.networks import build_member
 from tests.conftest import LUNGS_MANIFEST, SAMPLE_MANIFEST
@@ -23,7 +23,7 @@ from training.loop import (
     reverse_gradient,
 )
 
-CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
+CLASSES = list(DEFAULT_CLASSES)
 OPTIONS = {"size": 48, "mean": [0.5] * 3, "std": [0.25] * 3}
 
 

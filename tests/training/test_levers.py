@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from classifier import read_metadata
+from classifier import DEFAULT_CLASSES, read_metadata
 from tests.conftest import LUNGS_MANIFEST, SAMPLE_MANIFEST
 from training.__main__ import main
 from training.config import TrainConfig
@@ -18,7 +18,7 @@ from training.levers import parse_setting
 from training.loop import PartialLoss, class_weights
 
 FAST = {"input_size": 32, "batch_size": 16, "device": "cpu"}
-CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
+CLASSES = list(DEFAULT_CLASSES)
 
 
 def test_partial_loss_pushes_covid19_down_without_choosing_among_the_others():

@@ -6,13 +6,14 @@ import json
 import numpy as np
 import pytest
 
+from classifier import DEFAULT_CLASSES
 from tests.conftest import LUNGS_MANIFEST, SAMPLE_MANIFEST, bundle_with
 from training.__main__ import main
 from training.data import read_manifest
 from training.evaluate import evaluate_bundle
 from training.occlusion import occlude, occlusion_agreement
 
-CLASSES = ["covid19", "bacterial_pneumonia", "viral_pneumonia", "normal"]
+CLASSES = list(DEFAULT_CLASSES)
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,6 @@ $PY -m training evaluate --bundle "$NEW" --test-split-of "$CXR" --test-split-of 
 DJANGO_SETTINGS_MODULE=xrayweb.settings $PY manage.py renderings --bundle "$NEW" \
   --images tests/data/cxr_sample/images --json "$EV/renderings.json" | tee "$EV/renderings.txt"
 cp "$NEW" classifier/models/default.safetensors
-$PY -m classifier.bench --images 16 --json "classifier/benchmarks/$(date +%F)-cpu-issue26-bundle.json"
+$PY -m classifier.bench --images 16 --image-dir tests/data/cxr_sample/images --json "classifier/benchmarks/$(date +%F)-cpu-issue26-bundle.json"
 bash "$EV/gate.sh"
 $PY classifier/models/evaluation/make_card.py
