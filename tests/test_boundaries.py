@@ -73,6 +73,20 @@ assert not [m for m in sys.modules if m == "django" or m.startswith("django.")]
                 assert not [n for n in names if n.split(".")[0] in {"django", "xrayweb"}], path
 
 
+def test_classifier_imports_neither_training_nor_tests():
+    """The arrows run xrayweb -> training -> classifier: the library reads no recipe, card
+    writer or test data of the layers above it (its benchmark takes its films as an argument)."""
+    for path in (ROOT / "classifier").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not [n for n in names if n.split(".")[0] in {"training", "tests"}], path
+        assert '"tests"' not in path.read_text(), f"{path} names the tests folder"
+
+
 def test_reading_bundle_metadata_does_not_import_torch(tiny_bundle):
     _run(f"""
 import sys, classifier

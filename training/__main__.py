@@ -327,9 +327,19 @@ def main(argv: list[str] | None = None) -> int:
     cal.add_argument("--out", type=Path, help="default: overwrite --bundle")
     cal.add_argument("--covid-sensitivity", type=float, default=None)
     cal.add_argument("--covid-min-specificity", type=float, default=None)
-    card = sub.add_parser("card", help="print a Markdown model card from a bundle's metadata")
+    card = sub.add_parser(
+        "card",
+        help="the model card: the metadata part printed, or (--evaluation) the whole card written",
+    )
     card.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
     card.add_argument("--command", dest="reproduce", default="", help="the command that made it")
+    card.add_argument(
+        "--evaluation",
+        type=Path,
+        help="write the whole card (to --out) from the evaluation outputs in this folder, "
+        "e.g. classifier/models/evaluation; without it, print the metadata part",
+    )
+    card.add_argument("--out", type=Path, default=DEFAULT_BUNDLE.parent / "MODEL_CARD.md")
     imp = sub.add_parser("import", help="build a manifest from a public collection's layout")
     imp.add_argument("layout", choices=["covid-chestxray", "kermany", "imagefolder", "lungs"])
     imp.add_argument("root", type=Path)
@@ -477,6 +487,16 @@ def _run(args) -> int:  # noqa: C901 (to be one module per subcommand: issue 28,
         meta = recalibrate(args.bundle, records, args.out or args.bundle, **changes)
         print(format_report(meta.metrics["ensemble"]))
         print(f"wrote {args.out or args.bundle}")
+    elif args.command == "card" and args.evaluation:
+        from training.card_document import REPRODUCE, card_document_write
+
+        lines = card_document_write(
+            evaluation=args.evaluation,
+            bundle=args.bundle,
+            out=args.out,
+            reproduce=args.reproduce or REPRODUCE,
+        )
+        print(f"wrote {args.out} ({lines} lines)")
     elif args.command == "card":
         from training.card import model_card
 

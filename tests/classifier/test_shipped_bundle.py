@@ -94,8 +94,8 @@ def test_default_bundle_ships_its_gate_with_the_figures_it_was_measured_at():
     assert gate is not None and gate.distance is not None
     metrics = gate.spec.metrics
     assert set(metrics["leave_one_kind_out"]) >= {"lateral_cxr", "ct_axial", "photo", "text"}
-    # Measured by evaluation/gate.sh for the 224 px bundle: 0.974 (302/310) of the test split's
-    # films kept, 0.971 (68/70) of Montgomery's; 0.984 of the never-seen kinds caught.
+    # Measured by training/recipes/gate.sh for the 224 px bundle: 0.974 (302/310) of the test
+    # split's films kept, 0.971 (68/70) of Montgomery's; 0.984 of the never-seen kinds caught.
     assert metrics["keep"]["test"]["all"]["rate"] >= 0.97
     assert metrics["keep"]["external"]["montgomery"]["rate"] >= 0.95
     assert metrics["leave_one_kind_out_pooled"]["rate"] >= 0.9

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The shipped bundle, from the data to the model card (issues 14 and 26). From the repository
 # root:
-#   bash classifier/models/evaluation/ship.sh
+#   bash training/recipes/ship.sh
 # Trains the recipe the card's lever tables chose, with conformal prediction sets fitted on
 # validation, then the gate again for the new ensemble's features (gate.sh); evaluates
 # it on its own patient-disjoint test split, the held-out Shenzhen patients and Montgomery
@@ -35,5 +35,5 @@ DJANGO_SETTINGS_MODULE=xrayweb.settings $PY manage.py renderings --bundle "$NEW"
   --images tests/data/cxr_sample/images --json "$EV/renderings.json" | tee "$EV/renderings.txt"
 cp "$NEW" classifier/models/default.safetensors
 $PY -m classifier.bench --images 16 --image-dir tests/data/cxr_sample/images --json "classifier/benchmarks/$(date +%F)-cpu-issue26-bundle.json"
-bash "$EV/gate.sh"
-$PY classifier/models/evaluation/make_card.py
+bash training/recipes/gate.sh
+$PY -m training card --evaluation "$EV"

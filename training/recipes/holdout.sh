@@ -5,7 +5,7 @@
 # films; SETTING adds training options, NAME names the output, HOLD (comma-separated) runs
 # only those groups. From the repository root,
 # after var/shenzhen.csv exists (training/README.md):
-#   NAME=baseline SETTING="--cam-empty free" bash classifier/models/evaluation/holdout.sh
+#   NAME=baseline SETTING="--cam-empty free" bash training/recipes/holdout.sh
 set -euo pipefail
 EV=classifier/models/evaluation
 NAME=${NAME:-baseline}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The shipped bundle's "not assessable" gate (issue 15), from the repository root:
-#   bash classifier/models/evaluation/gate.sh
+#   bash training/recipes/gate.sh
 # Trains the gate network on the bundle's own split of its films plus the non-frontal
 # images (real laterals and CT of ../shared/data/not-cxr, and generated kinds), fits the
 # feature distance and thresholds, measures every kind with the gate trained on all kinds
