@@ -64,26 +64,25 @@ assert not [m for m in sys.modules if m == "django" or m.startswith("django.")]
     _run(code)
     for package in ("classifier", "training"):
         for path in (ROOT / package).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text())):
-                names = []
-                if isinstance(node, ast.Import):
-                    names = [a.name for a in node.names]
-                elif isinstance(node, ast.ImportFrom):
-                    names = [node.module or ""]
-                assert not [n for n in names if n.split(".")[0] in {"django", "xrayweb"}], path
+            assert not _top_level_imports(path) & {"django", "xrayweb"}, path
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """The top-level packages a module imports, anywhere in it (lazy imports too)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add((node.module or "").split(".")[0])
+    return names
 
 
 def test_classifier_imports_neither_training_nor_tests():
     """The arrows run xrayweb -> training -> classifier: the library reads no recipe, card
     writer or test data of the layers above it (its benchmark takes its films as an argument)."""
     for path in (ROOT / "classifier").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            assert not [n for n in names if n.split(".")[0] in {"training", "tests"}], path
+        assert not _top_level_imports(path) & {"training", "tests"}, path
         assert '"tests"' not in path.read_text(), f"{path} names the tests folder"
 
 
