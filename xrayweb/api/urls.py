@@ -2,8 +2,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from xrayweb.api.audit import AuditEventListApi
-from xrayweb.api.views import exports, model_versions, reviews, studies, tokens
+from xrayweb.api.views import audit, exports, model_versions, reviews, studies, tokens
 
 # The API authenticates itself (token or session) and answers 401/403 in JSON, so the
 # login-redirect middleware stays out of its way; DRF's permission classes guard every view.
@@ -44,7 +43,7 @@ urlpatterns = [
         api(model_versions.ModelVersionActivateApi.as_view()),
         name="api-model-version-activate",
     ),
-    path("audit/events/", api(AuditEventListApi.as_view()), name="api-audit-events"),
+    path("audit/events/", api(audit.AuditEventListApi.as_view()), name="api-audit-events"),
     path("audit/export.csv", api(exports.PredictionsExportApi.as_view()), name="api-audit-export"),
     # The contract: OpenAPI 3 (JSON or YAML) and Swagger UI, for logged-in users only. The UI's
     # script is a file of its own (the split view), so the page needs no inline script.

@@ -34,7 +34,7 @@ DESTINATION_FIELDS = ("name", "kind", "ae_title", "host", "port", "stow_url", "e
 
 def _shown(field: str, value):
     if field == "stow_url" and value:
-        from xrayweb.dicomnet.senders import _without_credentials
+        from xrayweb.dicomnet.scu import _without_credentials
 
         return _without_credentials(value)
     return value

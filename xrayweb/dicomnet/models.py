@@ -54,7 +54,7 @@ class Destination(models.Model):
         elif self.kind == self.Kind.STOW:
             if not self.stow_url:
                 raise ValidationError("A STOW-RS destination needs its URL.")
-            from xrayweb.dicomnet.senders import DeliveryError, stow_url_check
+            from xrayweb.dicomnet.scu import DeliveryError, stow_url_check
 
             try:
                 stow_url_check(self.stow_url)

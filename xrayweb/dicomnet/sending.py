@@ -14,7 +14,7 @@ from xrayweb.audit.models import AuditEvent
 from xrayweb.audit.services import audit_record
 from xrayweb.dicomnet import sr
 from xrayweb.dicomnet.models import Delivery, Destination
-from xrayweb.dicomnet.senders import DeliveryError, cstore_send, stow_send
+from xrayweb.dicomnet.scu import DeliveryError, cstore_send, stow_send
 from xrayweb.errors import ApplicationError
 from xrayweb.inference.conformal import sets_trusted
 from xrayweb.studies.services import study_overlay_dicom

@@ -9,6 +9,7 @@ from django.conf import settings
 
 from xrayweb.dicomnet.sending import DeliveryPending, delivery_attempt
 from xrayweb.dicomnet.services import deliveries_backfill, deliveries_overdue
+from xrayweb.publishing import task_publish
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +39,7 @@ def deliver(self, delivery_id: int) -> str:
 def delivery_enqueue(delivery_id: int) -> None:
     """Publish the delivery task; with the broker down the delivery stays pending and the
     periodic ``resend_overdue`` sends it later."""
-    try:
-        deliver.delay(delivery_id)
-    except Exception as exc:  # kombu raises many connection error types
-        logger.warning("broker unavailable, delivery %s left for later: %s", delivery_id, exc)
+    task_publish(deliver, delivery_id, left_for=f"delivery {delivery_id}")
 
 
 @shared_task(queue="default")

@@ -13,6 +13,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, close_old
 from django.db.models import Q
 
 from xrayweb.inference.services.claims import studies_reconcile, study_mark_failed
+from xrayweb.publishing import task_publish
 from xrayweb.studies.models import Study
 
 logger = logging.getLogger(__name__)
@@ -68,10 +69,7 @@ def _study_pending(study_id: int, *, token: str) -> bool:
 def study_enqueue(study_id: int) -> None:
     """Publish the inference task; if the broker is down, the study stays "queued" and the
     reconciler sends it later. An upload never fails because the broker is away."""
-    try:
-        predict_study.delay(study_id)
-    except Exception as exc:  # kombu raises many connection error types
-        logger.warning("broker unavailable, study %s left for the reconciler: %s", study_id, exc)
+    task_publish(predict_study, study_id, left_for=f"study {study_id}")
 
 
 @shared_task(queue="default")

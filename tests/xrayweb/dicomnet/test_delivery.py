@@ -17,7 +17,7 @@ from tests.xrayweb.dicomnet.test_sr import dciodvfy_report
 from xrayweb.audit.models import AuditEvent
 from xrayweb.dicomnet import tasks
 from xrayweb.dicomnet.models import Delivery, Destination
-from xrayweb.dicomnet.senders import DeliveryError
+from xrayweb.dicomnet.scu import DeliveryError
 from xrayweb.dicomnet.sending import DeliveryPending, delivery_attempt, delivery_object
 from xrayweb.dicomnet.services import deliveries_for_predictions, delivery_resend
 from xrayweb.inference import runtime

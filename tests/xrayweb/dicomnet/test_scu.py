@@ -1,4 +1,4 @@
-"""The senders against small local HTTP servers: what counts as stored over STOW-RS."""
+"""The STOW-RS sender (scu.py) against small local HTTP servers: what counts as stored."""
 
 import http.server
 import io
@@ -9,7 +9,7 @@ import pytest
 from pydicom import dcmread
 
 from tests.xrayweb.dicomnet import films
-from xrayweb.dicomnet.senders import DeliveryError, _without_credentials, stow_send
+from xrayweb.dicomnet.scu import DeliveryError, _without_credentials, stow_send
 
 
 def serve(status: int, body: dict | None, headers: dict | None = None):
@@ -85,10 +85,10 @@ def test_credentials_in_a_url_are_never_shown():
 
 def test_an_endless_answer_is_not_read_past_the_limit(film):
     """Issue 27: the destination's response was read whole, however large."""
-    from xrayweb.dicomnet import senders
+    from xrayweb.dicomnet import scu
 
     data, uid = film
-    huge = {**referenced(uid), "padding": "x" * (senders.STOW_RESPONSE_MAX_BYTES + 10)}
+    huge = {**referenced(uid), "padding": "x" * (scu.STOW_RESPONSE_MAX_BYTES + 10)}
     server = serve(200, huge)
     with pytest.raises(DeliveryError, match="not read further"):
         stow_send(data=data, url=f"http://127.0.0.1:{server.server_port}/studies", timeout=5)
@@ -113,7 +113,7 @@ def test_identified_results_go_over_https_or_to_this_machine_only(film, url, all
     from django.core.exceptions import ValidationError
 
     from xrayweb.dicomnet.models import Destination
-    from xrayweb.dicomnet.senders import stow_url_check
+    from xrayweb.dicomnet.scu import stow_url_check
 
     destination = Destination(name="d", kind=Destination.Kind.STOW, stow_url=url)
     if allowed:

@@ -1,5 +1,7 @@
-"""Sending one DICOM object to a destination: C-STORE (pynetdicom) or STOW-RS (HTTP). Every
-way it can fail is a ``DeliveryError`` naming the peer and what it said."""
+"""The service-class-user side: sending one DICOM object to a destination by C-STORE
+(pynetdicom) or STOW-RS (HTTP), no database involved (sending.py is one delivery attempt,
+with its bookkeeping). Every way it can fail is a ``DeliveryError`` naming the peer and what
+it said."""
 
 import io
 import ipaddress
