@@ -1,7 +1,10 @@
+from dataclasses import dataclass
+
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from xrayweb.accounts.roles import CAN_REVEAL, user_has_any_role
 from xrayweb.audit.models import AuditEvent, user_names
 from xrayweb.audit.services import audit_record
 from xrayweb.errors import ApplicationError
@@ -9,7 +12,13 @@ from xrayweb.inference.selectors import prediction_current
 from xrayweb.review.models import Review
 from xrayweb.review.selectors import review_classes
 from xrayweb.review.signals import reading_finalized
-from xrayweb.studies.models import Overrule, ReviewState, Study, assessability_effective
+from xrayweb.studies.models import (
+    HIDDEN_ASSESSABILITY,
+    Overrule,
+    ReviewState,
+    Study,
+    assessability_effective,
+)
 
 MAX_COMMENT = 4000
 
@@ -153,3 +162,34 @@ def review_submit(
                 lambda: reading_finalized.send(sender=Review, review_id=review.pk)
             )
     return review
+
+
+@dataclass(frozen=True)
+class PredictionShown:
+    prediction: object  # the study's current Prediction, or None when withheld or absent
+    withheld: bool
+    revealed: bool
+    can_reveal: bool
+
+
+def study_prediction_show(*, study: Study, user, reveal: bool, ip: str | None) -> PredictionShown:
+    """The model's output as a reader's page shows it. A study that is not assessable (or not
+    diagnostic) shows no diagnosis unless a reader allowed to (radiologist, admin) asks to see
+    it anyway, and that reveal is audited."""
+    hidden = bool(study.assessability in HIDDEN_ASSESSABILITY and study.current_prediction)
+    can_reveal = user_has_any_role(user, CAN_REVEAL)
+    revealed = hidden and can_reveal and reveal
+    if revealed:
+        audit_record(
+            actor=user,
+            action=AuditEvent.Action.STUDY_REVEAL,
+            study=study,
+            detail={"state": study.assessability},
+            ip=ip,
+        )
+    return PredictionShown(
+        prediction=None if hidden and not revealed else study.current_prediction,
+        withheld=hidden and not revealed,
+        revealed=revealed,
+        can_reveal=can_reveal,
+    )

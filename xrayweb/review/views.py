@@ -13,10 +13,8 @@ from django.views.decorators.http import require_GET, require_POST
 from xrayweb.accounts.decorators import role_required
 from xrayweb.accounts.roles import (
     CAN_READ_AUDIT_LOG,
-    CAN_REVEAL,
     CAN_REVIEW,
     CAN_SEE_AGREEMENT,
-    user_has_any_role,
 )
 from xrayweb.accounts.selectors import shortcuts_enabled
 from xrayweb.audit.addresses import client_ip
@@ -50,9 +48,9 @@ from xrayweb.review.selectors import (
     worklist,
     worklist_neighbours,
 )
-from xrayweb.review.services import review_submit
+from xrayweb.review.services import review_submit, study_prediction_show
 from xrayweb.review.worklist_ui import filter_chips, filter_groups, sort_headers
-from xrayweb.studies.models import HIDDEN_ASSESSABILITY, Overrule
+from xrayweb.studies.models import Overrule
 from xrayweb.studies.selectors import studies_visible
 from xrayweb.studies.services import study_list_read_record
 
@@ -120,20 +118,13 @@ def study_detail(request, pk: int):
     audit_record(
         actor=request.user, action=AuditEvent.Action.STUDY_VIEW, study=study, ip=client_ip(request)
     )
-    # A study that is not assessable (or not diagnostic) shows no diagnosis unless a
-    # radiologist asks to see the model's output anyway (?reveal=1), which is audited.
-    hidden = study.assessability in HIDDEN_ASSESSABILITY and study.current_prediction
-    can_reveal = user_has_any_role(request.user, CAN_REVEAL)
-    revealed = bool(hidden and can_reveal and request.GET.get("reveal") == "1")
-    if revealed:
-        audit_record(
-            actor=request.user,
-            action=AuditEvent.Action.STUDY_REVEAL,
-            study=study,
-            detail={"state": study.assessability},
-            ip=client_ip(request),
-        )
-    prediction = None if hidden and not revealed else study.current_prediction
+    shown = study_prediction_show(
+        study=study,
+        user=request.user,
+        reveal=request.GET.get("reveal") == "1",
+        ip=client_ip(request),
+    )
+    prediction = shown.prediction
     rows = []
     if prediction:
         members = sorted(prediction.member_probabilities)
@@ -163,9 +154,9 @@ def study_detail(request, pk: int):
         "study": study,
         "prediction": prediction,
         "assessment": study_assessment(study=study),
-        "withheld": bool(hidden and not revealed),
-        "revealed": revealed,
-        "can_reveal": can_reveal,
+        "withheld": shown.withheld,
+        "revealed": shown.revealed,
+        "can_reveal": shown.can_reveal,
         "outside_lungs": fraction is not None and fraction < settings.CAM_OUTSIDE_LUNGS_THRESHOLD,
         "outside_threshold": settings.CAM_OUTSIDE_LUNGS_THRESHOLD,
         "member_names": sorted(prediction.member_probabilities) if prediction else [],
