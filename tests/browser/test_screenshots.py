@@ -16,7 +16,7 @@ from xrayweb.inference import runtime
 from xrayweb.inference.services.registry import model_version_register
 from xrayweb.review.services import review_submit
 from xrayweb.studies.models import Study
-from xrayweb.studies.services import study_create
+from xrayweb.studies.services.ingest import study_create
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

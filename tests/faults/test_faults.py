@@ -17,7 +17,7 @@ from xrayweb.inference.services.claims import studies_reconcile
 from xrayweb.inference.services.registry import model_version_register
 from xrayweb.inference.tasks import predict_study, study_enqueue
 from xrayweb.studies.models import Study
-from xrayweb.studies.services import study_create
+from xrayweb.studies.services.ingest import study_create
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

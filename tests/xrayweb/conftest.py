@@ -74,7 +74,7 @@ def predicted(active_version, staff, png):
     ``prediction_sets``: the classifier's conformal sets (default: none, an uncalibrated
     bundle)."""
     from xrayweb.inference.services.predictions import PredictionResult, predictions_record
-    from xrayweb.studies.services import study_create
+    from xrayweb.studies.services.ingest import study_create
 
     counter = iter(range(10_000))
 

@@ -143,7 +143,7 @@ METHODS = ("GET", "POST", "PUT", "DELETE")
 def tiny_dicom_study(active_version, staff, sample_images):
     from tests.xrayweb.dicom_corpus import dataset, source_image, to_bytes
     from xrayweb.inference import runtime
-    from xrayweb.studies.services import study_create
+    from xrayweb.studies.services.ingest import study_create
 
     image = source_image(sample_images[0], width=96)
     data = to_bytes(dataset(image, bits=12, BurnedInAnnotation="NO"))

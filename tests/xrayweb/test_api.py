@@ -147,7 +147,7 @@ def test_missing_fields_are_named_in_the_error(api_client, staff, png):
 
 
 def test_review_of_an_unknown_label_is_a_400(api_client, radiologist, active_version, staff, png):
-    from xrayweb.studies.services import study_create
+    from xrayweb.studies.services.ingest import study_create
 
     study = study_create(user=staff, patient_id="P", accession="A", data=png())
     api_client.force_authenticate(radiologist)
@@ -164,7 +164,7 @@ def test_missing_study_is_a_404_json(api_client, staff):
 
 
 def test_list_filters_by_ids_for_status_polling(api_client, staff, png):
-    from xrayweb.studies.services import study_create
+    from xrayweb.studies.services.ingest import study_create
 
     a = study_create(user=staff, patient_id="P", accession="A", data=png(seed=1))
     study_create(user=staff, patient_id="P", accession="B", data=png(seed=2))

@@ -8,7 +8,7 @@ from xrayweb.inference.models import Prediction
 from xrayweb.inference.services.predictions import LOW_CONFIDENCE_FLAG, assessment_build
 from xrayweb.review.services import review_submit
 from xrayweb.studies.models import Study
-from xrayweb.studies.services import study_create
+from xrayweb.studies.services.ingest import study_create
 
 CT_GATE = FakeAssessment(False, ["looks like a CT slice"], {"frontal_cxr": 0.02, "distance": None})
 

@@ -12,7 +12,7 @@ from xrayweb.inference.models import Prediction
 from xrayweb.inference.services.registry import model_version_register
 from xrayweb.inference.tasks import predict_study
 from xrayweb.studies.models import Study
-from xrayweb.studies.services import study_create
+from xrayweb.studies.services.ingest import study_create
 
 
 @pytest.fixture

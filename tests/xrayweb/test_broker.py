@@ -8,7 +8,7 @@ import pytest
 
 from tests.xrayweb.test_reliability import _settings_with
 from xrayweb.celery import app
-from xrayweb.studies.services import study_create
+from xrayweb.studies.services.ingest import study_create
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from xrayweb.inference.services.registry import (
 )
 from xrayweb.inference.tasks import predict_study
 from xrayweb.studies.models import Study
-from xrayweb.studies.services import study_create
+from xrayweb.studies.services.ingest import study_create
 
 
 @pytest.fixture

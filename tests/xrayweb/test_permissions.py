@@ -2,7 +2,7 @@
 
 import pytest
 
-from xrayweb.studies.services import study_create
+from xrayweb.studies.services.ingest import study_create
 
 
 @pytest.fixture

@@ -89,7 +89,7 @@ def test_a_refused_film_keeps_its_sets_for_the_audit_but_has_no_set_size(predict
 
 def test_the_worker_stores_the_sets_the_classifier_gives(active_version, staff, png, monkeypatch):
     from classifier.predictor import Predictor
-    from xrayweb.studies.services import study_create
+    from xrayweb.studies.services.ingest import study_create
 
     real = Predictor.predict
 
@@ -112,7 +112,7 @@ def test_the_worker_stores_no_sets_when_the_classifier_result_has_none(
     active_version, staff, png, monkeypatch
 ):
     from classifier.predictor import Predictor
-    from xrayweb.studies.services import study_create
+    from xrayweb.studies.services.ingest import study_create
 
     real = Predictor.predict
 

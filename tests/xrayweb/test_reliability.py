@@ -15,7 +15,7 @@ from xrayweb.inference import runtime
 from xrayweb.inference.services.claims import studies_reconcile
 from xrayweb.inference.tasks import predict_study, reconcile_studies
 from xrayweb.studies.models import Study
-from xrayweb.studies.services import study_create
+from xrayweb.studies.services.ingest import study_create
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from xrayweb.inference import runtime
 from xrayweb.inference.models import ModelVersion, PatientAssignment
 from xrayweb.inference.retraining import promotion_gate
 from xrayweb.review.services import review_submit
-from xrayweb.studies.services import study_create
+from xrayweb.studies.services.ingest import study_create
 
 FAST = [
     "--arch",

@@ -5,7 +5,7 @@ from xrayweb.errors import ApplicationError
 from xrayweb.inference import runtime
 from xrayweb.review.models import Review
 from xrayweb.review.services import review_submit
-from xrayweb.studies.services import study_create
+from xrayweb.studies.services.ingest import study_create
 
 
 @pytest.fixture

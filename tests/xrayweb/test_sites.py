@@ -8,7 +8,7 @@ import pytest
 
 from xrayweb.accounts.services import membership_set
 from xrayweb.audit.models import AuditEvent
-from xrayweb.studies.services import study_create
+from xrayweb.studies.services.ingest import study_create
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from PIL import Image
 
 from xrayweb.errors import ApplicationError
 from xrayweb.studies.models import Study
-from xrayweb.studies.services import studies_upload_batch, study_create
+from xrayweb.studies.services.ingest import studies_upload_batch, study_create
 
 
 def _stored_files(settings) -> list:

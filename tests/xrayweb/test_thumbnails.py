@@ -10,7 +10,7 @@ from PIL import Image
 from tests.xrayweb.conftest import png_bytes
 from tests.xrayweb.dicomnet import films
 from xrayweb.studies.models import Study
-from xrayweb.studies.services import study_create
+from xrayweb.studies.services.ingest import study_create
 
 pytestmark = pytest.mark.django_db
 

@@ -149,7 +149,7 @@ def test_filter_choices_are_read_for_the_page_and_never_for_the_status_polls(
     from django.test.utils import CaptureQueriesContext
 
     from tests.xrayweb.conftest import png_bytes
-    from xrayweb.studies.services import study_create
+    from xrayweb.studies.services.ingest import study_create
 
     study = study_create(user=staff, patient_id="P", accession="A", data=png_bytes(), site="north")
     client.force_login(staff)

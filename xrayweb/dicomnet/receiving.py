@@ -16,7 +16,7 @@ from xrayweb.audit.models import AuditEvent
 from xrayweb.audit.services import audit_record
 from xrayweb.errors import ApplicationError
 from xrayweb.studies.models import Study
-from xrayweb.studies.services import study_create
+from xrayweb.studies.services.ingest import study_create
 
 logger = logging.getLogger(__name__)
 

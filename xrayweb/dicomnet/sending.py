@@ -17,7 +17,7 @@ from xrayweb.dicomnet.models import Delivery, Destination
 from xrayweb.dicomnet.scu import DeliveryError, cstore_send, stow_send
 from xrayweb.errors import ApplicationError
 from xrayweb.inference.conformal import sets_trusted
-from xrayweb.studies.services import study_overlay_dicom
+from xrayweb.studies.services.exports import study_overlay_dicom
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 from xrayweb.errors import ApplicationError
 from xrayweb.inference.models import ModelVersion, Prediction
 from xrayweb.studies.models import Overrule, Study
-from xrayweb.studies.services import study_overlay_dicom
+from xrayweb.studies.services.exports import study_overlay_dicom
 
 
 def prediction_current(*, study: Study) -> Prediction | None:

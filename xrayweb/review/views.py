@@ -52,7 +52,7 @@ from xrayweb.review.services import review_submit, study_prediction_show
 from xrayweb.review.worklist_ui import filter_chips, filter_groups, sort_headers
 from xrayweb.studies.models import Overrule
 from xrayweb.studies.selectors import studies_visible
-from xrayweb.studies.services import study_list_read_record
+from xrayweb.studies.services.reads import study_list_read_record
 
 MAX_PAGE_SIZE = 100
 

@@ -20,7 +20,7 @@ from xrayweb.audit.models import AuditEvent
 from xrayweb.audit.services import audit_record
 from xrayweb.errors import ApplicationError
 from xrayweb.studies.selectors import studies_visible, study_list, study_of_media
-from xrayweb.studies.services import Uploaded, studies_upload_batch
+from xrayweb.studies.services.ingest import Uploaded, studies_upload_batch
 
 
 @require_GET

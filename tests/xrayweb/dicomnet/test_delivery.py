@@ -23,7 +23,7 @@ from xrayweb.dicomnet.services import deliveries_for_predictions, delivery_resen
 from xrayweb.inference import runtime
 from xrayweb.inference.services.predictions import PredictionResult, predictions_record
 from xrayweb.review.services import review_submit
-from xrayweb.studies.services import study_create
+from xrayweb.studies.services.ingest import study_create
 
 pytestmark = pytest.mark.django_db
 

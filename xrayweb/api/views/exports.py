@@ -18,7 +18,7 @@ from xrayweb.downloads import csv_download
 from xrayweb.inference.selectors import prediction_overlay_dicom
 from xrayweb.review.export import COLUMNS, export_filename, predictions_export
 from xrayweb.studies.models import Study
-from xrayweb.studies.services import study_confirm_no_burned_in_text, study_export_dicom
+from xrayweb.studies.services.exports import study_confirm_no_burned_in_text, study_export_dicom
 
 
 def _dicom_response(data: bytes, filename: str) -> HttpResponse:

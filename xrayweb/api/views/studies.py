@@ -18,7 +18,8 @@ from xrayweb.review.filters import WorklistFilter, unreviewed_first
 from xrayweb.review.selectors import study_with_details
 from xrayweb.studies.images import upload_size_check
 from xrayweb.studies.selectors import studies_visible
-from xrayweb.studies.services import study_create, study_list_read_record
+from xrayweb.studies.services.ingest import study_create
+from xrayweb.studies.services.reads import study_list_read_record
 
 
 class StudyListCreateApi(ListCreateAPIView):

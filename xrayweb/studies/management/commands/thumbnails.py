@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from xrayweb.studies.services import thumbnails_backfill
+from xrayweb.studies.services.ingest import thumbnails_backfill
 
 
 class Command(BaseCommand):

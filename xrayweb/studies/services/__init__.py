@@ -1,0 +1,2 @@
+"""Study services by sub-domain: ingest (films in), exports (films out), reads (audited
+lists)."""
