@@ -96,10 +96,10 @@ test-fast: $(STAMP) $(DOCKER_COMPOSE) $(DICOM_PEERS)
 	DATABASE_URL= REDIS_URL= CELERY_BROKER_URL= TEST_REDIS_URL= \
 	$(BIN)/python -m pytest -m "not browser and not worker and not faults and not slow"
 
-# The inner loops, each on the embedded default and well under two minutes here
-# (tests/README.md has the measured times). test-web: the Django side without model
-# training, browsers, worker processes, fault injection or real DICOM peers. test-ml: the
-# classifier and the training code, without the long ones.
+# The inner loops (issue 28 wants each under two minutes here; not yet measured).
+# test-web: the Django side on the embedded default, without browsers, worker processes,
+# fault injection or the tests marked slow. test-ml: the classifier and the training code,
+# without the tests marked slow.
 WEB_ONLY := not browser and not worker and not faults and not slow
 test-web: $(STAMP)
 	DATABASE_URL= REDIS_URL= CELERY_BROKER_URL= TEST_REDIS_URL= \
