@@ -101,7 +101,7 @@ test-fast: $(STAMP) $(DOCKER_COMPOSE) $(DICOM_PEERS)
 # fault injection or the tests marked slow. test-ml: the classifier and the training code,
 # without the tests marked slow.
 WEB_ONLY := not browser and not worker and not faults and not slow
-test-web: $(STAMP)
+test-web: $(STAMP) $(DICOM_PEERS)
 	DATABASE_URL= REDIS_URL= CELERY_BROKER_URL= TEST_REDIS_URL= \
 	$(BIN)/python -m pytest tests/xrayweb tests/security tests/test_boundaries.py -m "$(WEB_ONLY)"
 
