@@ -183,6 +183,7 @@ def model_input(
     std: list[float],
 ) -> torch.Tensor:
     """Grey HxW arrays and the box of each the model sees -> the normalized Nx3xSxS batch.
-    Inference and training (``training.data``) both come through ``crop`` and ``canonical``."""
+    Inference and training (``training.data.datasets``) both come through ``crop`` and
+    ``canonical``."""
     gray = gray_batch([crop(a, b) for a, b in zip(arrays, boxes, strict=True)], size)
     return normalize(canonical(gray, intensity), mean, std)

@@ -272,7 +272,7 @@ def tiny_bundle_with_gate(tiny_bundle_with_lungs, tmp_path_factory) -> Path:
     from classifier import load_bundle
     from classifier.bundle import Gate, load_bundle_members, load_segmenter, save_bundle
     from classifier.gate import GateSpec, gate_net
-    from training.gate import fit_distance
+    from training.gate.train import fit_distance
 
     torch.manual_seed(0)
     films = [Image.open(f) for f in sorted((SAMPLE_DIR / "images").glob("*.jpg"))[:12]]

@@ -57,7 +57,7 @@ import classifier, training
 for package in (classifier, training):
     for mod in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
         importlib.import_module(mod.name)
-import classifier.predictor, training.loop
+import classifier.predictor, training.ensemble.loop
 assert "torch" in sys.modules
 assert not [m for m in sys.modules if m == "django" or m.startswith("django.")]
 """

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from classifier import DEFAULT_BUNDLE
 from classifier.metadata import CROPS, INTENSITIES
-from training import gate_cli
-from training.config import BALANCES, CAM_EMPTY, STRATEGIES, TrainConfig
-from training.data import ManifestError, read_manifest, write_manifest
+from training.cli import gate as gate_cli
+from training.data.manifests import ManifestError, read_manifest, write_manifest
+from training.ensemble.config import BALANCES, CAM_EMPTY, STRATEGIES, TrainConfig
 
 
 def _csv(value: str) -> list[str]:
@@ -228,8 +228,8 @@ def _segment_parsers(sub) -> None:
 
 def _segment(args) -> int:
     if args.command == "segment":
-        from training.config import SegmentConfig
-        from training.segment import train_segmenter
+        from training.ensemble.config import SegmentConfig
+        from training.lungs.segment import train_segmenter
 
         cfg = SegmentConfig(
             widths=args.widths,
@@ -257,7 +257,7 @@ def _segment(args) -> int:
             print(f"  source {source:<12} n={sub['n']:<4} Dice mean {sub['dice_mean']:.4f}")
         print(f"wrote {args.out}")
     elif args.command == "contact-sheet":
-        from training.contact import contact_sheets
+        from training.lungs.contact import contact_sheets
 
         records = [r for m in args.manifest for r in read_manifest(m)]
         paths, table = contact_sheets(
@@ -402,7 +402,7 @@ def _run(args) -> int:  # noqa: C901 (to be one module per subcommand: issue 28,
     if args.command in {"segment", "attach-segmenter", "contact-sheet"}:
         return _segment(args)
     if args.command == "train":
-        from training.fit import fit
+        from training.ensemble.fit import fit
 
         records = [r for m in args.manifest for r in read_manifest(m)]
         sources = [{"manifest": str(m)} for m in args.manifest]
@@ -410,7 +410,7 @@ def _run(args) -> int:  # noqa: C901 (to be one module per subcommand: issue 28,
         print(format_report(meta.metrics["ensemble"]))
         print(f"wrote {args.out}")
     elif args.command == "cv" and args.by == "location":
-        from training.holdout import format_holdout, leave_group_out
+        from training.evaluation.holdout import format_holdout, leave_group_out
 
         records = [r for m in args.manifest for r in read_manifest(m)]
         result = leave_group_out(
@@ -421,8 +421,8 @@ def _run(args) -> int:  # noqa: C901 (to be one module per subcommand: issue 28,
             args.json.write_text(json.dumps(result, indent=2))
         print(format_holdout(result))
     elif args.command == "cv":
-        from training.cv import cross_validate
-        from training.report import format_cv
+        from training.evaluation.cv import cross_validate
+        from training.evaluation.report import format_cv
 
         records = [r for m in args.manifest for r in read_manifest(m)]
         result = cross_validate(records, _config(args), folds=args.folds, n_boot=args.bootstrap)
@@ -431,7 +431,7 @@ def _run(args) -> int:  # noqa: C901 (to be one module per subcommand: issue 28,
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
     elif args.command == "levers":
-        from training.levers import format_levers, lever_runs, parse_setting
+        from training.evaluation.levers import format_levers, lever_runs, parse_setting
 
         settings = dict(parse_setting(text) for text in args.setting)
         result = lever_runs(
@@ -444,8 +444,8 @@ def _run(args) -> int:  # noqa: C901 (to be one module per subcommand: issue 28,
         )
         print(format_levers(result))
     elif args.command == "evaluate":
-        from training.evaluate import bundle_test_split, evaluate_bundle, refuse_seen
-        from training.report import format_evaluation
+        from training.evaluation.evaluate import bundle_test_split, evaluate_bundle, refuse_seen
+        from training.evaluation.report import format_evaluation
 
         records = [r for m in args.manifest for r in read_manifest(m)]
         if args.test_split_of:
@@ -465,7 +465,7 @@ def _run(args) -> int:  # noqa: C901 (to be one module per subcommand: issue 28,
             tta=args.tta,
         )
         if args.occlusion:
-            from training.occlusion import occlusion_agreement
+            from training.evaluation.occlusion import occlusion_agreement
 
             report["occlusion"] = occlusion_agreement(args.bundle, records, device=args.device)
         print(format_report(report))
@@ -473,7 +473,7 @@ def _run(args) -> int:  # noqa: C901 (to be one module per subcommand: issue 28,
         if args.json:
             args.json.write_text(json.dumps(report, indent=2))
     elif args.command == "calibrate":
-        from training.fit import recalibrate
+        from training.ensemble.fit import recalibrate
 
         changes = {
             k: v
@@ -488,7 +488,7 @@ def _run(args) -> int:  # noqa: C901 (to be one module per subcommand: issue 28,
         print(format_report(meta.metrics["ensemble"]))
         print(f"wrote {args.out or args.bundle}")
     elif args.command == "card" and args.evaluation:
-        from training.card_document import REPRODUCE, card_document_write
+        from training.evaluation.card_document import REPRODUCE, card_document_write
 
         lines = card_document_write(
             evaluation=args.evaluation,
@@ -498,11 +498,11 @@ def _run(args) -> int:  # noqa: C901 (to be one module per subcommand: issue 28,
         )
         print(f"wrote {args.out} ({lines} lines)")
     elif args.command == "card":
-        from training.card import model_card
+        from training.evaluation.card import model_card
 
         print(model_card(args.bundle, args.reproduce))
     else:
-        from training import importers
+        from training.data import importers
 
         records = importers.IMPORTERS[args.layout](args.root)
         if args.source:

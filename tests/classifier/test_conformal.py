@@ -62,7 +62,7 @@ def test_bundle_metadata_refuses_malformed_conformal_thresholds(conformal, probl
 def test_the_predictor_gives_each_film_its_sets(tiny_bundle, sample_images, tmp_path):
     from classifier import load_bundle
     from tests.conftest import bundle_with
-    from training.data import load_gray
+    from training.data.datasets import load_gray
 
     path = bundle_with(tiny_bundle, tmp_path / "with-sets.safetensors", conformal=CONFORMAL)
     predictor = load_bundle(path, device="cpu")

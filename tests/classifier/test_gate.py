@@ -21,7 +21,7 @@ from classifier.gate import (
     lung_stats,
 )
 from classifier.preprocess import to_gray_array
-from training.gate import fit_distance
+from training.gate.train import fit_distance
 
 LIMITS = Limits()
 

@@ -76,8 +76,8 @@ def test_default_bundle_ships_the_lung_segmenter_with_its_measured_dice():
 def test_default_bundle_masks_match_the_manual_masks_of_the_sample_films():
     from classifier.bundle import load_segmenter
     from tests.conftest import LUNGS_MANIFEST
-    from training.data import read_manifest
-    from training.segment import dice_report
+    from training.data.manifests import read_manifest
+    from training.lungs.segment import dice_report
 
     spec, net = load_segmenter(DEFAULT_BUNDLE)
     # A check that the shipped weights load and work, not a held-out figure (some of these

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from training.data import read_manifest, split_by_patient
+from training.data.manifests import read_manifest, split_by_patient
 
 PER_CLASS = 30
 # (label, source) -> how many to take, in order of preference.

@@ -1,6 +1,6 @@
 import torch
 
-from training.artifacts import ArtifactAugment
+from training.data.artifacts import ArtifactAugment
 
 
 def _film() -> torch.Tensor:

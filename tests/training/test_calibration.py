@@ -4,8 +4,8 @@ import torch
 
 from classifier import DEFAULT_CLASSES
 from classifier.ensemble import decide, temper
-from training.calibration import fit_member_weights, fit_temperature, fit_threshold, soften
-from training.metrics import (
+from training.ensemble.calibration import fit_member_weights, fit_temperature, fit_threshold, soften
+from training.evaluation.metrics import (
     REPORT_KEYS,
     binary_aucs,
     classification_report,
@@ -85,7 +85,7 @@ def test_report_has_exactly_the_evaluation_keys_and_bootstrap_intervals():
 def test_rank_auc_equals_sklearn_with_ties():
     from sklearn.metrics import roc_auc_score
 
-    from training.metrics import _auc
+    from training.evaluation.metrics import _auc
 
     rng = np.random.default_rng(4)
     positive = rng.random(300) < 0.3

@@ -2,7 +2,7 @@ import numpy as np
 
 from classifier import DEFAULT_CLASSES
 from classifier.conformal import prediction_sets
-from training.conformal import conformal_threshold, coverage_table, fit_conformal
+from training.ensemble.conformal import conformal_threshold, coverage_table, fit_conformal
 
 CLASSES = list(DEFAULT_CLASSES)
 

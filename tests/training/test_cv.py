@@ -3,8 +3,8 @@ import json
 from classifier import DEFAULT_CLASSES
 from tests.conftest import SAMPLE_MANIFEST
 from training.__main__ import main
-from training.cv import patient_folds, pooled_with_intervals
-from training.data import read_manifest
+from training.data.manifests import read_manifest
+from training.evaluation.cv import patient_folds, pooled_with_intervals
 
 
 def test_folds_hold_whole_patients_and_spread_every_label():
@@ -22,8 +22,8 @@ def test_cv_refuses_external_rows_before_training_anything(tmp_path):
     import pytest
 
     from tests.conftest import LUNGS_MANIFEST
-    from training.config import TrainConfig
-    from training.cv import cross_validate
+    from training.ensemble.config import TrainConfig
+    from training.evaluation.cv import cross_validate
 
     records = read_manifest(SAMPLE_MANIFEST) + read_manifest(LUNGS_MANIFEST)
     with pytest.raises(ValueError, match="never trains the classifier"):

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import SAMPLE_MANIFEST
-from training.data import ManifestError, Record, read_manifest, split_by_patient
-from training.metrics import classification_report, report_with_sources
+from training.data.manifests import ManifestError, Record, read_manifest, split_by_patient
+from training.evaluation.metrics import classification_report, report_with_sources
 
 
 def test_the_sample_manifest_reads_with_sources():

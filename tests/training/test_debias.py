@@ -10,10 +10,11 @@ from classifier.bundle import load_bundle_members, load_segmenter
 from classifier.networks import build_member
 from tests.conftest import LUNGS_MANIFEST, SAMPLE_MANIFEST
 from training.__main__ import main
-from training.config import TrainConfig
-from training.data import XrayDataset, read_manifest
-from training.fit import fit, training_extras
-from training.loop import (
+from training.data.datasets import XrayDataset
+from training.data.manifests import read_manifest
+from training.ensemble.config import TrainConfig
+from training.ensemble.fit import fit, training_extras
+from training.ensemble.loop import (
     Objective,
     PartialLoss,
     _ema,
@@ -237,7 +238,7 @@ def test_fit_with_both_levers_keeps_the_member_and_records_them(tmp_path):
     fresh = build_member("mobilenet_v2", 4).state_dict()
     assert set(members["mobilenet"].state_dict()) == set(fresh)
     # The card printed from the bundle's metadata names both.
-    from training.card import model_card
+    from training.evaluation.card import model_card
 
     card = model_card(path, "make it")
     sees = next(line for line in card.splitlines() if "What the model sees" in line)

@@ -7,10 +7,10 @@ import pytest
 
 from tests.conftest import LUNGS_MANIFEST, SAMPLE_MANIFEST
 from training.__main__ import main
-from training.config import TrainConfig
-from training.data import read_manifest
-from training.evaluate import evaluate_bundle
-from training.fit import fit
+from training.data.manifests import read_manifest
+from training.ensemble.config import TrainConfig
+from training.ensemble.fit import fit
+from training.evaluation.evaluate import evaluate_bundle
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_evaluate_command_rebuilds_the_bundles_own_test_split(tmp_path, capsys):
 
 
 def test_a_bundle_tested_on_a_given_set_has_no_split_to_rebuild(tmp_path):
-    from training.evaluate import bundle_test_split
+    from training.evaluation.evaluate import bundle_test_split
 
     records = read_manifest(SAMPLE_MANIFEST)
     held = sorted({r.patient_id for r in records if r.source == "kermany"})[:10]
@@ -106,7 +106,7 @@ def test_a_bundle_tested_on_a_given_set_has_no_split_to_rebuild(tmp_path):
 def test_rows_that_trained_the_bundle_are_refused_by_patient_or_by_image(tmp_path):
     from dataclasses import replace
 
-    from training.evaluate import refuse_seen
+    from training.evaluation.evaluate import refuse_seen
 
     seen = read_manifest(SAMPLE_MANIFEST)[:5]
     with pytest.raises(ValueError, match="patient"):

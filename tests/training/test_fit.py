@@ -7,11 +7,11 @@ from classifier import load_bundle, read_metadata
 from classifier.bundle import load_bundle_members
 from tests.conftest import SAMPLE_MANIFEST
 from training.__main__ import main
-from training.config import TrainConfig
-from training.data import read_manifest
-from training.fit import fit
-from training.loop import group_weights
-from training.metrics import REPORT_KEYS
+from training.data.manifests import read_manifest
+from training.ensemble.config import TrainConfig
+from training.ensemble.fit import fit
+from training.ensemble.loop import group_weights
+from training.evaluation.metrics import REPORT_KEYS
 
 FAST = {"input_size": 32, "batch_size": 16, "device": "cpu"}
 

@@ -12,20 +12,21 @@ from PIL import Image
 from classifier import load_bundle, read_metadata
 from classifier.bundle import load_gate
 from tests.conftest import SAMPLE_MANIFEST, bundle_with
-from training import gate as gate_module
 from training.__main__ import main
-from training.config import TrainConfig
-from training.data import load_gray, read_manifest, records_sha256, split_by_patient
-from training.fit import fit
-from training.gate import FRONTAL, build_corpus, measure
-from training.gate_eval import evaluate_gate, negative_kinds
-from training.negatives import (
+from training.data.datasets import load_gray
+from training.data.manifests import read_manifest, records_sha256, split_by_patient
+from training.ensemble.config import TrainConfig
+from training.ensemble.fit import fit
+from training.gate import train as gate_module
+from training.gate.evaluate import evaluate_gate, negative_kinds
+from training.gate.negatives import (
     KIND_LABELS,
     from_films,
     package_images,
     real_negatives,
     synthetic,
 )
+from training.gate.train import FRONTAL, build_corpus, measure
 
 NOT_CXR = SAMPLE_MANIFEST.parent.parent / "not_cxr_sample" / "manifest.csv"
 CONFIG = {"seed": 0, "val_fraction": 0.2, "test_fraction": 0.2}

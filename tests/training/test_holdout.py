@@ -4,10 +4,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LUNGS_MANIFEST, SAMPLE_MANIFEST
-from training import holdout
 from training.__main__ import main
-from training.config import TrainConfig
-from training.data import Record, read_manifest
+from training.data.manifests import Record, read_manifest
+from training.ensemble.config import TrainConfig
+from training.evaluation import holdout
 
 
 def _record(source, label, patient, location=""):
@@ -98,8 +98,8 @@ def test_the_cv_command_holds_out_a_country_and_reports_sensitivity_and_coverage
 
 def _run(seed: int, groups: dict[str, tuple[int, int, int, int]], size: int = 112) -> dict:
     """A leave-one-hospital-out result as cv writes it: group -> (found, covid19, spec k, n)."""
-    from training.holdout import _pooled
-    from training.metrics import wilson_ci
+    from training.evaluation.holdout import _pooled
+    from training.evaluation.metrics import wilson_ci
 
     def r(k, n):
         return {"n": n, "k": k, "rate": k / n, "ci": wilson_ci(k, n)}
@@ -122,7 +122,7 @@ def _run(seed: int, groups: dict[str, tuple[int, int, int, int]], size: int = 11
 
 
 def test_a_run_made_in_parts_is_pooled_again_and_refuses_overlaps_or_other_recipes():
-    from training.holdout import holdout_merge
+    from training.evaluation.holdout import holdout_merge
 
     a = _run(0, {"Germany": (50, 72, 90, 100)})
     b = _run(0, {"Italy": (36, 72, 80, 100), "China": (31, 31, 100, 100)})
@@ -142,7 +142,7 @@ def test_a_run_made_in_parts_is_pooled_again_and_refuses_overlaps_or_other_recip
 
 
 def test_seeds_are_summed_per_group_and_the_worst_group_is_taken_after():
-    from training.holdout import holdout_over_seeds
+    from training.evaluation.holdout import holdout_over_seeds
 
     runs = [
         _run(0, {"Germany": (40, 72, 95, 100), "Italy": (60, 72, 90, 100)}),

@@ -4,13 +4,13 @@ import shutil
 import pytest
 
 from training.__main__ import main
-from training.data import ManifestError, read_manifest
-from training.importers import (
+from training.data.importers import (
     covid_finding_label,
     import_covid_chestxray,
     import_imagefolder,
     import_kermany,
 )
+from training.data.manifests import ManifestError, read_manifest
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,13 @@ import torch
 from classifier import DEFAULT_CLASSES, read_metadata
 from tests.conftest import LUNGS_MANIFEST, SAMPLE_MANIFEST
 from training.__main__ import main
-from training.config import TrainConfig
-from training.data import PARTIAL, RenderAugment, XrayDataset, read_manifest, target_index
-from training.evaluate import bundle_test_split
-from training.fit import fit
-from training.levers import parse_setting
-from training.loop import PartialLoss, class_weights
+from training.data.datasets import RenderAugment, XrayDataset, target_index
+from training.data.manifests import PARTIAL, read_manifest
+from training.ensemble.config import TrainConfig
+from training.ensemble.fit import fit
+from training.ensemble.loop import PartialLoss, class_weights
+from training.evaluation.evaluate import bundle_test_split
+from training.evaluation.levers import parse_setting
 
 FAST = {"input_size": 32, "batch_size": 16, "device": "cpu"}
 CLASSES = list(DEFAULT_CLASSES)
@@ -58,7 +59,7 @@ def test_datasets_crop_to_the_lungs_and_equalize_with_the_shipped_segmenter():
     from classifier import DEFAULT_BUNDLE
     from classifier.bundle import load_segmenter
     from classifier.preprocess import to_gray_array
-    from training.data import film_boxes, load_gray
+    from training.data.datasets import film_boxes, load_gray
 
     records = read_manifest(LUNGS_MANIFEST)[:4]
     segmenter = load_segmenter(DEFAULT_BUNDLE)

@@ -9,9 +9,9 @@ import pytest
 from classifier import DEFAULT_CLASSES
 from tests.conftest import LUNGS_MANIFEST, SAMPLE_MANIFEST, bundle_with
 from training.__main__ import main
-from training.data import read_manifest
-from training.evaluate import evaluate_bundle
-from training.occlusion import occlude, occlusion_agreement
+from training.data.manifests import read_manifest
+from training.evaluation.evaluate import evaluate_bundle
+from training.evaluation.occlusion import occlude, occlusion_agreement
 
 CLASSES = list(DEFAULT_CLASSES)
 
@@ -51,7 +51,7 @@ def test_lungs_only_greys_the_model_input_outside_the_predicted_lungs(bundle_wit
     import torch
 
     from classifier import load_bundle
-    from training.data import load_gray
+    from training.data.datasets import load_gray
 
     predictor = load_bundle(bundle_with_sets, device="cpu")
     films = [load_gray(r.path) for r in read_manifest(SAMPLE_MANIFEST)[:2]]

@@ -5,9 +5,9 @@ from classifier import load_bundle
 from classifier.bundle import load_segmenter
 from tests.conftest import LUNGS_MANIFEST, SAMPLE_DIR
 from training.__main__ import main
-from training.config import SegmentConfig
-from training.data import ManifestError, read_manifest
-from training.segment import train_segmenter
+from training.data.manifests import ManifestError, read_manifest
+from training.ensemble.config import SegmentConfig
+from training.lungs.segment import train_segmenter
 
 FAST = {"widths": [4, 8], "input_size": 32, "epochs": 2, "batch_size": 8, "device": "cpu"}
 
@@ -81,7 +81,7 @@ def test_contact_sheets_show_each_source_and_tabulate_lung_area(tmp_path, tiny_b
     from PIL import Image
 
     from tests.conftest import SAMPLE_MANIFEST
-    from training.contact import contact_sheets, contour
+    from training.lungs.contact import contact_sheets, contour
 
     records = read_manifest(SAMPLE_MANIFEST)[::6] + read_manifest(LUNGS_MANIFEST)
     paths, table = contact_sheets(
@@ -98,7 +98,7 @@ def test_contact_sheets_show_each_source_and_tabulate_lung_area(tmp_path, tiny_b
 
 
 def test_contact_sheets_need_a_segmenter(tmp_path, tiny_bundle):
-    from training.contact import contact_sheets
+    from training.lungs.contact import contact_sheets
 
     with pytest.raises(ValueError, match="no lung segmenter"):
         contact_sheets(tiny_bundle, read_manifest(LUNGS_MANIFEST), tmp_path)

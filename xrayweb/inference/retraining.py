@@ -10,8 +10,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from classifier import BundleError, read_metadata
-from training.config import TrainConfig
-from training.data import (
+from training.data.manifests import (
     ManifestError,
     Record,
     read_manifest,
@@ -19,8 +18,9 @@ from training.data import (
     refuse_external,
     write_manifest,
 )
-from training.evaluate import evaluate_bundle
-from training.fit import fit
+from training.ensemble.config import TrainConfig
+from training.ensemble.fit import fit
+from training.evaluation.evaluate import evaluate_bundle
 from xrayweb.errors import ApplicationError
 from xrayweb.inference.locked_set import patients_assign
 from xrayweb.inference.models import ModelVersion

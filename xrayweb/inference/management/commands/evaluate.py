@@ -18,8 +18,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         from training.__main__ import format_report  # torch: only when the command runs
-        from training.data import ManifestError, read_manifest
-        from training.evaluate import evaluate_bundle
+        from training.data.manifests import ManifestError, read_manifest
+        from training.evaluation.evaluate import evaluate_bundle
 
         name = opts["model"]
         chosen = ModelVersion.objects.filter(name=name).first() if name else model_version_active()

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from training.config import STRATEGIES, TrainConfig
+from training.ensemble.config import STRATEGIES, TrainConfig
 from xrayweb.accounts.selectors import admin_named
 from xrayweb.errors import ApplicationError
 

@@ -28,9 +28,10 @@ from classifier.segmentation import (
     unet,
     unet_config_dict,
 )
-from training.config import SegmentConfig
-from training.data import ManifestError, Record, load_gray, split_by_patient
-from training.loop import cosine_schedule, seed_everything
+from training.data.datasets import load_gray
+from training.data.manifests import ManifestError, Record, split_by_patient
+from training.ensemble.config import SegmentConfig
+from training.ensemble.loop import cosine_schedule, seed_everything
 
 
 def _mask_array(path: Path) -> np.ndarray:

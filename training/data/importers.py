@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from training.data import ManifestError, Record, read_manifest
+from training.data.manifests import ManifestError, Record, read_manifest
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 FRONTAL_VIEWS = {"PA", "AP", "AP Supine", "AP semi erect", "AP erect"}

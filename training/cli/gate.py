@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from classifier import DEFAULT_BUNDLE
-from training.data import read_manifest
+from training.data.manifests import read_manifest
 
 
 def add_parser(sub) -> None:
@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from training.gate_eval import format_gate, make_gate
+    from training.gate.evaluate import format_gate, make_gate
 
     report = make_gate(
         args.bundle,

@@ -18,9 +18,9 @@ from tqdm import tqdm
 from classifier.bundle import load_bundle_members
 from classifier.cam import grad_weighted
 from classifier.networks import build_member, split_at_cam_layer
-from training.config import TrainConfig
-from training.data import XrayDataset
-from training.metrics import classification_report
+from training.data.datasets import XrayDataset
+from training.ensemble.config import TrainConfig
+from training.evaluation.metrics import classification_report
 
 
 def seed_everything(seed: int) -> None:

@@ -7,10 +7,10 @@ there. The baseline bundle's card, card-baseline.md, is not generated."""
 import json
 from pathlib import Path
 
-from training.card import model_card
-from training.holdout import holdout_merge, holdout_over_seeds
-from training.levers import format_levers, summarize
-from training.report import (
+from training.evaluation.card import model_card
+from training.evaluation.holdout import holdout_merge, holdout_over_seeds
+from training.evaluation.levers import format_levers, summarize
+from training.evaluation.report import (
     coverage_lines,
     external_table,
     format_cv,
@@ -150,7 +150,7 @@ def card_document_write(  # noqa: C901 (the card's template, filled in the card'
 
     def gate_section() -> str:
         """The gate's figures, from `training/recipes/gate.sh`'s JSON and the gate bench run."""
-        from training.gate_eval import format_gate
+        from training.gate.evaluate import format_gate
 
         g = json.loads((EV / "gate.json").read_text())
         gb = json.loads(sorted(benchmarks.glob("*-cpu-issue15-gate.json"))[-1].read_text())

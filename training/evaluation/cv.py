@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from classifier.device import machine, resolve_device, use_bf16
-from training.config import TrainConfig
-from training.data import Record, refuse_external
-from training.evaluate import predict_outputs
-from training.fit import class_list, fit, scored
-from training.metrics import COVID, _auc, rate
+from training.data.manifests import Record, refuse_external
+from training.ensemble.config import TrainConfig
+from training.ensemble.fit import class_list, fit, scored
+from training.evaluation.evaluate import predict_outputs
+from training.evaluation.metrics import COVID, _auc, rate
 
 
 def patient_folds(records: list[Record], k: int, *, seed: int = 0) -> list[list[Record]]:

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from classifier.device import machine, resolve_device, use_bf16
-from training.config import TrainConfig
-from training.conformal import records_coverage
-from training.data import Record, refuse_external, split_by_patient
-from training.evaluate import predict_outputs
-from training.fit import class_list, fit, scored
-from training.metrics import COVID, rate, wilson_ci
-from training.report import rate_text
+from training.data.manifests import Record, refuse_external, split_by_patient
+from training.ensemble.config import TrainConfig
+from training.ensemble.conformal import records_coverage
+from training.ensemble.fit import class_list, fit, scored
+from training.evaluation.evaluate import predict_outputs
+from training.evaluation.metrics import COVID, rate, wilson_ci
+from training.evaluation.report import rate_text
 
 # Collections that name no hospital: each is held out as a whole.
 WHOLE_SOURCES = ("actualmed", "figure1")

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.metrics import classification_report
+from training.evaluation.metrics import classification_report
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:

@@ -16,21 +16,14 @@ from classifier.device import resolve_device, use_bf16
 from classifier.ensemble import decide
 from classifier.errors import BundleError
 from classifier.metadata import BundleMetadata, MemberSpec
-from training.artifacts import ArtifactAugment
-from training.calibration import fit_member_weights, fit_temperature, fit_threshold, soften
-from training.config import TrainConfig
-from training.conformal import coverage_table, fit_conformal
-from training.data import (
-    Record,
-    RenderAugment,
-    XrayDataset,
-    make_augment,
-    records_sha256,
-    refuse_external,
-    split_by_patient,
-)
-from training.loop import member_name, predict_logits, seed_everything, train_member
-from training.metrics import binary_aucs, classification_report, report_with_sources
+from training.data.artifacts import ArtifactAugment
+from training.data.datasets import RenderAugment, XrayDataset, make_augment
+from training.data.manifests import Record, records_sha256, refuse_external, split_by_patient
+from training.ensemble.calibration import fit_member_weights, fit_temperature, fit_threshold, soften
+from training.ensemble.config import TrainConfig
+from training.ensemble.conformal import coverage_table, fit_conformal
+from training.ensemble.loop import member_name, predict_logits, seed_everything, train_member
+from training.evaluation.metrics import binary_aucs, classification_report, report_with_sources
 
 DEFAULT_CLASSES = list(PRODUCT_CLASSES)
 NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
@@ -220,7 +213,7 @@ def recalibrate(bundle: Path, records: list[Record], out: Path, **changes) -> Bu
 
 def _with_gate(out: Path, gate, *, train, val, frontal=(), refused=()) -> None:
     """Rewrite the bundle at ``out`` with ``gate`` refitted for its ensemble."""
-    from training.gate import refit_gate
+    from training.gate.train import refit_gate
 
     gate = refit_gate(out, gate, train=train, val=val, frontal=frontal, refused=refused)
     meta, members = load_bundle_members(out)

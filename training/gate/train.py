@@ -31,9 +31,10 @@ from classifier.gate import (
     lung_reasons,
 )
 from classifier.preprocess import content_box, crop, gray_batch, to_gray_array
-from training.data import Record, load_gray, split_by_patient
-from training.loop import seed_everything
-from training.negatives import Negative
+from training.data.datasets import load_gray
+from training.data.manifests import Record, split_by_patient
+from training.ensemble.loop import seed_everything
+from training.gate.negatives import Negative
 
 FRONTAL = "frontal_cxr"
 STORE_SIZE = 80  # grey copies are kept at this size; training crops them to the input size

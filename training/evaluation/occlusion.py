@@ -15,8 +15,9 @@ from PIL import Image
 
 from classifier import load_bundle
 from classifier.preprocess import to_gray_array
-from training.data import Record, load_gray
-from training.metrics import rate
+from training.data.datasets import load_gray
+from training.data.manifests import Record
+from training.evaluation.metrics import rate
 
 
 def occlude(array: np.ndarray, mask: np.ndarray) -> Image.Image:

@@ -9,8 +9,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from classifier import load_bundle
-from training.data import Record, load_gray
-from training.metrics import grouped_quartiles
+from training.data.datasets import load_gray
+from training.data.manifests import Record
+from training.evaluation.metrics import grouped_quartiles
 
 TILE = 160
 CONTOUR = (255, 40, 40)

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from classifier.device import machine
-from training.config import TrainConfig
-from training.data import Record, refuse_external, split_by_patient
-from training.evaluate import predict_outputs
-from training.fit import fit
-from training.metrics import COVID
+from training.data.manifests import Record, refuse_external, split_by_patient
+from training.ensemble.config import TrainConfig
+from training.ensemble.fit import fit
+from training.evaluation.evaluate import predict_outputs
+from training.evaluation.metrics import COVID
 
 SHENZHEN = ("none", "normal", "all")  # which training-side Shenzhen films join: all = + TB
 TB = "tuberculosis"

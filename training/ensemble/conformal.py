@@ -12,7 +12,7 @@ from collections import defaultdict
 import numpy as np
 
 from classifier.conformal import LEVELS, level_key
-from training.metrics import rate
+from training.evaluation.metrics import rate
 
 MONDRIAN = ("covid19",)
 

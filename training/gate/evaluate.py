@@ -12,10 +12,11 @@ import numpy as np
 from classifier import load_bundle, read_metadata
 from classifier.bundle import load_bundle_members, load_segmenter, save_bundle
 from classifier.gate import GateSpec, lung_reasons
-from training.data import load_gray, records_sha256
-from training.gate import FRONTAL, Corpus, build_corpus, fit_gate, learned_keep, measure
-from training.metrics import _auc, rate
-from training.negatives import from_films, package_images, real_negatives, synthetic
+from training.data.datasets import load_gray
+from training.data.manifests import records_sha256
+from training.evaluation.metrics import _auc, rate
+from training.gate.negatives import from_films, package_images, real_negatives, synthetic
+from training.gate.train import FRONTAL, Corpus, build_corpus, fit_gate, learned_keep, measure
 
 
 def _auroc(corpus: Corpus, negatives: np.ndarray, frontal: np.ndarray, score: np.ndarray):

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from classifier import load_bundle, read_metadata
-from training.conformal import records_coverage
-from training.data import Record, load_gray, records_sha256, split_by_patient
-from training.metrics import (
+from training.data.datasets import load_gray
+from training.data.manifests import Record, records_sha256, split_by_patient
+from training.ensemble.conformal import records_coverage
+from training.evaluation.metrics import (
     COVID,
     grouped_quartiles,
     quartiles,
@@ -106,7 +107,7 @@ def bundle_test_split(bundle: Path, records: list[Record]) -> tuple[list[Record]
     recorded = training.get("splits", {})
     partial = set(cfg.get("not_covid_labels", []))
     for name, rows in splits.items():
-        # Validation and test record only their rows with a class (training.fit.scored).
+        # Validation and test record only their rows with a class (training.ensemble.fit.scored).
         counted = rows if name == "train" else [r for r in rows if r.label not in partial]
         if recorded.get(name, {}).get("images") != len(counted):
             raise ValueError(f"the rebuilt {name} split differs from the bundle's record")
@@ -244,7 +245,7 @@ def evaluate_bundle(
                 [i for i in external if records[i].label != COVID], records, out
             )
     if plots is not None:
-        from training.plots import write_plots
+        from training.evaluation.plots import write_plots
 
         write_plots(plots, y, out.probs[scored], report)
     return report

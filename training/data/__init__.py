@@ -1,0 +1,2 @@
+"""Data: manifests and patient-level splits, datasets and augmentation, and the importers of
+the public collections."""

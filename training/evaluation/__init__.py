@@ -1,0 +1,2 @@
+"""Evaluation: metrics, evaluate, cross-validation, levers, hold-out groups, occlusion, plots,
+the report tables and the model card."""

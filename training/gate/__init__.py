@@ -1,0 +1,1 @@
+"""The "not assessable" gate: training it, its negatives and its evaluation."""

@@ -1,0 +1,1 @@
+"""The lung segmenter: training it and the contact sheets that show its contours."""
