@@ -85,12 +85,12 @@ def test_report_has_exactly_the_evaluation_keys_and_bootstrap_intervals():
 def test_rank_auc_equals_sklearn_with_ties():
     from sklearn.metrics import roc_auc_score
 
-    from training.evaluation.metrics import _auc
+    from training.evaluation.metrics import auc
 
     rng = np.random.default_rng(4)
     positive = rng.random(300) < 0.3
     score = np.round(rng.random(300) + positive * 0.3, 1)  # many ties
-    assert _auc(positive, score) == pytest.approx(roc_auc_score(positive, score))
+    assert auc(positive, score) == pytest.approx(roc_auc_score(positive, score))
 
 
 def test_threshold_never_buys_sensitivity_below_the_specificity_floor():

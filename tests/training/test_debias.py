@@ -14,11 +14,10 @@ from training.data.datasets import XrayDataset
 from training.data.manifests import read_manifest
 from training.ensemble.config import TrainConfig
 from training.ensemble.fit import fit, training_extras
-from training.ensemble.loop import (
+from training.ensemble.loop import _ema, _refresh_bn
+from training.ensemble.objectives import (
     Objective,
     PartialLoss,
-    _ema,
-    _refresh_bn,
     empty_lungs,
     outside_share,
     reverse_gradient,

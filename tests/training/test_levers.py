@@ -14,7 +14,7 @@ from training.data.datasets import RenderAugment, XrayDataset, target_index
 from training.data.manifests import PARTIAL, read_manifest
 from training.ensemble.config import TrainConfig
 from training.ensemble.fit import fit
-from training.ensemble.loop import PartialLoss, class_weights
+from training.ensemble.objectives import PartialLoss, class_weights
 from training.evaluation.evaluate import bundle_test_split
 from training.evaluation.levers import parse_setting
 

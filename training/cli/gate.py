@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from classifier import DEFAULT_BUNDLE
-from training.data.manifests import read_manifest
+from training.cli.common import records_read
 
 
 def add_parser(sub) -> None:
@@ -31,6 +31,7 @@ def add_parser(sub) -> None:
     gate.add_argument("--variants", type=int, default=25, help="views of each package image")
     gate.add_argument("--no-loko", action="store_true", help="skip leave-one-kind-out")
     gate.add_argument("--seed", type=int, default=0)
+    gate.set_defaults(run=run)
 
 
 def run(args) -> int:
@@ -38,10 +39,10 @@ def run(args) -> int:
 
     report = make_gate(
         args.bundle,
-        [r for m in args.manifest for r in read_manifest(m)],
+        records_read(args.manifest),
         not_cxr=args.not_cxr,
         out=args.out,
-        external=[r for m in args.external for r in read_manifest(m)],
+        external=records_read(args.external),
         epochs=args.epochs,
         per_kind=args.per_kind,
         synthetic_count=args.synthetic,

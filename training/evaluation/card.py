@@ -3,10 +3,7 @@
 from pathlib import Path
 
 from classifier import read_metadata
-
-
-def _f(value) -> str:
-    return "–" if value is None else f"{value:.3f}"
+from training.evaluation.report import number as _f
 
 
 def _ci(values) -> str:

@@ -18,6 +18,7 @@ from training.evaluation.report import (
     holdout_table,
     lung_tables,
     not_covid_table,
+    number,
 )
 
 REPRODUCE = "bash training/recipes/ship.sh"
@@ -186,8 +187,7 @@ The table and its limits are in [classifier/README.md](../README.md#not-assessab
         for p, d in ((p, json.loads(p.read_text())) for p in lever_files)
     )
 
-    def q(x):
-        return "–" if x is None else f"{x:.3f}"
+    q = number
 
     def ci(v):
         return f"{q(v['value'])} ({q(v['ci'][0])}–{q(v['ci'][1])})"

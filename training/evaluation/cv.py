@@ -16,7 +16,7 @@ from training.data.manifests import Record, refuse_external
 from training.ensemble.config import TrainConfig
 from training.ensemble.fit import class_list, fit, scored
 from training.evaluation.evaluate import predict_outputs
-from training.evaluation.metrics import COVID, _auc, rate
+from training.evaluation.metrics import COVID, auc, rate
 
 
 def patient_folds(records: list[Record], k: int, *, seed: int = 0) -> list[list[Record]]:
@@ -44,7 +44,7 @@ def patient_folds(records: list[Record], k: int, *, seed: int = 0) -> list[list[
 
 def _figures(y: np.ndarray, probs: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:
     k = classes.index(COVID) if COVID in classes else None
-    aucs = [_auc(y == c, probs[:, c]) for c in range(len(classes))]
+    aucs = [auc(y == c, probs[:, c]) for c in range(len(classes))]
     aucs = [a for a in aucs if a is not None]
     out = {
         "accuracy": float((y == pred).mean()) if len(y) else None,
@@ -57,7 +57,7 @@ def _figures(y: np.ndarray, probs: np.ndarray, pred: np.ndarray, classes: list[s
         pos, called = y == k, pred == k
         out["covid19_sensitivity"] = float(called[pos].mean()) if pos.any() else None
         out["covid19_specificity"] = float((~called[~pos]).mean()) if (~pos).any() else None
-        out["covid19_auc"] = _auc(pos, probs[:, k])
+        out["covid19_auc"] = auc(pos, probs[:, k])
     return out
 
 

@@ -25,7 +25,7 @@ def _ratio(num: float, den: float) -> float | None:
     return float(num / den) if den else None
 
 
-def _auc(positive: np.ndarray, score: np.ndarray) -> float | None:
+def auc(positive: np.ndarray, score: np.ndarray) -> float | None:
     """One-vs-rest ROC AUC as the Mann-Whitney statistic (ties count half): the same value as
     sklearn's roc_auc_score, cheap enough for a bootstrap."""
     n_pos = int(positive.sum())
@@ -40,14 +40,14 @@ def auc_ci(
     positive: np.ndarray, score: np.ndarray, *, n_boot: int = 1000, seed: int = 0
 ) -> list[float] | None:
     """95% percentile bootstrap interval of the one-vs-rest AUC (resampling images)."""
-    if n_boot <= 0 or _auc(positive, score) is None:
+    if n_boot <= 0 or auc(positive, score) is None:
         return None
     rng = np.random.default_rng(seed)
     n = len(positive)
     values = []
     for _ in range(n_boot):
         idx = rng.integers(0, n, n)
-        value = _auc(positive[idx], score[idx])
+        value = auc(positive[idx], score[idx])
         if value is not None:
             values.append(value)
     if not values:
@@ -91,9 +91,9 @@ def classification_report(
         fp = matrix[:, k].sum() - tp
         tn = matrix.sum() - tp - fn - fp
         positive = y_true == k
-        auc = _auc(positive, probs[:, k])
-        if auc is not None:
-            aucs.append(auc)
+        value = auc(positive, probs[:, k])
+        if value is not None:
+            aucs.append(value)
         sensitivity, ppv = _ratio(tp, tp + fn), _ratio(tp, tp + fp)
         per_class[name] = {
             "n": int(positive.sum()),
@@ -101,7 +101,7 @@ def classification_report(
             "specificity": _ratio(tn, tn + fp),
             "ppv": ppv,
             "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-            "auc": auc,
+            "auc": value,
             "auc_ci": auc_ci(positive, probs[:, k], n_boot=n_boot, seed=k),
         }
     return {
@@ -163,10 +163,10 @@ def binary_aucs(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> di
         pneumonia = np.isin(y_true, [bac, vir])
         keep = pneumonia | (y_true == normal)
         score = probs[:, bac] + probs[:, vir]
-        out["normal_vs_pneumonia_auc"] = _auc(pneumonia[keep], score[keep])
+        out["normal_vs_pneumonia_auc"] = auc(pneumonia[keep], score[keep])
         among = pneumonia
         viral_share = probs[:, vir] / np.clip(probs[:, bac] + probs[:, vir], 1e-9, None)
-        out["bacterial_vs_viral_auc"] = _auc((y_true == vir)[among], viral_share[among])
+        out["bacterial_vs_viral_auc"] = auc((y_true == vir)[among], viral_share[among])
     return out
 
 

@@ -2,8 +2,12 @@
 cross-validation: printed by the commands and pasted into the model card as they are."""
 
 
-def _f(value) -> str:
+def number(value) -> str:
+    """A figure as every table prints it: three decimals, or "–" when there is none."""
     return "–" if value is None else f"{value:.3f}"
+
+
+_f = number
 
 
 def rate_text(entry: dict | None) -> str:
@@ -257,3 +261,35 @@ def holdout_levers_table(results: dict[str, dict]) -> list[str]:
             f"({_f(pooled['min_test_specificity'])}) |"
         )
     return [*lines, ""]
+
+
+def _fmt8(value) -> str:
+    return f"{value:8.3f}" if isinstance(value, float) else f"{'-':>8}"
+
+
+def format_report(report: dict) -> str:
+    lines = [
+        f"n={report['n']} accuracy={report['accuracy']:.3f} "
+        f"macro_auc={_fmt8(report['macro_auc']).strip()} ece={_fmt8(report['ece']).strip()}"
+    ]
+    lines.append(
+        f"{'class':<22}{'n':>5}{'sens':>8}{'spec':>8}{'ppv':>8}{'f1':>8}{'auc':>8}  auc 95% CI"
+    )
+    for name, m in report["per_class"].items():
+        ci = "–" if m["auc_ci"] is None else f"{m['auc_ci'][0]:.3f}–{m['auc_ci'][1]:.3f}"
+        lines.append(
+            f"{name:<22}{m['n']:>5}"
+            + "".join(_fmt8(m[k]) for k in ("sensitivity", "specificity", "ppv", "f1", "auc"))
+            + f"  {ci}"
+        )
+    cvr = report.get("covid_vs_rest")
+    if cvr:
+        lines.append(
+            "covid19 vs rest: " + ", ".join(f"{k} {_fmt8(v).strip()}" for k, v in cvr.items())
+        )
+    for source, sub in report.get("per_source", {}).items():
+        lines.append(
+            f"  source {source:<12} n={sub['n']:<5} accuracy={sub['accuracy']:.3f} "
+            f"macro_auc={_fmt8(sub['macro_auc']).strip()}"
+        )
+    return "\n".join(lines)

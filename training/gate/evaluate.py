@@ -14,14 +14,15 @@ from classifier.bundle import load_bundle_members, load_segmenter, save_bundle
 from classifier.gate import GateSpec, lung_reasons
 from training.data.datasets import load_gray
 from training.data.manifests import records_sha256
-from training.evaluation.metrics import _auc, rate
+from training.evaluation.metrics import auc, rate
+from training.evaluation.report import number as _f
 from training.gate.negatives import from_films, package_images, real_negatives, synthetic
 from training.gate.train import FRONTAL, Corpus, build_corpus, fit_gate, learned_keep, measure
 
 
 def _auroc(corpus: Corpus, negatives: np.ndarray, frontal: np.ndarray, score: np.ndarray):
     positive = np.r_[np.ones(len(negatives), bool), np.zeros(len(frontal), bool)]
-    return _auc(positive, np.r_[score[negatives], score[frontal]])
+    return auc(positive, np.r_[score[negatives], score[frontal]])
 
 
 def verdicts(corpus: Corpus, spec: GateSpec, scores: dict) -> dict[str, np.ndarray]:
@@ -122,10 +123,6 @@ def _pct(r: dict | None) -> str:
     lo, hi = r["ci"] or (None, None)
     ci = f" ({lo:.2f}–{hi:.2f})" if lo is not None else ""
     return f"{r['rate']:.3f} {r['k']}/{r['n']}{ci}"
-
-
-def _f(v) -> str:
-    return "–" if v is None else f"{v:.3f}"
 
 
 def format_gate(report: dict) -> str:

@@ -17,9 +17,9 @@ class Command(BaseCommand):
         parser.add_argument("--plots", type=Path)
 
     def handle(self, *args, **opts):
-        from training.__main__ import format_report  # torch: only when the command runs
         from training.data.manifests import ManifestError, read_manifest
         from training.evaluation.evaluate import evaluate_bundle
+        from training.evaluation.report import format_report  # torch: only when it runs
 
         name = opts["model"]
         chosen = ModelVersion.objects.filter(name=name).first() if name else model_version_active()
