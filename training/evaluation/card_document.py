@@ -81,7 +81,11 @@ def card_document_write(  # noqa: C901 (the card's template, filled in the card'
         "empty maps outside, 224 px, seed 1": ["224px-seed-1", "224px-seed-1-rest"],
         "empty maps outside, 224 px, seed 2": ["224px-seed-2"],
         "empty maps outside, 224 px, 10 epochs": ["224px-10-epochs", "224px-10-epochs-rest"],
-        "empty maps outside, 224 px, 10 epochs, seed 1": ["224px-10-epochs-seed-1"],
+        "empty maps outside, 224 px, 10 epochs, seed 1": [
+            "224px-10-epochs-seed-1",
+            "224px-10-epochs-seed-1-a",
+            "224px-10-epochs-seed-1-b",
+        ],
     }
     # Rows over seeds: label -> the rows above; each group's covid19 films counted once per seed,
     # on the groups every one of those rows holds out.
