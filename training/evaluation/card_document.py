@@ -85,6 +85,7 @@ def card_document_write(  # noqa: C901 (the card's template, filled in the card'
             "224px-10-epochs-seed-1",
             "224px-10-epochs-seed-1-a",
             "224px-10-epochs-seed-1-b",
+            "224px-10-epochs-seed-1-c",
         ],
     }
     # Rows over seeds: label -> the rows above; each group's covid19 films counted once per seed,
