@@ -3,19 +3,13 @@
 from pathlib import Path
 
 from classifier import DEFAULT_BUNDLE
-from training.cli.common import records_read
+from training.cli.common import manifest_option, records_read
 
 
 def add_parser(sub) -> None:
     cal = sub.add_parser("calibrate", help="refit a bundle's calibration and thresholds")
     cal.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
-    cal.add_argument(
-        "--manifest",
-        type=Path,
-        action="append",
-        required=True,
-        help="the manifest(s) the bundle was trained on",
-    )
+    manifest_option(cal, help="the manifest(s) the bundle was trained on")
     cal.add_argument("--out", type=Path, help="default: overwrite --bundle")
     cal.add_argument("--covid-sensitivity", type=float, default=None)
     cal.add_argument("--covid-min-specificity", type=float, default=None)

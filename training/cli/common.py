@@ -12,6 +12,18 @@ def csv_list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def manifest_option(parser, *, required: bool = True, help: str | None = None) -> None:
+    """``--manifest``, given once per manifest (every subcommand that reads rows takes it)."""
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        action="append",
+        required=required,
+        default=None if required else [],
+        help=help,
+    )
+
+
 def records_read(manifests: list[Path]) -> list[Record]:
     """Every row of these manifests, in order."""
     return [record for manifest in manifests for record in read_manifest(manifest)]

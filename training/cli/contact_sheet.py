@@ -4,13 +4,13 @@ import json
 from pathlib import Path
 
 from classifier import DEFAULT_BUNDLE
-from training.cli.common import records_read
+from training.cli.common import manifest_option, records_read
 
 
 def add_parser(sub) -> None:
     sheet = sub.add_parser("contact-sheet", help="lung contours on films of each source (PNG)")
     sheet.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
-    sheet.add_argument("--manifest", type=Path, action="append", required=True)
+    manifest_option(sheet)
     sheet.add_argument("--out", type=Path, required=True, help="a folder")
     sheet.add_argument("--per-source", type=int, default=24)
     sheet.add_argument("--seed", type=int, default=0)

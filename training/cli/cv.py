@@ -4,12 +4,12 @@ location``) each hospital or collection held out in turn."""
 import json
 from pathlib import Path
 
-from training.cli.common import csv_list, records_read, train_config, train_options
+from training.cli.common import csv_list, manifest_option, records_read, train_config, train_options
 
 
 def add_parser(sub) -> None:
     cv = sub.add_parser("cv", help="patient-grouped k-fold cross-validation of a recipe")
-    cv.add_argument("--manifest", type=Path, action="append", required=True)
+    manifest_option(cv)
     cv.add_argument("--folds", type=int, default=5)
     cv.add_argument(
         "--by",

@@ -4,17 +4,15 @@ import json
 from pathlib import Path
 
 from classifier import DEFAULT_BUNDLE
-from training.cli.common import csv_list, records_read
+from training.cli.common import csv_list, manifest_option, records_read
 
 
 def add_parser(sub) -> None:
     ev = sub.add_parser("evaluate", help="evaluate a bundle on a manifest")
     ev.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
-    ev.add_argument(
-        "--manifest",
-        type=Path,
-        action="append",
-        default=[],
+    manifest_option(
+        ev,
+        required=False,
         help="rows to evaluate (all of them; rows marked external go to the external table)",
     )
     ev.add_argument(

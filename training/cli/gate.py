@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from classifier import DEFAULT_BUNDLE
-from training.cli.common import records_read
+from training.cli.common import manifest_option, records_read
 
 
 def add_parser(sub) -> None:
@@ -12,12 +12,8 @@ def add_parser(sub) -> None:
         "gate", help="train and measure the not-assessable gate, and write it into a bundle"
     )
     gate.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
-    gate.add_argument(
-        "--manifest",
-        type=Path,
-        action="append",
-        required=True,
-        help="the manifest(s) the bundle was trained on: its own split of them is used",
+    manifest_option(
+        gate, help="the manifest(s) the bundle was trained on: its own split of them is used"
     )
     gate.add_argument(
         "--external", type=Path, action="append", default=[], help="frontal films never trained on"

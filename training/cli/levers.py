@@ -2,13 +2,13 @@
 
 from pathlib import Path
 
-from training.cli.common import csv_list, records_read, train_config, train_options
+from training.cli.common import csv_list, manifest_option, records_read, train_config, train_options
 from training.data.manifests import read_manifest
 
 
 def add_parser(sub) -> None:
     lev = sub.add_parser("levers", help="recipe settings on and off, over seeds")
-    lev.add_argument("--manifest", type=Path, action="append", required=True)
+    manifest_option(lev)
     lev.add_argument(
         "--lungs", type=Path, required=True, help="the lungs/ manifest (Shenzhen, Montgomery)"
     )

@@ -2,12 +2,12 @@
 
 from pathlib import Path
 
-from training.cli.common import csv_list, records_read
+from training.cli.common import csv_list, manifest_option, records_read
 
 
 def add_parser(sub) -> None:
     seg = sub.add_parser("segment", help="train the lung segmenter on films with lung masks")
-    seg.add_argument("--manifest", type=Path, action="append", required=True)
+    manifest_option(seg)
     seg.add_argument("--out", type=Path, required=True)
     seg.add_argument("--epochs", type=int, default=25)
     seg.add_argument("--input-size", type=int, default=128)

@@ -2,12 +2,12 @@
 
 from pathlib import Path
 
-from training.cli.common import records_read, train_config, train_options
+from training.cli.common import manifest_option, records_read, train_config, train_options
 
 
 def add_parser(sub) -> None:
     train = sub.add_parser("train", help="train a bundle from manifest CSV(s)")
-    train.add_argument("--manifest", type=Path, action="append", required=True)
+    manifest_option(train)
     train.add_argument("--out", type=Path, required=True)
     train.add_argument(
         "--segmenter",
