@@ -20,7 +20,13 @@ export DEMO_PASSWORD ?= xrayweb-demo
 .PHONY: run test test-fast test-web test-ml lint fmt install clean bench-web bench-load bench-dicom \
 	bench-broker services
 
-$(STAMP): pyproject.toml
+# python-ldap (django-auth-ldap's client) compiles against OpenLDAP's headers.
+LDAP_HEADERS := /usr/include/ldap.h /usr/include/sasl/sasl.h
+$(LDAP_HEADERS) &:
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q libldap2-dev libsasl2-dev
+
+$(STAMP): pyproject.toml $(LDAP_HEADERS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	test -x $(BIN)/uv || $(BIN)/pip install --quiet "uv>=0.5,<0.14"
 	# uv resolves torch and torchvision as a matched pair from the registry.
@@ -44,6 +50,13 @@ DICOM_PEERS := /usr/sbin/Orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.s
 $(DICOM_PEERS) &:
 	$(SUDO) apt-get update -q
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q orthanc orthanc-dicomweb dcmtk dicom3tools
+
+# The directory sign-in tests run a real OpenLDAP server (slapd, from a generated slapd.conf)
+# with a test CA made by openssl.
+SLAPD := /usr/sbin/slapd
+$(SLAPD):
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q slapd ldap-utils openssl
 
 # axe-core, the accessibility checker the browser tests inject (tests/browser/package.json).
 AXE := tests/browser/node_modules/axe-core/axe.min.js
@@ -82,7 +95,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: $(STAMP) $(CHROMIUM) $(AXE) $(DOCKER_COMPOSE) $(DICOM_PEERS) services lint
+test: $(STAMP) $(CHROMIUM) $(AXE) $(DOCKER_COMPOSE) $(DICOM_PEERS) $(SLAPD) services lint
 	$(DOCKER_COMPOSE) -f docker/compose.yaml --env-file docker/env.example config --quiet
 	DATABASE_URL=$(PG_TEST_URL) TEST_REDIS_URL=$(REDIS_TEST_URL) $(BIN)/python -m pytest
 	$(BIN)/python -m pytest tests/xrayweb/test_end_to_end.py tests/browser tests/xrayweb/test_worklist_queries.py \
@@ -92,7 +105,7 @@ test: $(STAMP) $(CHROMIUM) $(AXE) $(DOCKER_COMPOSE) $(DICOM_PEERS) services lint
 # The edit-test loop: no browser, no worker process, no fault injection and none of the few
 # tests marked slow (markers set by path in tests/conftest.py), on the embedded SQLite and
 # filesystem broker whatever the shell exports.
-test-fast: $(STAMP) $(DOCKER_COMPOSE) $(DICOM_PEERS)
+test-fast: $(STAMP) $(DOCKER_COMPOSE) $(DICOM_PEERS) $(SLAPD)
 	DATABASE_URL= REDIS_URL= CELERY_BROKER_URL= TEST_REDIS_URL= \
 	$(BIN)/python -m pytest -m "not browser and not worker and not faults and not slow"
 
@@ -101,7 +114,7 @@ test-fast: $(STAMP) $(DOCKER_COMPOSE) $(DICOM_PEERS)
 # fault injection or the tests marked slow. test-ml: the classifier and the training code,
 # without the tests marked slow.
 WEB_ONLY := not browser and not worker and not faults and not slow
-test-web: $(STAMP) $(DICOM_PEERS)
+test-web: $(STAMP) $(DICOM_PEERS) $(SLAPD)
 	DATABASE_URL= REDIS_URL= CELERY_BROKER_URL= TEST_REDIS_URL= \
 	$(BIN)/python -m pytest tests/xrayweb tests/security tests/test_boundaries.py -m "$(WEB_ONLY)"
 

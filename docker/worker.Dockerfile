@@ -13,6 +13,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --gid 10001 xrayweb \
  && useradd --uid 10001 --gid xrayweb --home-dir /app --shell /usr/sbin/nologin xrayweb
 
+# python-ldap (directory sign-in) compiles against OpenLDAP's client library.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev libldap2-dev libsasl2-dev \
+ && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 COPY pyproject.toml README.md manage.py ./
 COPY xrayweb ./xrayweb

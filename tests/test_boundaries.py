@@ -139,12 +139,15 @@ def test_the_repository_top_level_holds_only_the_fixed_entries():
 # Inside xrayweb, apps import downwards only: a lower rank never imports a higher one, and apps
 # of one rank never import each other. dicomnet (the DICOM node) sits above review: it sends
 # predictions and final readings out. ops (health, status, reconcile) sits beside api: both
-# may use everything below them and neither imports the other. Project-level modules
-# (xrayweb.errors, .downloads, .celery, .brokers, .publishing, .settings) are shared by every
+# may use everything below them and neither imports the other. directory (sign-in from the
+# hospital's LDAP) sits above accounts and audit: it sets roles and sites, and audits what
+# the directory did. Project-level modules (xrayweb.errors, .downloads, .celery, .brokers,
+# .publishing, .settings, .directory_config) are shared by every
 # app and import none; xrayweb.urls and xrayweb.wsgi are the top that wires the apps together.
 APP_RANKS = {
     "accounts": 0,
     "audit": 0,
+    "directory": 1,
     "studies": 1,
     "inference": 2,
     "review": 3,
@@ -152,7 +155,15 @@ APP_RANKS = {
     "api": 5,
     "ops": 5,
 }
-SHARED = {"errors", "downloads", "celery", "brokers", "publishing", "settings"}
+SHARED = {
+    "errors",
+    "downloads",
+    "celery",
+    "brokers",
+    "publishing",
+    "settings",
+    "directory_config",
+}
 
 
 def _imports(tree: ast.Module) -> list[tuple[str, bool]]:

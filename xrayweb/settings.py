@@ -5,6 +5,7 @@ kombu's filesystem transport as the Celery broker. Production sets DATABASE_URL,
 and friends; the code is the same.
 """
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -112,6 +113,9 @@ AXES_CLIENT_IP_CALLABLE = "xrayweb.audit.addresses.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_VERBOSE = False
+# Refused logins go into the audit chain; while an address is locked out, one row per this
+# many seconds, however many tries (axes' own tables keep every attempt).
+LOGIN_REFUSAL_AUDIT_SECONDS = env.float("LOGIN_REFUSAL_AUDIT_SECONDS", default=60.0)
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
@@ -133,6 +137,7 @@ INSTALLED_APPS = [
     "csp",
     "xrayweb.accounts",
     "xrayweb.audit",
+    "xrayweb.directory",
     "xrayweb.studies",
     "xrayweb.inference",
     "xrayweb.review",
@@ -320,6 +325,43 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("AUDIT_VERIFY_EVERY_SECONDS", default=3600.0),
     },
 }
+
+# Directory sign-in (issue 29), off unless LDAP_SERVER_URI is set: staff sign in with their
+# hospital account (OpenLDAP or Active Directory, through django-auth-ldap). Directory groups
+# give the roles (LDAP_ROLE_GROUPS) and the site (LDAP_SITE_GROUPS), JSON objects of name to
+# group DN; only members of a role group may sign in. Local accounts still sign in with their
+# own password (break-glass admins, `make run`), and a directory entry never takes over a
+# local account of the same name. Every DIRECTORY_CHECK_EVERY_SECONDS (15 min) Celery beat
+# checks each directory user: whoever the directory no longer lists in a role group is turned
+# off (sessions end) and loses their API tokens. TLS: ldaps:// or LDAP_START_TLS, with
+# LDAP_CA_FILE to trust the directory's CA; the certificate is always verified.
+# xrayweb/README.md ("Sign-in") has an example; docker/env.example lists the variables.
+LDAP_SERVER_URI = env.str("LDAP_SERVER_URI", default="")
+DIRECTORY_ROLE_GROUPS: dict[str, str] = {}
+DIRECTORY_SITE_GROUPS: dict[str, str] = {}
+if LDAP_SERVER_URI:
+    from xrayweb.directory_config import directory_settings
+
+    globals().update(
+        directory_settings(
+            uri=LDAP_SERVER_URI,
+            bind_dn=env.str("LDAP_BIND_DN", default=""),
+            bind_password=env.str("LDAP_BIND_PASSWORD", default=""),
+            user_base=env.str("LDAP_USER_BASE", default=""),
+            user_filter=env.str("LDAP_USER_FILTER", default="(uid=%(user)s)"),
+            group_base=env.str("LDAP_GROUP_BASE", default=""),
+            role_groups=json.loads(env.str("LDAP_ROLE_GROUPS", default="") or "{}"),
+            site_groups=json.loads(env.str("LDAP_SITE_GROUPS", default="") or "{}"),
+            start_tls=env.bool("LDAP_START_TLS", default=False),
+            ca_file=env.str("LDAP_CA_FILE", default=""),
+            timeout=env.float("LDAP_TIMEOUT_SECONDS", default=5.0),
+        )
+    )
+    AUTHENTICATION_BACKENDS.insert(1, "xrayweb.directory.backend.DirectoryBackend")
+    CELERY_BEAT_SCHEDULE["check-directory"] = {
+        "task": "xrayweb.directory.tasks.check_directory",
+        "schedule": env.float("DIRECTORY_CHECK_EVERY_SECONDS", default=900.0),
+    }
 # A worker child is replaced after it grows past this many KiB (leaks, fragmentation).
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("WORKER_MAX_MEMORY_KB", default=6_000_000)
 CELERY_WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=1)

@@ -6,6 +6,7 @@ from django.views.generic import RedirectView
 
 from xrayweb.accounts import views as account_views
 from xrayweb.api.views.dicomweb import StowApi
+from xrayweb.directory.forms import DirectoryLoginForm
 from xrayweb.ops import views as ops_views
 from xrayweb.review import views as review_views
 from xrayweb.studies import views as study_views
@@ -20,7 +21,11 @@ def _moved(name: str):
 urlpatterns = [
     path("", study_views.home, name="home"),
     path("healthz", ops_views.healthz, name="healthz"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(authentication_form=DirectoryLoginForm),
+        name="login",
+    ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/shortcuts/", account_views.shortcuts_toggle, name="shortcuts"),
     path("upload/", study_views.upload, name="upload"),

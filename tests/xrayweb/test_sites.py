@@ -103,8 +103,8 @@ def test_list_and_file_reads_are_audited_thumbnails_with_their_list(
     client, api_client, at, south_study
 ):
     reader = at("radiologist", "")
+    client.force_login(reader)  # a user.login row of its own (issue 29), before the reads
     before = AuditEvent.objects.count()
-    client.force_login(reader)
     client.get("/worklist/?sort=uncertain")
     api_client.force_authenticate(reader)
     api_client.get("/api/studies/?per_page=5")

@@ -4,6 +4,9 @@ created and revoked (never the key). Connected in AuditConfig.ready; accounts si
 audit and neither imports the other, so the receivers live here and use only Django's user
 model and knox's AuthToken; a user's site (accounts.Membership) by the model's name."""
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.utils import timezone
@@ -117,8 +120,52 @@ def _membership_saved(sender, instance, created, **kwargs) -> None:
     )
 
 
+def _via(backend: str) -> str:
+    """How a user signed in, from the backend Django recorded: the directory or locally."""
+    return "directory" if backend.endswith("DirectoryBackend") else "local"
+
+
+def _logged_in(sender, request, user, **kwargs) -> None:
+    from xrayweb.audit.addresses import client_ip
+
+    audit_record(
+        actor=user,
+        action=AuditEvent.Action.USER_LOGIN,
+        detail={"via": _via(getattr(user, "backend", "") or "")},
+        ip=client_ip(request) if request is not None else None,
+    )
+
+
+def _login_failed(sender, credentials, request=None, **kwargs) -> None:
+    """A refused login: the name tried (never the password: Django has masked it), and why,
+    where the directory said (it could not be reached; a local account has the name).
+    django-axes bounds how many of these one address can write."""
+    from xrayweb.audit.addresses import client_ip
+
+    ip = client_ip(request) if request is not None else None
+    detail = {"username": str(credentials.get("username", ""))[:150]}
+    reason = getattr(request, "directory_refusal", None)
+    if reason:
+        detail["directory"] = reason
+    if getattr(request, "axes_locked_out", False):
+        # Refused by the lockout: one row per address per interval, however many tries (an
+        # unauthenticated caller must not flood the chain; axes keeps every attempt).
+        since = timezone.now() - timedelta(seconds=settings.LOGIN_REFUSAL_AUDIT_SECONDS)
+        recent = AuditEvent.objects.filter(
+            action=AuditEvent.Action.USER_LOGIN_FAILED, ip=ip, created_at__gte=since
+        )
+        if recent.filter(detail__locked_out=True).exists():
+            return
+        detail["locked_out"] = True
+    audit_record(actor=None, action=AuditEvent.Action.USER_LOGIN_FAILED, detail=detail, ip=ip)
+
+
 def connect() -> None:
+    from django.contrib.auth.signals import user_logged_in, user_login_failed
     from knox.models import AuthToken as Token
+
+    user_logged_in.connect(_logged_in, dispatch_uid="audit-login")
+    user_login_failed.connect(_login_failed, dispatch_uid="audit-login-failed")
 
     user = get_user_model()
     pre_save.connect(_user_before, sender=user, dispatch_uid="audit-user-before")

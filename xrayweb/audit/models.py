@@ -107,6 +107,12 @@ class AuditEvent(ChainedModel):
         USER_CHANGE = "user.change"
         TOKEN_CHANGE = "token.change"
         DESTINATION_CHANGE = "destination.change"
+        # Sign-in (issue 29): each login (local or from the directory) and each refused one,
+        # and what the directory did to an account (linked, roles or site set, removed by
+        # the periodic check, restored).
+        USER_LOGIN = "user.login"
+        USER_LOGIN_FAILED = "user.login_failed"
+        USER_DIRECTORY = "user.directory"
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
