@@ -58,6 +58,12 @@ $(SLAPD):
 	$(SUDO) apt-get update -q
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q slapd ldap-utils openssl
 
+# The metrics test runs a real Prometheus server that scrapes a running xrayweb.
+PROMETHEUS := /usr/bin/prometheus
+$(PROMETHEUS):
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q prometheus
+
 # axe-core, the accessibility checker the browser tests inject (tests/browser/package.json).
 AXE := tests/browser/node_modules/axe-core/axe.min.js
 $(AXE): tests/browser/package.json tests/browser/package-lock.json
@@ -95,7 +101,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: $(STAMP) $(CHROMIUM) $(AXE) $(DOCKER_COMPOSE) $(DICOM_PEERS) $(SLAPD) services lint
+test: $(STAMP) $(CHROMIUM) $(AXE) $(DOCKER_COMPOSE) $(DICOM_PEERS) $(SLAPD) $(PROMETHEUS) services lint
 	$(DOCKER_COMPOSE) -f docker/compose.yaml --env-file docker/env.example config --quiet
 	DATABASE_URL=$(PG_TEST_URL) TEST_REDIS_URL=$(REDIS_TEST_URL) $(BIN)/python -m pytest
 	$(BIN)/python -m pytest tests/xrayweb/test_end_to_end.py tests/browser tests/xrayweb/test_worklist_queries.py \
@@ -105,7 +111,7 @@ test: $(STAMP) $(CHROMIUM) $(AXE) $(DOCKER_COMPOSE) $(DICOM_PEERS) $(SLAPD) serv
 # The edit-test loop: no browser, no worker process, no fault injection and none of the few
 # tests marked slow (markers set by path in tests/conftest.py), on the embedded SQLite and
 # filesystem broker whatever the shell exports.
-test-fast: $(STAMP) $(DOCKER_COMPOSE) $(DICOM_PEERS) $(SLAPD)
+test-fast: $(STAMP) $(DOCKER_COMPOSE) $(DICOM_PEERS) $(SLAPD) $(PROMETHEUS)
 	DATABASE_URL= REDIS_URL= CELERY_BROKER_URL= TEST_REDIS_URL= \
 	$(BIN)/python -m pytest -m "not browser and not worker and not faults and not slow"
 
@@ -114,7 +120,7 @@ test-fast: $(STAMP) $(DOCKER_COMPOSE) $(DICOM_PEERS) $(SLAPD)
 # fault injection or the tests marked slow. test-ml: the classifier and the training code,
 # without the tests marked slow.
 WEB_ONLY := not browser and not worker and not faults and not slow
-test-web: $(STAMP) $(DICOM_PEERS) $(SLAPD)
+test-web: $(STAMP) $(DICOM_PEERS) $(SLAPD) $(PROMETHEUS)
 	DATABASE_URL= REDIS_URL= CELERY_BROKER_URL= TEST_REDIS_URL= \
 	$(BIN)/python -m pytest tests/xrayweb tests/security tests/test_boundaries.py -m "$(WEB_ONLY)"
 

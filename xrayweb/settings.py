@@ -5,6 +5,7 @@ kombu's filesystem transport as the Celery broker. Production sets DATABASE_URL,
 and friends; the code is the same.
 """
 
+import ipaddress
 import json
 import os
 from datetime import timedelta
@@ -48,7 +49,7 @@ if HTTPS:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     # The health check is probed over plain http inside the compose network.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 # Production (docker/compose.yaml; HTTPS implies it): refuse to start with the public default
 # SECRET_KEY, or with the audit-chain and de-identification keys missing (derived from
 # SECRET_KEY, one leaked key would give all three) or equal to another. `make run` is not
@@ -74,6 +75,15 @@ if PRODUCTION:
 # after Django's two weeks: a reading-room workstation left signed in is closed by itself.
 # /healthz answers anonymous callers from a report at most this old (admins get it fresh).
 HEALTHZ_CACHE_SECONDS = env.int("HEALTHZ_CACHE_SECONDS", default=10)
+# Prometheus metrics at /metrics (xrayweb/ops/metrics.py) for callers from these networks
+# (comma-separated CIDRs; the address as client_ip reads it), for `Authorization: Bearer
+# METRICS_TOKEN` (empty: no token accepted), and for an admin's API token or session.
+METRICS_ALLOWED_NETWORKS = [
+    ipaddress.ip_network(n.strip())
+    for n in env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
+    if n.strip()
+]
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 SESSION_COOKIE_AGE = env.int("SESSION_IDLE_MINUTES", default=30) * 60
 SESSION_SAVE_EVERY_REQUEST = True
 X_FRAME_OPTIONS = "DENY"
@@ -147,6 +157,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so it counts and times every answer (Prometheus, /metrics).
+    "xrayweb.ops.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -21,6 +21,7 @@ def _moved(name: str):
 urlpatterns = [
     path("", study_views.home, name="home"),
     path("healthz", ops_views.healthz, name="healthz"),
+    path("metrics", ops_views.metrics, name="metrics"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(authentication_form=DirectoryLoginForm),
