@@ -119,13 +119,13 @@ test-fast: $(STAMP) $(DOCKER_COMPOSE) $(DICOM_PEERS) $(SLAPD) $(PROMETHEUS)
 # test-web: the Django side on the embedded default, without browsers, worker processes,
 # fault injection or the tests marked slow. test-ml: the classifier and the training code,
 # without the tests marked slow.
-WEB_ONLY := not browser and not worker and not faults and not slow
+WEB_ONLY := not browser and not worker and not faults and not slow and not long
 test-web: $(STAMP) $(DICOM_PEERS) $(SLAPD) $(PROMETHEUS)
 	DATABASE_URL= REDIS_URL= CELERY_BROKER_URL= TEST_REDIS_URL= \
 	$(BIN)/python -m pytest tests/xrayweb tests/security tests/test_boundaries.py -m "$(WEB_ONLY)"
 
 test-ml: $(STAMP)
-	$(BIN)/python -m pytest tests/classifier tests/training -m "not slow"
+	$(BIN)/python -m pytest tests/classifier tests/training -m "not slow and not long"
 
 # How long a PACS waits for the C-STORE answer of a 3,000 x 3,000 16-bit film.
 bench-dicom: $(STAMP) $(DICOM_PEERS)

@@ -23,6 +23,16 @@ MARKERS_BY_PATH = {
 }
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing():
+    """Test users' passwords hashed with MD5: PBKDF2's 1,000,000 iterations took about 0.3 s
+    for each user a test made, most of a typical web test's time. Production keeps Django's
+    default hashers (settings.py sets none); hashes made here are checked only here."""
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Django's cache (the health report's, the throttles') starts empty in every test."""
@@ -30,6 +40,71 @@ def _fresh_cache():
 
     cache.clear()
     return
+
+
+# Tests of several seconds each (another interpreter or server started, a model trained, a
+# burst of processes), marked "long": part of `make test` and `make test-fast`, left out of
+# the inner loops `make test-web` and `make test-ml` (measured in tests/README.md). By test
+# name, every parametrization included.
+LONG_TESTS = {
+    "test_boundaries.py::test_classifier_and_training_never_import_django",
+    "test_boundaries.py::test_the_web_process_serves_pages_and_api_without_importing_torch",
+    "test_boundaries.py::test_the_worker_parent_loads_tasks_without_torch_so_cuda_is_never",
+    "security/test_hostile_uploads.py::test_hostile_uploads_get_a_clear_4xx_store_nothing",
+    "security/test_fuzz_uploads.py::test_the_gate_judges_images_of_any_mode_size_and_content",
+    "xrayweb/test_retrain.py::",
+    "xrayweb/directory/test_directory.py::test_settings_read_the_directory_from_the_environment",
+    "xrayweb/test_broker.py::test_redis_key_prefix_keeps_deployments_sharing_one_redis_apart",
+    "xrayweb/test_broker.py::test_a_burst_of_writers_and_readers_loses_nothing",
+    "xrayweb/test_api_contract.py::test_the_live_api_never_fails_and_always_matches_its_schema",
+    "xrayweb/dicomnet/test_listener.py::test_the_listener_command_prints_its_address_and_stops",
+    "xrayweb/dicomnet/test_listener.py::test_a_flood_of_refused_associations_is_audited",
+    "xrayweb/dicomnet/test_orthanc_peer.py::test_restart_brings_the_peer_back_on_the_same_ports",
+    "xrayweb/test_ops.py::test_make_run_starts_a_dead_worker_again",
+    "xrayweb/test_ops.py::test_production_refuses_to_start_with_a_default_missing_or_shared",
+    "xrayweb/test_ops.py::test_check_deploy_is_clean_with_production_settings",
+    "xrayweb/test_ops.py::test_healthz_reports_a_broker_that_cannot_be_reached",
+    "xrayweb/test_metrics.py::test_a_real_prometheus_scrapes_xrayweb",
+    "xrayweb/test_inference.py::test_the_worker_can_run_the_pytorch_grad_cam_engine",
+    "xrayweb/test_reliability.py::test_redis_visibility_timeout_outlasts_every_task_time_limit",
+    "xrayweb/audit/test_migration.py::test_existing_rows_move_and_are_chained",
+    # classifier and training: small CPU trainings and the shipped bundle on sample films
+    "classifier/test_bench.py::test_bench_runs_every_variant_and_writes_the_json_keys",
+    "classifier/test_bench.py::test_bench_runs_on_the_shipped_bundle",
+    "classifier/test_canonical.py::test_lung_crop_predictor_keeps_the_cam_inside_the_box_it_saw",
+    "classifier/test_canonical.py::test_test_time_zooms_average_each_members_probabilities",
+    "classifier/test_conformal.py::test_the_predictor_gives_each_film_its_sets",
+    "classifier/test_gate.py::test_a_gate_saved_in_a_bundle_loads_with_the_same_weights_and_thresholds",
+    "classifier/test_gate.py::test_the_predictor_assesses_every_image_with_every_layer_of_its_bundles_gate",
+    "classifier/test_predictor.py::test_fast_gradcam_matches_the_pytorch_grad_cam_engine",
+    "classifier/test_segmentation.py::test_bundle_carries_the_segmenter_and_keeps_its_members",
+    "classifier/test_segmentation.py::test_predictor_without_segmenter_or_cam_leaves_the_lung_fields_empty",
+    "classifier/test_segmentation.py::test_the_mask_does_not_change_the_classification",
+    "classifier/test_shipped_bundle.py::test_default_bundle_beats_chance_clearly_on_unseen_sample_patients",
+    "classifier/test_shipped_bundle.py::test_default_bundle_keeps_frontal_films_and_refuses_what_it_cannot_read",
+    "classifier/test_shipped_bundle.py::test_default_bundle_looks_at_the_lungs_of_unseen_sample_films",
+    "training/test_cv.py::test_cv_command_pools_out_of_fold_predictions_with_intervals",
+    "training/test_debias.py::test_config_and_cli_refuse_the_levers_without_what_they_need",
+    "training/test_debias.py::test_fit_with_both_levers_keeps_the_member_and_records_them",
+    "training/test_debias.py::test_the_cam_penalty_moves_grad_cam_into_the_mask",
+    "training/test_evaluate_lungs.py::test_evaluate_adds_lung_adult_and_external_tables",
+    "training/test_evaluate_lungs.py::test_evaluate_command_rebuilds_the_bundles_own_test_split",
+    "training/test_evaluate_lungs.py::test_evaluate_without_a_segmenter_has_no_lung_tables",
+    "training/test_fit.py::test_cached_feature_strategy_trains_only_the_heads_of_a_bundles_members",
+    "training/test_fit.py::test_cli_evaluate_writes_exactly_the_report_keys_and_plots",
+    "training/test_fit.py::test_fit_trains_calibrates_and_stores_test_metrics_in_the_bundle",
+    "training/test_fit.py::test_layer_cutoff_freezes_the_first_blocks_with_source_balanced_sampling",
+    "training/test_gate.py::test_a_retrained_bundle_carries_the_gate_network_refitted_with_the_radiologists_answers",
+    "training/test_gate.py::test_leave_one_kind_out_trains_each_gate_without_the_kind_it_is_scored_on",
+    "training/test_gate.py::test_training_gate_command_writes_a_bundle_whose_predictions_are_assessed",
+    "training/test_levers.py::test_fit_with_shenzhen_tuberculosis_as_partial_labels_ema_and_equalisation",
+    "training/test_levers.py::test_levers_command_trains_each_setting_per_seed_and_judges_the_same_rows",
+    "training/test_occlusion_and_maps.py::test_evaluation_counts_empty_maps_per_member_and_conformal_coverage",
+    "training/test_occlusion_and_maps.py::test_the_evaluate_command_runs_the_occlusion_check",
+    "training/test_occlusion_and_maps.py::test_the_occlusion_check_reports_agreement_per_source",
+    "training/test_segment.py::test_contact_sheets_show_each_source_and_tabulate_lung_area",
+    "training/test_segment.py::test_segment_and_attach_commands_make_a_bundle_with_lung_masks",
+}
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -42,6 +117,9 @@ def pytest_collection_modifyitems(config, items) -> None:
             if where.startswith(prefix):
                 for name in names:
                     item.add_marker(name)
+        name = f"{where}::{item.originalname}"
+        if any(name.startswith(long) for long in LONG_TESTS):
+            item.add_marker("long")
 
 
 def pytest_unconfigure(config) -> None:
