@@ -11,7 +11,7 @@ import requests
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.xrayweb.dicomnet.peers import free_port, wait_until
+from tests.xrayweb.dicomnet.peers import free_port, process_end, wait_until
 from xrayweb.accounts.services import api_token_issue
 from xrayweb.audit.models import ChainCheck
 from xrayweb.dicomnet.models import Delivery, Destination
@@ -185,10 +185,5 @@ def test_a_real_prometheus_scrapes_xrayweb_and_answers_from_its_own_api(
         assert query("xrayweb_audit_chain_ok")[0]["value"][1] == "1"
         assert query("sum(xrayweb_gate_refusals_total)")[0]["value"][1] == "2"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process_end(process)
         log.close()

@@ -69,6 +69,17 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float 
         time.sleep(interval)
 
 
+def process_end(process: subprocess.Popen, *, timeout: float = 10) -> None:
+    """Stop a peer process: SIGTERM, then SIGKILL if it has not ended within ``timeout``."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class Orthanc:
     """One Orthanc process with its own configuration, storage and log under ``workdir``.
 

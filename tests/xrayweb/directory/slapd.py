@@ -5,7 +5,6 @@ and seeded people and groups. A missing slapd fails the test that needs it, neve
 
 import os
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import ldap
 import ldap.modlist
 import pytest
 
-from tests.xrayweb.dicomnet.peers import free_port, wait_until
+from tests.xrayweb.dicomnet.peers import free_port, process_end, wait_until
 
 INSTALL_HINT = "`make test` installs it (apt-get install slapd ldap-utils)"
 SUFFIX = "dc=hospital,dc=test"
@@ -164,13 +163,7 @@ class Slapd:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        process_end(self.process)
         self.process = None
         self.log.close()
 
