@@ -297,3 +297,24 @@ def test_settings_read_the_directory_from_the_environment(tmp_path):
     assert on[1] == {"radiologist": "cn=readers,ou=groups,dc=hospital,dc=test"}
     assert on[2] == {"north": "cn=site-north,ou=groups,dc=hospital,dc=test"}
     assert on[3] is True and on[4] is True
+
+
+def test_admins_see_which_accounts_come_from_the_directory_and_cannot_edit_them(
+    client, directory, make_user
+):
+    assert sign_in(client, "rita", "rita-pw-1").status_code == 302
+    client.logout()
+    directory.member_remove("radiologists", "rita")
+    directory_check()
+    account = DirectoryAccount.objects.get(user__username="rita")
+
+    client.force_login(make_user("admin"))
+    page = client.get("/admin/directory/directoryaccount/")
+    assert page.status_code == 200
+    assert b"uid=rita,ou=people" in page.content and b"in no role group" in page.content
+    assert client.get("/admin/directory/directoryaccount/add/").status_code == 403
+    url = f"/admin/directory/directoryaccount/{account.pk}/delete/"
+    assert client.post(url, {"post": "yes"}).status_code == 403
+    assert DirectoryAccount.objects.filter(pk=account.pk).exists()
+    client.force_login(make_user("staff"))
+    assert client.get("/admin/directory/directoryaccount/").status_code == 302  # not staff
