@@ -4,6 +4,7 @@ Prometheus' own HTTP API."""
 
 import shutil
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -47,9 +48,7 @@ def state(predicted, staff, png):
     queued = study_create(
         user=staff, patient_id="PQ", accession="AQ", data=png(seed=99), site="", view=""
     )
-    Study.objects.filter(pk=queued.pk).update(
-        created_at=timezone.now() - timezone.timedelta(minutes=7)
-    )
+    Study.objects.filter(pk=queued.pk).update(created_at=timezone.now() - timedelta(minutes=7))
     destination = Destination.objects.create(
         name="pacs", kind="cstore", ae_title="PACS", host="127.0.0.1", port=104
     )

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 class DirectoryUnreachable(Exception):
-    """The directory did not answer: the check changes nobody (never "everyone removed")."""
+    """The directory did not answer: the check stops (never "everyone removed")."""
 
 
 def directory_enabled() -> bool:
@@ -153,9 +153,11 @@ def directory_lookup(connection, config, username: str) -> tuple[str, list[str]]
 def directory_check() -> dict:
     """Every directory user against the directory now: whoever is gone from it, or from every
     role group, is turned off and loses their API tokens; the others get their roles and
-    site again. Raises DirectoryUnreachable (and changes nobody) when the directory does not
-    answer. Run by Celery beat every DIRECTORY_CHECK_EVERY_SECONDS and by
-    ``manage.py directory_check``."""
+    site again. Raises DirectoryUnreachable when the directory does not answer, at the
+    start or at any user's search: the check stops there, so nobody is ever turned off for
+    lack of an answer (the users checked before it keep what their answers decided).
+    Run by Celery beat every DIRECTORY_CHECK_EVERY_SECONDS and by ``manage.py
+    directory_check``."""
     if not directory_enabled():
         return {"checked": 0, "removed": 0, "changed": 0, "enabled": False}
     try:

@@ -14,7 +14,8 @@ class Command(BaseCommand):
             counts = directory_check()
         except DirectoryUnreachable as error:
             raise CommandError(
-                f"the directory could not be reached ({error}); nobody was changed"
+                f"the directory could not be reached ({error}); the check stopped and "
+                "turned nobody off for lack of an answer"
             ) from error
         if not counts["enabled"]:
             raise CommandError("directory sign-in is off: set LDAP_SERVER_URI")
