@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml $(LDAP_HEADERS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	test -x $(BIN)/uv || $(BIN)/pip install --quiet "uv>=0.5,<0.14"
 	# uv resolves torch and torchvision as a matched pair from the registry.
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev,ml]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev,ml]'
 	touch $(STAMP)
 
 # docker/compose.yaml is validated by Debian's docker-compose (no Docker engine here).
