@@ -72,6 +72,10 @@ class GateSpec:
     created_at: str = ""
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    # What the drift monitor compares new films with (training.gate.reference): the training
+    # films' feature distances as quantiles, and the validation films' share beyond their 95th
+    # percentile, prediction mix, mean confidence and agreement. {} in older bundles.
+    reference: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "GateSpec":

@@ -12,6 +12,7 @@ from training.cli import (
     cv,
     evaluate,
     gate,
+    gate_reference,
     imports,
     levers,
     segment,
@@ -22,7 +23,7 @@ from training.data.manifests import ManifestError
 # In the order `--help` lists them.
 COMMANDS = (
     train, cv, levers, evaluate, calibrate, card, imports, segment, contact_sheet,
-    attach_segmenter, gate,
+    attach_segmenter, gate, gate_reference,
 )  # fmt: skip
 
 

@@ -374,6 +374,33 @@ if LDAP_SERVER_URI:
         "task": "xrayweb.directory.tasks.check_directory",
         "schedule": env.float("DIRECTORY_CHECK_EVERY_SECONDS", default=900.0),
     }
+# The drift monitor (issue 29; xrayweb/review/monitoring.py, docs in xrayweb/README.md "The
+# drift monitor"): for each site and model version, over the last MONITOR_WINDOW_FILMS films
+# (a verdict needs MONITOR_MIN_FILMS of them, MONITOR_MIN_REVIEWED with a final reading for
+# agreement; the earlier films are the baseline once MONITOR_BASELINE_FILMS of them have a
+# final reading, the validation films before that), an alarm fires when
+# - at least MONITOR_DISTANCE_SHARE of the films are further from the training films than
+#   95% of those were, and the KS test against the validation films gives p < MONITOR_P_VALUE;
+# - the prediction mix is MONITOR_MIX_SHIFT or more (total variation) from the validation mix,
+#   and the chi-square test gives p < MONITOR_P_VALUE;
+# - the mean confidence is MONITOR_CONFIDENCE_DROP or more below the validation films';
+# - agreement with the radiologists' final labels is MONITOR_AGREEMENT_DROP or more below the
+#   earlier films' (or the validation films'), and the one-sided test gives p < MONITOR_P_VALUE.
+# Celery beat checks every MONITOR_CHECK_EVERY_SECONDS; `manage.py monitor` checks for cron.
+MONITOR_WINDOW_FILMS = env.int("MONITOR_WINDOW_FILMS", default=80)
+MONITOR_MIN_FILMS = env.int("MONITOR_MIN_FILMS", default=30)
+MONITOR_MIN_REVIEWED = env.int("MONITOR_MIN_REVIEWED", default=30)
+MONITOR_P_VALUE = env.float("MONITOR_P_VALUE", default=0.001)
+MONITOR_DISTANCE_SHARE = env.float("MONITOR_DISTANCE_SHARE", default=0.35)
+MONITOR_MIX_SHIFT = env.float("MONITOR_MIX_SHIFT", default=0.25)
+MONITOR_CONFIDENCE_DROP = env.float("MONITOR_CONFIDENCE_DROP", default=0.10)
+MONITOR_AGREEMENT_DROP = env.float("MONITOR_AGREEMENT_DROP", default=0.10)
+MONITOR_BASELINE_FILMS = env.int("MONITOR_BASELINE_FILMS", default=100)
+MONITOR_WEEKS = env.int("MONITOR_WEEKS", default=26)
+CELERY_BEAT_SCHEDULE["check-drift"] = {
+    "task": "xrayweb.review.tasks.check_drift",
+    "schedule": env.float("MONITOR_CHECK_EVERY_SECONDS", default=3600.0),
+}
 # A worker child is replaced after it grows past this many KiB (leaks, fragmentation).
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("WORKER_MAX_MEMORY_KB", default=6_000_000)
 CELERY_WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=1)

@@ -35,6 +35,7 @@ from training.data.datasets import load_gray
 from training.data.manifests import Record, split_by_patient
 from training.ensemble.loop import seed_everything
 from training.gate.negatives import Negative
+from training.gate.reference import drift_reference
 
 FRONTAL = "frontal_cxr"
 STORE_SIZE = 80  # grey copies are kept at this size; training crops them to the input size
@@ -56,6 +57,12 @@ class Corpus:
     lungs: list[dict | None] = field(default_factory=list)
     small: torch.Tensor | None = None  # Nx1xSxS grey copies, for training
     inputs: torch.Tensor | None = None  # the gate network's input, as the Predictor makes it
+    # The frontal films' true labels ("" for the rest), and the ensemble's label and its
+    # probability for every image (the drift monitor's reference: training.gate.reference).
+    truth: list[str] = field(default_factory=list)
+    predicted: list[str] = field(default_factory=list)
+    confidence: list[float] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)  # the bundle's, set by measure()
 
     def where(self, *, split: str | None = None, kind: str | None = None) -> np.ndarray:
         keep = np.ones(len(self.kinds), dtype=bool)
@@ -92,12 +99,14 @@ def build_corpus(
         corpus.labels.append(FRONTAL)
         corpus.splits.append(split)
         corpus.sources.append(record.source or "unknown")
+        corpus.truth.append(record.label)
     for item in negatives:
         corpus.images.append(item.image)
         corpus.kinds.append(item.kind)
         corpus.labels.append(item.label)
         corpus.splits.append(by_patient.get(item.group) or _hashed_split(item.group, val, test))
         corpus.sources.append(item.group)
+        corpus.truth.append("")
     return corpus
 
 
@@ -106,9 +115,13 @@ def measure(corpus: Corpus, predictor, *, batch: int = 32) -> Corpus:
     deterministic checks, features and lung statistics that its gate will judge, and the gate
     network's input as the Predictor makes it."""
     checks, features, lungs = [], [], []
+    corpus.predicted, corpus.confidence = [], []
+    corpus.classes = list(predictor.meta.classes)
     for start in range(0, len(corpus.images), batch):
         chunk = corpus.images[start : start + batch]
         for result in predictor.predict(chunk, cam=False, features=True):
+            corpus.predicted.append(result.label)
+            corpus.confidence.append(result.probabilities[result.label])
             checks.append(list(result.assessment.reasons))
             features.append(result.features)
             scores = result.assessment.scores
@@ -281,8 +294,23 @@ def fit_gate(
     probs = kind_probs(net, corpus, spec)
     val = corpus.where(split="val", kind=FRONTAL)
     spec = choose_thresholds(spec, probs[val, 0], distance[val], [corpus.lungs[i] for i in val])
+    if len(frontal_train) >= 20 and len(val) >= 20 and corpus.predicted:
+        spec = replace(spec, reference=corpus_reference(corpus, distance, frontal_train, val))
     scores = {"probs": probs, "distance": distance}
     return Gate(spec, net, distance_model), scores
+
+
+def corpus_reference(corpus: Corpus, distance, train: np.ndarray, val: np.ndarray) -> dict:
+    """The drift monitor's reference from a measured corpus: the training frontal films'
+    distances, and the validation frontal films' distances, predictions and labels."""
+    return drift_reference(
+        train_distance=distance[train],
+        val_distance=distance[val],
+        val_labels=[corpus.predicted[i] for i in val],
+        val_confidence=np.array([corpus.confidence[i] for i in val]),
+        val_truth=[corpus.truth[i] for i in val],
+        classes=corpus.classes,
+    )
 
 
 def refit_gate(
@@ -307,7 +335,16 @@ def refit_gate(
     distance_model = fit_distance(fit_set["features"])
     with torch.inference_mode():
         distance = distance_model(torch.as_tensor(keep_set["features"])).numpy()
+        fit_distances = distance_model(torch.as_tensor(fit_set["features"])).numpy()
     spec = choose_thresholds(gate.spec, keep_set["probs"][:, 0], distance, keep_set["lungs"])
+    reference = drift_reference(
+        train_distance=fit_distances,
+        val_distance=distance,
+        val_labels=keep_set["predicted"],
+        val_confidence=np.array(keep_set["confidence"]),
+        val_truth=[r.label for r in keep_rows],
+        classes=list(predictor.meta.classes),
+    )
     refit = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "films": len(fit_rows),
@@ -325,6 +362,7 @@ def refit_gate(
         spec,
         training={**spec.training, "refit": refit},
         metrics={"before_refit": gate.spec.metrics} if gate.spec.metrics else {},
+        reference=reference,
     )
     return Gate(spec, gate.net, distance_model)
 
@@ -334,4 +372,11 @@ def _measured(predictor, records: list[Record], gate: Gate) -> dict:
     measure(corpus, predictor)
     probs = kind_probs(gate.net, corpus, gate.spec)
     checked = np.array([bool(c) for c in corpus.checks])
-    return {"features": corpus.features, "probs": probs, "lungs": corpus.lungs, "checked": checked}
+    return {
+        "features": corpus.features,
+        "probs": probs,
+        "lungs": corpus.lungs,
+        "checked": checked,
+        "predicted": corpus.predicted,
+        "confidence": corpus.confidence,
+    }

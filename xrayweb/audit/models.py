@@ -113,6 +113,9 @@ class AuditEvent(ChainedModel):
         USER_LOGIN = "user.login"
         USER_LOGIN_FAILED = "user.login_failed"
         USER_DIRECTORY = "user.directory"
+        # The drift monitor (issue 29): an alarm opened by a check, and closed by a later one.
+        MONITOR_ALARM = "monitor.alarm"
+        MONITOR_CLEARED = "monitor.cleared"
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"

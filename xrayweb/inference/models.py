@@ -24,6 +24,9 @@ class ModelVersion(models.Model):
     # {"promoted": bool, "forced": bool, "reason": str, "candidate": {...}, "active": {...}}.
     locked_metrics = models.JSONField(default=dict, blank=True)
     gate = models.JSONField(default=dict, blank=True)
+    # What the drift monitor compares this version's new films with, from its bundle's
+    # not-assessable gate (training.gate.reference); {} for a bundle without one.
+    drift_reference = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -78,6 +81,9 @@ class Prediction(models.Model):
     # for filtering; both are empty for predictions made before the gate.
     assessment = models.JSONField(default=dict, blank=True)
     assessable = models.BooleanField(null=True, db_index=True)
+    # The gate's feature distance (assessment["scores"]["feature_distance"]) as a column, for
+    # the drift monitor; null without a gate or a distance.
+    feature_distance = models.FloatField(null=True, blank=True)
     # Conformal prediction sets, as the classifier gave them: {"0.90": ["covid19", …], "0.95":
     # […]}, most probable first; {} for a bundle without conformal calibration. The column is
     # the size of the 0.90 set for the worklist's sort, null with no set or on a film that is

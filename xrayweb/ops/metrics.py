@@ -35,6 +35,7 @@ from prometheus_client.core import (
 from xrayweb.audit.models import ChainCheck
 from xrayweb.dicomnet.models import Delivery
 from xrayweb.inference.models import Prediction
+from xrayweb.review.models import DriftStatus
 from xrayweb.studies.models import Study
 
 REQUESTS = Counter("xrayweb_http_requests_total", "HTTP requests answered", ["method", "status"])
@@ -98,6 +99,7 @@ class StateCollector:
         yield from self._predictions()
         yield from self._deliveries()
         yield from self._audit()
+        yield from self._drift()
 
     def _queues(self):
         depth = GaugeMetricFamily(
@@ -196,6 +198,37 @@ class StateCollector:
             "xrayweb_audit_chain_ok",
             "1 if the last verification found the chains intact, 0 if broken or never run",
             value=1.0 if check and check.ok else 0.0,
+        )
+
+    def _drift(self):
+        """The drift monitor's last check (xrayweb.review.monitoring), per site, model
+        version and signal: whether its alarm rule fires, and its value over the last films."""
+        labels = ["site", "model_version", "signal"]
+        firing = GaugeMetricFamily(
+            "xrayweb_drift_alarm", "1 while a drift alarm rule fires, else 0", labels=labels
+        )
+        value = GaugeMetricFamily(
+            "xrayweb_drift_value",
+            "A drift signal over the last MONITOR_WINDOW_FILMS films (share, distance, mean)",
+            labels=labels,
+        )
+        baseline = GaugeMetricFamily(
+            "xrayweb_drift_baseline", "What a drift signal is compared with", labels=labels
+        )
+        checked = 0.0
+        for s in DriftStatus.objects.select_related("model_version"):
+            key = [s.site, s.model_version.name, s.signal]
+            firing.add_metric(key, 1.0 if s.firing else 0.0)
+            if s.value is not None:
+                value.add_metric(key, s.value)
+            if s.baseline is not None:
+                baseline.add_metric(key, s.baseline)
+            checked = max(checked, s.checked_at.timestamp())
+        yield from (firing, value, baseline)
+        yield GaugeMetricFamily(
+            "xrayweb_drift_last_check_timestamp_seconds",
+            "When the drift monitor last checked (Unix time; 0: never)",
+            value=checked,
         )
 
 

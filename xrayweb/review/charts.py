@@ -118,3 +118,72 @@ def saliency_svg(groups: list[dict], threshold: float, title: str) -> str:
             f"{escape(g['group'][:14])}</text>",
         ]
     return _frame(title, body, "", "Grad-CAM mass inside the lungs")
+
+
+# Okabe-Ito colours (black left out for the dark page): told apart with the common
+# colour-vision deficiencies.
+SERIES_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
+
+
+def weekly_svg(
+    title: str,
+    weeks: list[str],
+    series: list[dict],
+    y_label: str,
+    *,
+    reference: float | None = None,
+    reference_label: str = "",
+) -> str:
+    """One line per series ({name, values: {week: value in [0, 1] or None}}) over ``weeks``
+    (oldest on the left), a gap where a week has no value, and an optional dashed reference
+    line."""
+    x0, y0, x1, y1 = PAD, HEIGHT - PAD, WIDTH - 10, 10
+    sy, y_max = y0 - y1, 1.0
+    step = (x1 - x0) / max(1, len(weeks) - 1)
+
+    def x_at(i: int) -> float:
+        return x0 + i * step if len(weeks) > 1 else (x0 + x1) / 2
+
+    body = []
+    if reference is not None:
+        y = y0 - min(reference, y_max) * sy
+        body.append(
+            f'<line class="reference" x1="{x0}" y1="{y:.1f}" x2="{x1}" y2="{y:.1f}" '
+            f'stroke="#555" stroke-dasharray="4 3"><title>{escape(reference_label)}: '
+            f"{reference:.2f}</title></line>"
+        )
+    for k, s in enumerate(series):
+        colour = SERIES_COLOURS[k % len(SERIES_COLOURS)]
+        runs, run = [], []
+        for i, week in enumerate(weeks):
+            value = s["values"].get(week)
+            if value is None:
+                if run:
+                    runs.append(run)
+                run = []
+                continue
+            run.append((i, x_at(i), y0 - min(value, y_max) * sy, value))
+        if run:
+            runs.append(run)
+        for points in runs:
+            if len(points) > 1:
+                path = " ".join(f"{x:.1f},{y:.1f}" for _, x, y, _ in points)
+                body.append(
+                    f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>'
+                )
+            for i, x, y, value in points:
+                body.append(
+                    f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}">'
+                    f"<title>{escape(s['name'])}, week of {escape(weeks[i])}: {value:.2f}"
+                    "</title></circle>"
+                )
+        body.append(
+            f'<text x="{x0 + 8}" y="{y1 + 12 + 13 * k}" font-size="11" fill="{colour}">'
+            f"{escape(s['name'])}</text>"
+        )
+    for i in sorted({0, len(weeks) - 1}) if weeks else []:
+        body.append(
+            f'<text x="{x_at(i):.1f}" y="{y0 + 14}" text-anchor="middle" font-size="11">'
+            f"{escape(weeks[i])}</text>"
+        )
+    return _frame(title, body, "week", y_label)

@@ -29,7 +29,7 @@ from xrayweb.inference.conformal import (
     sets_explanation,
 )
 from xrayweb.inference.models import ModelVersion
-from xrayweb.inference.selectors import study_assessment
+from xrayweb.inference.selectors import model_version_active, study_assessment
 from xrayweb.review import charts
 from xrayweb.review.agreement import (
     AgreementSlice,
@@ -39,6 +39,8 @@ from xrayweb.review.agreement import (
     matrix_rows,
 )
 from xrayweb.review.export import COLUMNS, export_filename, predictions_export
+from xrayweb.review.models import DriftSignal
+from xrayweb.review.monitoring import monitor_report, monitor_series
 from xrayweb.review.saliency import saliency_distribution
 from xrayweb.review.selectors import (
     next_case,
@@ -229,7 +231,32 @@ def agreement_page(request):
         k: request.GET.get(k, "") for k in ("model_version", "date_from", "date_to", "site", "view")
     }
     outside = {"outside_lungs": "yes"} | {k: v for k, v in sliced.items() if v}
+    monitored = where.version or model_version_active()
+    monitor = monitor_report(version=monitored, site=where.site)
+    series = monitor_series(monitor, monitored)
+    titles = {
+        DriftSignal.DISTANCE: ("Films beyond the training films' 95th percentile", "share"),
+        DriftSignal.MIX: ("Prediction mix: distance from the validation mix", "total variation"),
+        DriftSignal.CONFIDENCE: ("Mean confidence", "mean confidence"),
+        DriftSignal.AGREEMENT: ("Agreement with the radiologists' final labels", "agreement"),
+    }
     context = {
+        "monitor": monitor,
+        "monitored": monitored,
+        "window": settings.MONITOR_WINDOW_FILMS,
+        "monitor_svgs": [
+            charts.weekly_svg(
+                title,
+                series["weeks"],
+                series[signal]["series"],
+                y_label,
+                reference=series[signal]["reference"],
+                reference_label=series[signal]["reference_label"],
+            )
+            for signal, (title, y_label) in titles.items()
+        ]
+        if series["weeks"]
+        else [],
         "stats": stats,
         "where": where,
         "choices": agreement_slice_choices(),

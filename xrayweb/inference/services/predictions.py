@@ -116,6 +116,7 @@ def predictions_record(
                 cam_lung_fraction=r.cam_lung_fraction,
                 assessment=assessment,
                 assessable=assessment["assessable"],
+                feature_distance=assessment["scores"].get("feature_distance"),
                 prediction_sets=sets,
                 set_size=set_size(prediction_sets=sets, assessable=assessment["assessable"]),
                 cam_layers=cam_layers,

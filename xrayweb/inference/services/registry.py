@@ -68,6 +68,7 @@ def model_version_register(
                 metrics=meta.metrics,
                 training={k: v for k, v in meta.training.items() if k != "history"}
                 | {"created_at": meta.created_at},
+                drift_reference=(meta.gate or {}).get("reference") or {},
                 created_by=user,
             )
             audit_record(
