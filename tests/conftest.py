@@ -53,6 +53,7 @@ LONG_TESTS = {
     "security/test_hostile_uploads.py::test_hostile_uploads_get_a_clear_4xx_store_nothing",
     "security/test_fuzz_uploads.py::test_the_gate_judges_images_of_any_mode_size_and_content",
     "xrayweb/test_retrain.py::",
+    "xrayweb/test_drift_demo.py::",
     "xrayweb/directory/test_directory.py::test_settings_read_the_directory_from_the_environment",
     "xrayweb/test_broker.py::test_redis_key_prefix_keeps_deployments_sharing_one_redis_apart",
     "xrayweb/test_broker.py::test_a_burst_of_writers_and_readers_loses_nothing",
