@@ -133,6 +133,7 @@ def studies_generate(
     those disagreeing with the model), spread over ``days`` days, sites and views. Built with
     the factories, written with bulk inserts (readings too: their hash chain links the batch)."""
     rng = random.Random(seed)
+    distances = random.Random(seed + 1)  # its own draws: rng's sequence is as it was
     classes = list(version.classes)
     now = timezone.now()
     studies = Study.objects.bulk_create(
@@ -163,6 +164,8 @@ def studies_generate(
                 member_probabilities=members,
                 prediction_sets=prediction_sets_for(probs),
                 members_agree={max(p, key=p.get) for p in members.values()} == {label},
+                # The gate's feature distance: about the shipped bundle's validation films'.
+                feature_distance=distances.lognormvariate(7.3, 0.35),
             )
         )
     predictions = Prediction.objects.bulk_create(predictions, batch_size=1000)

@@ -112,3 +112,27 @@ def test_the_dashboards_earlier_address_redirects_for_good_with_its_query(client
     assert (page.status_code, page["Location"]) == (301, "/agreement/?site=north&view=PA")
     export = client.get("/audit/export.csv")
     assert (export.status_code, export["Location"]) == (301, "/agreement/export.csv")
+
+
+def test_the_weekly_trend_counts_each_study_in_its_week_as_a_row_by_row_count_does(
+    radiologist, staff
+):
+    from collections import Counter
+
+    from tests.factories import ModelVersionFactory, studies_generate
+    from xrayweb.review.agreement import agreement_predictions, monday
+
+    version = ModelVersionFactory(is_active=True)
+    studies_generate(n=300, uploader=staff, readers=[radiologist], version=version)
+    n, agree = Counter(), Counter()
+    rows = agreement_predictions(where=AgreementSlice()).values_list(
+        "study__created_at", "label", "study__final_label"
+    )
+    for at, label, final in rows:
+        n[monday(at)] += 1
+        agree[monday(at)] += label == final
+    expected = [
+        {"period": w.isoformat(), "n": n[w], "agreement": agree[w] / n[w]} for w in sorted(n)
+    ]
+    assert len(expected) > 20
+    assert agreement_dashboard(where=AgreementSlice())["trend"] == expected

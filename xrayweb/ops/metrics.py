@@ -16,7 +16,7 @@ import os
 import re
 import time
 
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Count, F, Min, Q, Sum
 from django.utils import timezone
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -216,8 +216,8 @@ class StateCollector:
             "xrayweb_drift_baseline", "What a drift signal is compared with", labels=labels
         )
         checked = 0.0
-        for s in DriftStatus.objects.select_related("model_version"):
-            key = [s.site, s.model_version.name, s.signal]
+        for s in DriftStatus.objects.annotate(version_name=F("model_version__name")):
+            key = [s.site, s.version_name, s.signal]
             firing.add_metric(key, 1.0 if s.firing else 0.0)
             if s.value is not None:
                 value.add_metric(key, s.value)

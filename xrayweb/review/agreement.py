@@ -3,12 +3,26 @@ label, sliced by model version, period, site and view, in a fixed number of quer
 that are not assessable (the gate refused them and no radiologist overruled it) or that a
 radiologist called not diagnostic are counted on their own and left out of the comparison."""
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 
-from django.db.models import Avg, Case, Count, F, IntegerField, Q, QuerySet, Sum, Value, When
-from django.db.models.functions import Cast, Floor, Least, TruncWeek
+from django.db import connection
+from django.db.models import (
+    Avg,
+    Case,
+    CharField,
+    Count,
+    F,
+    IntegerField,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, Floor, Least, Substr, TruncWeek
+from django.utils import timezone
 
 from xrayweb.inference.models import ModelVersion, Prediction
 from xrayweb.inference.selectors import model_version_active
@@ -35,6 +49,16 @@ NOT_READABLE = Q(study__assessability_overrule=Overrule.NOT_DIAGNOSTIC) | (
 )
 
 
+def monday(at: datetime) -> date:
+    """The Monday of ``at``'s week, in the current time zone."""
+    day = timezone.localtime(at).date()
+    return day - timedelta(days=day.weekday())
+
+
+def _midnight(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
 def agreement_slice(*, where: AgreementSlice) -> QuerySet[Prediction]:
     """One prediction per study: the chosen version's, or without a version the study's
     current prediction; within the period, site and view."""
@@ -43,10 +67,12 @@ def agreement_slice(*, where: AgreementSlice) -> QuerySet[Prediction]:
         qs = qs.filter(model_version=where.version)
     else:
         qs = qs.filter(study__current_prediction=F("pk"))
+    # Days as ranges of instants (midnight to midnight in the current time zone): a __date
+    # lookup casts every row's timestamp, which SQLite does in Python, row by row.
     if where.date_from:
-        qs = qs.filter(study__created_at__date__gte=where.date_from)
+        qs = qs.filter(study__created_at__gte=_midnight(where.date_from))
     if where.date_to:
-        qs = qs.filter(study__created_at__date__lte=where.date_to)
+        qs = qs.filter(study__created_at__lt=_midnight(where.date_to + timedelta(days=1)))
     if where.site:
         qs = qs.filter(study__site=where.site)
     if where.view:
@@ -134,18 +160,40 @@ def agreement_dashboard(*, where: AgreementSlice) -> dict:
     ece = sum(
         b["n"] / n * abs(b["agreement"] - b["confidence"]) for b in calibration if b["n"] and n
     )
-    trend = [
-        {
-            "period": row["week"].date().isoformat() if row["week"] else "?",
-            "n": row["n"],
-            "agreement": row["agree"] / row["n"],
-        }
-        for row in qs.annotate(week=TruncWeek("study__created_at"))
-        .values("week")
-        .annotate(n=Count("id"), agree=Sum(_agrees()))
-        .order_by("week")
+    return {
+        **summary,
+        "calibration": calibration,
+        "ece": ece if n else None,
+        "trend": _weekly_agreement(qs),
+    }
+
+
+def _weekly_agreement(qs: QuerySet[Prediction]) -> list[dict]:
+    """Agreement per week of arrival (the Monday, in the current time zone). PostgreSQL
+    truncates in SQL. SQLite would truncate through Django's SQL function, in Python row by
+    row; instead it counts per hour of its stored UTC text in SQL, and the hours are put in
+    their weeks here (exact for time zones a whole number of hours from UTC)."""
+    weeks: dict[date, list[int]] = defaultdict(lambda: [0, 0])
+    if connection.vendor == "sqlite":
+        hour = Substr(Cast("study__created_at", CharField()), 1, 13)
+        rows = qs.annotate(hour=hour).values("hour").annotate(n=Count("id"), agree=Sum(_agrees()))
+        for row in rows:
+            at = datetime.strptime(row["hour"], "%Y-%m-%d %H").replace(tzinfo=UTC)
+            week = weeks[monday(at)]
+            week[0] += row["n"]
+            week[1] += row["agree"]
+    else:
+        rows = (
+            qs.annotate(week=TruncWeek("study__created_at"))
+            .values("week")
+            .annotate(n=Count("id"), agree=Sum(_agrees()))
+        )
+        for row in rows:
+            weeks[row["week"].date()] = [row["n"], row["agree"]]
+    return [
+        {"period": week.isoformat(), "n": n, "agreement": agree / n}
+        for week, (n, agree) in sorted(weeks.items())
     ]
-    return {**summary, "calibration": calibration, "ece": ece if n else None, "trend": trend}
 
 
 def agreement_slice_choices() -> dict:

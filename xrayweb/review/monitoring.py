@@ -25,14 +25,14 @@ from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import BooleanField, Case, Value, When
+from django.db.models import BooleanField, Case, F, Value, When
 from django.utils import timezone
 from django.utils.formats import date_format
 
 from xrayweb.audit.models import AuditEvent
 from xrayweb.audit.services import audit_record
 from xrayweb.inference.models import ModelVersion, Prediction
-from xrayweb.review.agreement import NOT_READABLE
+from xrayweb.review.agreement import NOT_READABLE, monday
 from xrayweb.review.drift import drop_test, kappa_interval, ks_against_reference, mix_test
 from xrayweb.review.models import DriftAlarm, DriftSignal, DriftStatus, DriftWeek
 from xrayweb.review.stats import wilson
@@ -234,11 +234,6 @@ def statuses_measure(
     ]
 
 
-def monday(at: datetime) -> date:
-    day = timezone.localtime(at).date()
-    return day - timedelta(days=day.weekday())
-
-
 def weeks_measure(films: list[Film], version: ModelVersion, rules: Rules | None = None) -> list:
     """One row per week (the Monday): the same signals over that week's films."""
     rules = rules or Rules.from_settings()
@@ -413,20 +408,22 @@ def monitor_report(*, version: ModelVersion | None = None, site: str = "") -> di
         where["model_version"] = version
     if site:
         where["site"] = site
+    # The version's name only: a model version row carries large JSON (metrics, reference).
+    name = F("model_version__name")
     alarms = list(
-        DriftAlarm.objects.filter(cleared_at__isnull=True, **where).select_related("model_version")
+        DriftAlarm.objects.filter(cleared_at__isnull=True, **where).annotate(version_name=name)
     )
     by_group: dict[tuple[str, str], list] = defaultdict(list)
     for alarm in alarms:
-        by_group[(alarm.site, alarm.model_version.name)].append(alarm)
+        by_group[(alarm.site, alarm.version_name)].append(alarm)
     statuses = list(
         DriftStatus.objects.filter(**where)
-        .select_related("model_version")
+        .annotate(version_name=name)
         .order_by("model_version__name", "site", "signal")
     )
     weeks = list(
         DriftWeek.objects.filter(**where)
-        .select_related("model_version")
+        .annotate(version_name=name)
         .order_by("week", "model_version__name", "site")
     )
     checked = max((s.checked_at for s in statuses), default=None)

@@ -53,7 +53,7 @@ class Command(BaseCommand):
         labels = dict(DriftSignal.choices)
         for s in report["statuses"]:
             self.stdout.write(
-                f"  {s.model_version.name:<24}{s.site or '-':<14}{labels[s.signal]:<30}"
+                f"  {s.version_name:<24}{s.site or '-':<14}{labels[s.signal]:<30}"
                 f"{s.films:>6}{_f(s.value):>8}{_f(s.baseline):>9}{_f(s.p_value, '.1e'):>9}  "
                 + ("FIRING" if s.firing else "")
             )
@@ -70,7 +70,7 @@ class Command(BaseCommand):
             beyond = w.beyond / w.measured if w.measured else None
             agree = w.agreed / w.reviewed if w.reviewed else None
             self.stdout.write(
-                f"  {w.week.isoformat():<12}{w.model_version.name:<24}{w.site or '-':<14}"
+                f"  {w.week.isoformat():<12}{w.version_name:<24}{w.site or '-':<14}"
                 f"{w.films:>6}{_f(beyond, '.0%'):>11}{_f(w.distance_p, '.1e'):>9}"
                 f"{_f(w.mix_shift):>10}{_f(w.confidence):>6}{w.reviewed:>6}{_f(agree):>7}"
                 f"{_f(w.kappa):>7}"
