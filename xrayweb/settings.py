@@ -416,10 +416,15 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Redis redelivers an unacknowledged task after the visibility timeout: it must outlast
     # the longest task, or a slow task runs twice. Lost inference work is picked up sooner by
     # the reconciler.
+    # kombu 5.7 looks for tasks past their visibility timeout every unacked_restore_interval
+    # seconds but scans Redis only on every unacked_restore_throttle-th look (10 x 10 s by
+    # default): every REDIS_RESTORE_EVERY_SECONDS instead (a cheap scan of one sorted set).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env.int(
             "REDIS_VISIBILITY_TIMEOUT", default=TRAINING_TIME_LIMIT + 3600
-        )
+        ),
+        "unacked_restore_interval": env.int("REDIS_RESTORE_EVERY_SECONDS", default=10),
+        "unacked_restore_throttle": 1,
     }
     # Several deployments (or a test run) may share one Redis: each keeps its keys apart.
     if REDIS_KEY_PREFIX := env.str("REDIS_KEY_PREFIX", default=""):

@@ -87,7 +87,7 @@ def test_a_task_delivered_twice_writes_one_prediction(setup, workers):
 
 def test_a_task_outliving_a_short_visibility_timeout_still_gives_one_prediction(setup, workers):
     _, staff = setup
-    short = {"REDIS_VISIBILITY_TIMEOUT": 2}
+    short = {"REDIS_VISIBILITY_TIMEOUT": 2, "REDIS_RESTORE_EVERY_SECONDS": 1}
     slow = workers("w1", fault="slow", XRAYWEB_FAULT_SECONDS=8, **short)
     study = _upload(staff, 6)
     wait_until(lambda: _status(study.pk) == "running", what="the slow worker's claim")

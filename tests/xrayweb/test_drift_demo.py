@@ -91,6 +91,7 @@ def test_the_alarm_stays_quiet_on_films_like_the_training_films_and_fires_after_
     assert fired_at is not None, "no alarm after the shift"
     delay = fired_at - len(calm)
     print(f"first alarm {delay} films after the shift ({first}), none in {len(calm)} before")
+    print(monitor_report()["sentences"][0])
     assert delay > 0, f"a false alarm {len(calm) - fired_at} films before the shift: {first}"
     # Within one window of the shift (the bench's full-size median is 38 films, p90 54).
     assert delay <= settings.MONITOR_WINDOW_FILMS

@@ -24,6 +24,7 @@ from training.data.datasets import load_gray
 from training.data.manifests import Record, records_sha256, split_by_patient
 
 QUANTILES = 101  # 0%, 1%, ..., 100%
+REFERENCE_FILMS = 20  # fewer training or validation films than this: no reference
 
 
 def drift_reference(
@@ -39,8 +40,10 @@ def drift_reference(
     predicted labels, confidences and true labels)."""
     train_distance = np.asarray(train_distance, dtype=float)
     val_distance = np.asarray(val_distance, dtype=float)
-    if len(train_distance) < 20 or len(val_distance) < 20:
-        raise ValueError("a drift reference needs at least 20 training and 20 validation films")
+    if min(len(train_distance), len(val_distance)) < REFERENCE_FILMS:
+        raise ValueError(
+            f"a drift reference needs at least {REFERENCE_FILMS} training and validation films"
+        )
     p95 = float(np.quantile(train_distance, 0.95))
     mix = {c: sum(label == c for label in val_labels) / len(val_labels) for c in classes}
     known = [(p, t) for p, t in zip(val_labels, val_truth, strict=True) if t in classes]

@@ -35,7 +35,7 @@ from training.data.datasets import load_gray
 from training.data.manifests import Record, split_by_patient
 from training.ensemble.loop import seed_everything
 from training.gate.negatives import Negative
-from training.gate.reference import drift_reference
+from training.gate.reference import REFERENCE_FILMS, drift_reference
 
 FRONTAL = "frontal_cxr"
 STORE_SIZE = 80  # grey copies are kept at this size; training crops them to the input size
@@ -294,7 +294,7 @@ def fit_gate(
     probs = kind_probs(net, corpus, spec)
     val = corpus.where(split="val", kind=FRONTAL)
     spec = choose_thresholds(spec, probs[val, 0], distance[val], [corpus.lungs[i] for i in val])
-    if len(frontal_train) >= 20 and len(val) >= 20 and corpus.predicted:
+    if min(len(frontal_train), len(val)) >= REFERENCE_FILMS and corpus.predicted:
         spec = replace(spec, reference=corpus_reference(corpus, distance, frontal_train, val))
     scores = {"probs": probs, "distance": distance}
     return Gate(spec, net, distance_model), scores
@@ -337,14 +337,16 @@ def refit_gate(
         distance = distance_model(torch.as_tensor(keep_set["features"])).numpy()
         fit_distances = distance_model(torch.as_tensor(fit_set["features"])).numpy()
     spec = choose_thresholds(gate.spec, keep_set["probs"][:, 0], distance, keep_set["lungs"])
-    reference = drift_reference(
-        train_distance=fit_distances,
-        val_distance=distance,
-        val_labels=keep_set["predicted"],
-        val_confidence=np.array(keep_set["confidence"]),
-        val_truth=[r.label for r in keep_rows],
-        classes=list(predictor.meta.classes),
-    )
+    reference = {}  # the drift monitor's: too few films to stand for the training films
+    if len(fit_rows) >= REFERENCE_FILMS and len(keep_rows) >= REFERENCE_FILMS:
+        reference = drift_reference(
+            train_distance=fit_distances,
+            val_distance=distance,
+            val_labels=keep_set["predicted"],
+            val_confidence=np.array(keep_set["confidence"]),
+            val_truth=[r.label for r in keep_rows],
+            classes=list(predictor.meta.classes),
+        )
     refit = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "films": len(fit_rows),
