@@ -60,11 +60,27 @@ class DriftSignal(models.TextChoices):
     AGREEMENT = "agreement", "agreement with radiologists"
 
 
-class DriftWeek(models.Model):
-    """One week of one site under one model version, as the drift monitor measured it."""
+class _SiteAndVersion(models.Model):
+    """What the drift monitor keeps apart: a site ("" for films without one) and a model
+    version."""
 
     site = models.CharField(max_length=64, blank=True)
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        abstract = True
+
+
+class _Signal(_SiteAndVersion):
+    signal = models.CharField(max_length=16, choices=DriftSignal.choices)
+
+    class Meta:
+        abstract = True
+
+
+class DriftWeek(_SiteAndVersion):
+    """One week of one site under one model version, as the drift monitor measured it."""
+
     week = models.DateField()  # the Monday
     films = models.PositiveIntegerField()
     # Films with a feature distance, and how many are beyond the training films' 95th
@@ -98,13 +114,10 @@ class DriftWeek(models.Model):
         return f"{self.site or '-'} / {self.model_version_id} / week of {self.week}"
 
 
-class DriftStatus(models.Model):
+class DriftStatus(_Signal):
     """The latest check of one signal for one site and model version: the value over the last
     MONITOR_WINDOW_FILMS films, what it is compared with, and whether the rule fires."""
 
-    site = models.CharField(max_length=64, blank=True)
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
-    signal = models.CharField(max_length=16, choices=DriftSignal.choices)
     films = models.PositiveIntegerField()
     value = models.FloatField(null=True)
     baseline = models.FloatField(null=True)
@@ -124,13 +137,10 @@ class DriftStatus(models.Model):
         return f"{self.site or '-'} / {self.model_version_id} / {self.signal}: {self.value}"
 
 
-class DriftAlarm(models.Model):
+class DriftAlarm(_Signal):
     """An alarm, from the check where its rule first fired to the check where it stopped
     firing. ``since``: the first film of the window in which it first fired."""
 
-    site = models.CharField(max_length=64, blank=True)
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
-    signal = models.CharField(max_length=16, choices=DriftSignal.choices)
     since = models.DateTimeField()
     fired_at = models.DateTimeField()
     cleared_at = models.DateTimeField(null=True, blank=True)
