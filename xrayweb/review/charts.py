@@ -120,9 +120,9 @@ def saliency_svg(groups: list[dict], threshold: float, title: str) -> str:
     return _frame(title, body, "", "Grad-CAM mass inside the lungs")
 
 
-# Okabe-Ito colours (black left out for the dark page): told apart with the common
-# colour-vision deficiencies.
-SERIES_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
+# Okabe-Ito colours (the charts are drawn on white; yellow left out for its contrast): told
+# apart with the common colour-vision deficiencies.
+SERIES_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 
 
 def weekly_svg(
@@ -182,8 +182,9 @@ def weekly_svg(
             f"{escape(s['name'])}</text>"
         )
     for i in sorted({0, len(weeks) - 1}) if weeks else []:
+        anchor = "middle" if len(weeks) == 1 else "start" if i == 0 else "end"
         body.append(
-            f'<text x="{x_at(i):.1f}" y="{y0 + 14}" text-anchor="middle" font-size="11">'
+            f'<text x="{x_at(i):.1f}" y="{y0 + 14}" text-anchor="{anchor}" font-size="11">'
             f"{escape(weeks[i])}</text>"
         )
     return _frame(title, body, "week", y_label)
