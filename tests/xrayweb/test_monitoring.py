@@ -179,7 +179,7 @@ def test_too_few_films_give_no_verdict_and_leave_an_open_alarm_as_it_was(version
     assert not DriftAlarm.objects.exists()
 
 
-def test_mix_confidence_and_agreement_rules(version, staff):
+def test_mix_confidence_and_agreement_rules(version, staff, client, radiologist):
     start = timezone.now() - timedelta(days=3)
     n = 80
     # Site C: every film called covid19 at 0.5 confidence, and the readers say normal.
@@ -204,6 +204,16 @@ def test_mix_confidence_and_agreement_rules(version, staff):
     assert "the prediction mix is 75% away from the validation films' (covid19: 100%" in sentence
     assert "the mean confidence fell from 0.80 to 0.50" in sentence
     assert "agreement fell from 0.80 (validation films) to 0.00" in sentence
+    # The page gives agreement its interval (Wilson) and kappa.
+    assert agreement.detail["ci"][0] == 0.0 and agreement.detail["ci"][1] == pytest.approx(
+        0.0458, abs=1e-3
+    )
+    client.force_login(radiologist)
+    page = client.get(reverse("agreement") + "?model_version=v3").content.decode()
+    assert "0.00–0.05; kappa 0.00" in page
+    out = StringIO()
+    call_command("monitor", "--no-check", "--site", "C", stdout=out)
+    assert "0.00-0.05; kappa 0.00" in out.getvalue()
 
 
 def test_weeks_are_stored_per_site_and_version(version, staff):

@@ -9,6 +9,18 @@ def _f(value, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _interval(detail: dict) -> str:
+    """Agreement's Wilson interval and kappa with its interval, where measured."""
+    if not detail.get("ci"):
+        return "-"
+    text = f"{detail['ci'][0]:.2f}-{detail['ci'][1]:.2f}"
+    if detail.get("kappa") is not None:
+        text += f"; kappa {detail['kappa']:.2f}"
+        if detail.get("kappa_ci"):
+            text += f" ({detail['kappa_ci'][0]:.2f}-{detail['kappa_ci'][1]:.2f})"
+    return text
+
+
 class Command(BaseCommand):
     help = (
         "The drift monitor: check every site and model version now (alarms opened or closed, "
@@ -48,14 +60,14 @@ class Command(BaseCommand):
         self.stdout.write("Over the last films:")
         self.stdout.write(
             f"  {'model version':<24}{'site':<14}{'signal':<30}{'films':>6}{'value':>8}"
-            f"{'against':>9}{'p':>9}  alarm"
+            f"{'against':>9}{'p':>9}  {'95% interval':<30}alarm"
         )
         labels = dict(DriftSignal.choices)
         for s in report["statuses"]:
             self.stdout.write(
                 f"  {s.version_name:<24}{s.site or '-':<14}{labels[s.signal]:<30}"
                 f"{s.films:>6}{_f(s.value):>8}{_f(s.baseline):>9}{_f(s.p_value, '.1e'):>9}  "
-                + ("FIRING" if s.firing else "")
+                f"{_interval(s.detail):<30}" + ("FIRING" if s.firing else "")
             )
         weeks = sorted({w.week for w in report["weeks"]})[-options["weeks"] :]
         self.stdout.write("")
