@@ -66,3 +66,11 @@ def test_writing_the_reference_keeps_every_weight_and_the_rest_of_the_metadata(t
     old, new = load_file(DEFAULT_BUNDLE), load_file(out)
     assert old.keys() == new.keys()
     assert all(bool((old[k] == new[k]).all()) for k in old)
+
+
+def test_the_card_states_the_shipped_bundles_reference():
+    from training.evaluation.card import model_card
+
+    card = model_card(DEFAULT_BUNDLE)
+    assert "**Drift monitor's reference**" in card
+    assert "95th percentile 2051 (1439 films); the validation films (330): 21% beyond it" in card

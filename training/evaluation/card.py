@@ -63,6 +63,22 @@ def _segmenter_lines(seg: dict) -> list[str]:
     ]
 
 
+def _drift_lines(gate: dict) -> list[str]:
+    ref = (gate or {}).get("reference") or {}
+    if not ref:
+        return ["- **Drift monitor's reference:** none (the monitor cannot judge this bundle)."]
+    mix = ", ".join(f"{c} {v:.0%}" for c, v in ref["val_mix"].items())
+    agreement = _f(ref["val_agreement"])
+    return [
+        f"- **Drift monitor's reference** (`python -m training gate-reference`, "
+        f"{ref['measured_at']}, {ref['precision']}): the training films' feature distance, 95th "
+        f"percentile {ref['distance_p95']:.0f} ({ref['films']['train']} films); the "
+        f"validation films ({ref['films']['val']}): {ref['val_beyond_p95']:.0%} beyond it, "
+        f"predictions {mix}, mean confidence {ref['val_confidence']:.3f}, agreement with "
+        f"their labels {agreement} ({ref['val_agreement_films']} films with one of the classes).",
+    ]
+
+
 def model_card(bundle: Path, command: str = "") -> str:
     meta = read_metadata(bundle)
     t, cfg = meta.training, meta.training["config"]
@@ -136,6 +152,7 @@ def model_card(bundle: Path, command: str = "") -> str:
         + ". No patient is in two splits.",
     ]
     lines += _segmenter_lines(meta.segmenter)
+    lines += _drift_lines(meta.gate)
     if command:
         lines.append(f"- **Reproduce:** `{command}`")
     lines += [
