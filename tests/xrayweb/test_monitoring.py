@@ -322,3 +322,52 @@ def test_metrics_carry_each_signal_and_whether_it_fires(client, settings, alarmi
     }
     assert values[("B", "distance")] == 1.0
     assert families["xrayweb_drift_last_check_timestamp_seconds"].samples[0].value > 0
+
+
+def test_a_site_that_stops_sending_films_has_its_alarm_closed_and_its_signals_emptied(
+    version, staff, settings
+):
+    from xrayweb.studies.models import Study
+
+    _stream(
+        version, staff, "B", 60, start=timezone.now() - timedelta(days=2), distances=_far(version)
+    )
+    monitor_check()
+    assert DriftStatus.objects.filter(site="B", firing=True).exists()
+    # Its films fall out of the lookback.
+    settings.MONITOR_WEEKS = 1
+    Study.objects.update(created_at=timezone.now() - timedelta(weeks=3))
+    assert monitor_check() == {"groups": 0, "opened": 0, "closed": 1}
+    assert DriftAlarm.objects.get().cleared_at is not None
+    event = AuditEvent.objects.get(action=AuditEvent.Action.MONITOR_CLEARED)
+    assert event.detail["why"] == "no films in the last MONITOR_WEEKS weeks"
+    assert not DriftStatus.objects.filter(firing=True).exists()
+    assert set(DriftStatus.objects.values_list("films", flat=True)) == {0}
+    # The report shows no week from before the lookback.
+    assert DriftWeek.objects.exists()
+    for row in DriftWeek.objects.all():
+        DriftWeek.objects.filter(pk=row.pk).update(week=row.week - timedelta(weeks=5))
+    assert monitor_report()["weeks"] == []
+
+
+def test_the_oldest_week_is_read_whole():
+    from xrayweb.review.monitoring import lookback_start
+
+    start = lookback_start(timezone.now())
+    local = timezone.localtime(start)
+    assert local.weekday() == 0 and (local.hour, local.minute, local.second) == (0, 0, 0)
+    assert timedelta(weeks=26) <= timezone.now() - start < timedelta(weeks=27)
+
+
+def test_without_a_version_the_charts_show_nothing_rather_than_mix_versions(version, staff):
+    from xrayweb.review.monitoring import monitor_series
+
+    other = ModelVersionFactory(name="v4", classes=CLASSES, drift_reference=_reference(1))
+    start = timezone.now() - timedelta(days=3)
+    _stream(version, staff, "A", 30, start=start, distances=_calm(version))
+    _stream(other, staff, "A", 30, start=start, distances=_far(version))
+    monitor_check()
+    report = monitor_report()
+    assert monitor_series(report, None)["weeks"] == []
+    series = monitor_series(report, version)
+    assert series["weeks"] and len(series[DriftSignal.DISTANCE]["series"]) == 1

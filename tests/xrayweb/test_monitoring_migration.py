@@ -1,11 +1,12 @@
 """A database from before the drift monitor: each stored prediction's feature distance moves
-into its column, and each registered version gets its bundle's drift reference."""
+into its column, and each registered version whose own bundle is on disk gets its drift
+reference."""
 
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from classifier import DEFAULT_BUNDLE, read_metadata
+from classifier import DEFAULT_BUNDLE, bundle_sha256, read_metadata
 
 STUDIES = ("studies", "0009_burned_in_check")
 BEFORE = [("inference", "0007_prediction_sets"), STUDIES]
@@ -20,8 +21,15 @@ def test_distances_and_references_are_filled_in():
     user = old.get_model("auth", "User").objects.create(username="staff")
     Version = old.get_model("inference", "ModelVersion")
     shipped = Version.objects.create(
-        name="shipped", bundle_path=str(DEFAULT_BUNDLE), sha256="a" * 64, classes=[], members=[]
+        name="shipped",
+        bundle_path=str(DEFAULT_BUNDLE),
+        sha256=bundle_sha256(DEFAULT_BUNDLE),
+        classes=[],
+        members=[],
     )
+    # A version whose file was since replaced by another bundle (an upgrade in place).
+    Version.objects.create(name="replaced", bundle_path=str(DEFAULT_BUNDLE), sha256="c" * 64,
+                           classes=[], members=[])  # fmt: skip
     Version.objects.create(name="gone", bundle_path="/nowhere.safetensors", sha256="b" * 64,
                            classes=[], members=[])  # fmt: skip
     Study = old.get_model("studies", "Study")
@@ -60,6 +68,7 @@ def test_distances_and_references_are_filled_in():
         == (read_metadata(DEFAULT_BUNDLE).gate["reference"])
     )
     assert versions.get(name="gone").drift_reference == {}
+    assert versions.get(name="replaced").drift_reference == {}
 
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()

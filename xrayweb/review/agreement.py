@@ -55,7 +55,7 @@ def monday(at: datetime) -> date:
     return day - timedelta(days=day.weekday())
 
 
-def _midnight(day: date) -> datetime:
+def midnight(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
@@ -70,9 +70,9 @@ def agreement_slice(*, where: AgreementSlice) -> QuerySet[Prediction]:
     # Days as ranges of instants (midnight to midnight in the current time zone): a __date
     # lookup casts every row's timestamp, which SQLite does in Python, row by row.
     if where.date_from:
-        qs = qs.filter(study__created_at__gte=_midnight(where.date_from))
+        qs = qs.filter(study__created_at__gte=midnight(where.date_from))
     if where.date_to:
-        qs = qs.filter(study__created_at__lt=_midnight(where.date_to + timedelta(days=1)))
+        qs = qs.filter(study__created_at__lt=midnight(where.date_to + timedelta(days=1)))
     if where.site:
         qs = qs.filter(study__site=where.site)
     if where.view:

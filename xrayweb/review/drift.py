@@ -1,5 +1,5 @@
 """The drift monitor's statistics, in pure Python (the web process has neither scipy nor torch):
-a two-sample Kolmogorov-Smirnov test of new films' feature distances against the training
+a two-sample Kolmogorov-Smirnov test of new films' feature distances against the validation
 films' (kept as quantiles in the bundle), a chi-square test of a prediction mix against the
 validation mix, a one-sided two-proportion test, and Cohen's kappa with its interval."""
 
@@ -18,7 +18,7 @@ def kolmogorov_sf(lam: float) -> float:
 
 
 def reference_cdf(quantiles: list[float], x: float) -> float:
-    """The training films' distribution at ``x``, from its evenly spaced quantiles (0% to
+    """A reference sample's distribution at ``x``, from its evenly spaced quantiles (0% to
     100%), linear between them."""
     steps = len(quantiles) - 1
     if x < quantiles[0]:
@@ -71,11 +71,14 @@ def chi2_sf(x: float, df: int) -> float:
     return min(1.0, total)
 
 
+POOL_TO = 5.0
+
+
 def mix_test(counts: dict[str, int], expected: dict[str, float]) -> tuple[float, float]:
     """A prediction mix against an expected one: the total variation distance (half the sum
-    of the shares' differences) and the chi-square goodness-of-fit p-value. Classes the
-    expected mix never predicted are pooled with the rarest ones so that no expected count is
-    zero."""
+    of the shares' differences) and the chi-square goodness-of-fit p-value. The rarest classes
+    are pooled until every cell expects at least POOL_TO films (Cochran's rule: below it the
+    chi-square p-value is unreliable), a class the expected mix never predicted with them."""
     n = sum(counts.values())
     if n == 0:
         raise ValueError("no predictions to compare")
@@ -83,11 +86,11 @@ def mix_test(counts: dict[str, int], expected: dict[str, float]) -> tuple[float,
     tvd = sum(abs(counts.get(c, 0) / n - expected.get(c, 0.0)) for c in classes) / 2
     cells = [(expected.get(c, 0.0) * n, counts.get(c, 0)) for c in classes]
     cells.sort()
-    # Pool from the smallest expected count up until every cell expects at least one film.
+    # Pool from the smallest expected count up until every cell expects at least POOL_TO.
     pooled, exp_acc, obs_acc = [], 0.0, 0
     for e, o in cells:
         exp_acc, obs_acc = exp_acc + e, obs_acc + o
-        if exp_acc >= 1.0:
+        if exp_acc >= POOL_TO:
             pooled.append((exp_acc, obs_acc))
             exp_acc, obs_acc = 0.0, 0
     if obs_acc or exp_acc:

@@ -84,7 +84,7 @@ class DriftWeek(_SiteAndVersion):
     week = models.DateField()  # the Monday
     films = models.PositiveIntegerField()
     # Films with a feature distance, and how many are beyond the training films' 95th
-    # percentile; the KS test's p-value against the training films.
+    # percentile; the KS test's p-value against the validation films.
     measured = models.PositiveIntegerField(default=0)
     beyond = models.PositiveIntegerField(default=0)
     distance_p = models.FloatField(null=True)

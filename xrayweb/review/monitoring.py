@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import BooleanField, Case, F, Value, When
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -32,11 +32,13 @@ from django.utils.formats import date_format
 from xrayweb.audit.models import AuditEvent
 from xrayweb.audit.services import audit_record
 from xrayweb.inference.models import ModelVersion, Prediction
-from xrayweb.review.agreement import NOT_READABLE, monday
+from xrayweb.review.agreement import NOT_READABLE, midnight, monday
 from xrayweb.review.drift import drop_test, kappa_interval, ks_against_reference, mix_test
 from xrayweb.review.models import DriftAlarm, DriftSignal, DriftStatus, DriftWeek
 from xrayweb.review.stats import wilson
 from xrayweb.studies.models import ReviewState
+
+CHECK_LOCK = 0x58524D4F  # the advisory lock's key ("XRMO")
 
 
 @dataclass(frozen=True)
@@ -335,7 +337,8 @@ def monitor_check(*, now: datetime | None = None, rules: Rules | None = None) ->
     few films leaves its alarm as it was. Returns counts."""
     now = now or timezone.now()
     rules = rules or Rules.from_settings()
-    groups = films_read(since=now - timedelta(weeks=settings.MONITOR_WEEKS))
+    _check_lock()
+    groups = films_read(since=lookback_start(now))
     versions = ModelVersion.objects.in_bulk({v for _, v in groups})
     open_alarms = {
         (a.site, a.model_version_id, a.signal): a
@@ -397,7 +400,43 @@ def monitor_check(*, now: datetime | None = None, rules: Rules | None = None) ->
             elif alarm is not None and status.firing:
                 alarm.detail = detail
                 alarm.save(update_fields=["detail"])
+    # A site and version with no film left in the lookback (the site stopped sending films,
+    # the version was replaced): its signals say nothing any more, and its alarms close.
+    quiet = "no films in the last MONITOR_WEEKS weeks"
+    DriftStatus.objects.exclude(checked_at=now).update(
+        films=0, value=None, p_value=None, firing=False, detail={"why": quiet}, checked_at=now
+    )
+    for key, alarm in open_alarms.items():
+        if key[:2] in groups:
+            continue
+        alarm.cleared_at = now
+        alarm.save(update_fields=["cleared_at"])
+        audit_record(
+            actor=None,
+            action=AuditEvent.Action.MONITOR_CLEARED,
+            detail={
+                "site": alarm.site,
+                "model_version": alarm.model_version.name,
+                "signal": alarm.signal,
+                "why": quiet,
+            },
+        )
+        closed += 1
     return {"groups": len(groups), "opened": opened, "closed": closed}
+
+
+def lookback_start(now: datetime) -> datetime:
+    """The Monday, at midnight in the current time zone, MONITOR_WEEKS weeks before ``now``'s:
+    the monitor reads whole weeks only."""
+    return midnight(monday(now) - timedelta(weeks=settings.MONITOR_WEEKS))
+
+
+def _check_lock() -> None:
+    """One check at a time (Celery beat and `manage.py monitor` may meet): PostgreSQL holds
+    an advisory lock until the check's transaction ends; SQLite lets one writer in anyway."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHECK_LOCK])
 
 
 def monitor_report(*, version: ModelVersion | None = None, site: str = "") -> dict:
@@ -421,8 +460,9 @@ def monitor_report(*, version: ModelVersion | None = None, site: str = "") -> di
         .annotate(version_name=name)
         .order_by("model_version__name", "site", "signal")
     )
+    since = monday(lookback_start(timezone.now()))
     weeks = list(
-        DriftWeek.objects.filter(**where)
+        DriftWeek.objects.filter(week__gte=since, **where)
         .annotate(version_name=name)
         .order_by("week", "model_version__name", "site")
     )
@@ -441,7 +481,9 @@ def monitor_report(*, version: ModelVersion | None = None, site: str = "") -> di
 def monitor_series(report: dict, version: ModelVersion | None) -> dict:
     """The weekly rows of one model version as chart series, one per site: {"weeks": [...],
     signal: {"series": [...], "reference": float or None, "reference_label": str}}."""
-    rows = [w for w in report["weeks"] if version is None or w.model_version_id == version.pk]
+    # One version's weeks only: two versions' rows for the same site and week would overwrite
+    # each other in one line.
+    rows = [w for w in report["weeks"] if version is not None and w.model_version_id == version.pk]
     weeks = sorted({w.week for w in rows})
     names = [w.isoformat() for w in weeks]
     sites = sorted({w.site for w in rows})

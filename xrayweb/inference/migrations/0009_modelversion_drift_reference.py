@@ -1,17 +1,24 @@
 """Each version's drift reference (the drift monitor's baseline), read from its bundle's
-metadata where the bundle is still on disk (the metadata is read without torch)."""
+metadata where its own bundle (same sha256) is still on disk (read without torch)."""
 
 from django.db import migrations, models
 
 
 def references_fill(apps, schema_editor):
-    from classifier import BundleError, read_metadata
+    try:
+        from classifier import BundleError, bundle_sha256, read_metadata
+    except ImportError:  # a later classifier without these: the references stay empty
+        return
 
     ModelVersion = apps.get_model("inference", "ModelVersion")
     for version in ModelVersion.objects.all():
         try:
+            # The file at the path may since have been replaced by another bundle (the shipped
+            # one is, at upgrades): only the version's own bundle speaks for it.
+            if bundle_sha256(version.bundle_path) != version.sha256:
+                continue
             meta = read_metadata(version.bundle_path)
-        except (BundleError, OSError):
+        except (BundleError, OSError, ValueError):
             continue
         reference = (meta.gate or {}).get("reference") or {}
         if reference:
