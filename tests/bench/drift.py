@@ -64,7 +64,7 @@ def films_measure(bundle: Path, manifests: list[Path], external: Path) -> dict:
     )["test"]
     predictor = load_bundle(bundle, device="cpu")
 
-    def read(images, truths) -> list[dict]:
+    def read(images, records) -> list[dict]:
         rows = []
         for start in range(0, len(images), 16):
             for r in predictor.predict(images[start : start + 16], cam=False):
@@ -76,24 +76,24 @@ def films_measure(bundle: Path, manifests: list[Path], external: Path) -> dict:
                         "assessable": r.assessment.assessable,
                     }
                 )
-        return [row | {"truth": t} for row, t in zip(rows, truths, strict=True)]
+        return [
+            row | {"truth": r.label, "source": r.source or "unknown"}
+            for row, r in zip(rows, records, strict=True)
+        ]
 
     def gamma(image, g: float):
         a = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
         return Image.fromarray((np.clip(a**g, 0, 1) * 255).astype(np.uint8))
 
     images = [load_gray(r.path) for r in test]
-    truths = [r.label for r in test]
     others = records_read([external])
     return {
         "bundle_precision": "bf16" if predictor.bf16 else "fp32",
-        "in-distribution (test split)": read(images, truths),
-        "another hospital (Montgomery)": read(
-            [load_gray(r.path) for r in others], [r.label for r in others]
-        ),
-        "blurred rendering (1/8 resolution)": read([blurred(i) for i in images], truths),
-        "gamma 0.5": read([gamma(i, 0.5) for i in images], truths),
-        "gamma 2": read([gamma(i, 2.0) for i in images], truths),
+        "in-distribution (test split)": read(images, test),
+        "another hospital (Montgomery)": read([load_gray(r.path) for r in others], others),
+        "blurred rendering (1/8 resolution)": read([blurred(i) for i in images], test),
+        "gamma 0.5": read([gamma(i, 0.5) for i in images], test),
+        "gamma 2": read([gamma(i, 2.0) for i in images], test),
     }
 
 
@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
 
     django.setup()
     from classifier import bundle_sha256, read_metadata
+    from xrayweb.review.stats import wilson
 
     meta = read_metadata(args.bundle)
     reference = (meta.gate or {}).get("reference") or {}
@@ -234,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    cache = ROOT / "var/drift" / f"{bundle_sha256(args.bundle)[:16]}.json"
+    # The measured rows, per bundle (v2: with each film's source).
+    cache = ROOT / "var/drift" / f"{bundle_sha256(args.bundle)[:16]}-v2.json"
     if cache.is_file():
         streams = json.loads(cache.read_text())
     else:
@@ -253,6 +255,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, rows in streams.items():
         if isinstance(rows, list):
             print(f"{name:<38}" + _summary(rows, reference["distance_p95"], classes))
+    # A site is one source, not the pooled validation films: each source of the test split.
+    calm = streams["in-distribution (test split)"]
+    print()
+    print("in-distribution films beyond the training p95, per source (95% Wilson interval)")
+    for source in sorted({r["source"] for r in calm}):
+        rows = [r for r in calm if r["source"] == source]
+        beyond = sum(r["distance"] > reference["distance_p95"] for r in rows)
+        low, high = wilson(beyond, len(rows))
+        print(f"  {source:<12}{len(rows):>5}{beyond / len(rows):>8.0%}  ({low:.0%}-{high:.0%})")
     result = simulate(streams, reference, classes, count=args.streams, seed=args.seed)
     print()
     print(

@@ -8,7 +8,7 @@ from io import StringIO
 
 import numpy as np
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -305,6 +305,10 @@ def test_the_monitor_command_checks_and_prints_the_report(alarming):
     out = StringIO()
     call_command("monitor", "--no-check", "--site", "A", stdout=out)
     assert "No open alarm." in out.getvalue()
+    with pytest.raises(CommandError, match="give 1 week or more"):
+        call_command("monitor", "--weeks", "0")
+    with pytest.raises(CommandError, match="no model version 'v9'"):
+        call_command("monitor", "--model-version", "v9")
 
 
 def test_metrics_carry_each_signal_and_whether_it_fires(client, settings, alarming):
@@ -371,3 +375,23 @@ def test_without_a_version_the_charts_show_nothing_rather_than_mix_versions(vers
     assert monitor_series(report, None)["weeks"] == []
     series = monitor_series(report, version)
     assert series["weeks"] and len(series[DriftSignal.DISTANCE]["series"]) == 1
+
+
+def test_weekly_charts_break_at_weeks_without_a_value_and_say_each_weeks_films():
+    from xrayweb.review.charts import trend_svg, weekly_svg
+
+    weeks = ["2026-11-02", "2026-11-09", "2026-11-16", "2026-11-23"]
+    svg = weekly_svg(
+        "t",
+        weeks,
+        [{"name": "Site A", "values": dict(zip(weeks, [0.2, 0.3, None, 0.5])), "n": {weeks[0]: 7}}],
+        "share",
+        reference=0.21,
+        reference_label="validation films",
+    )
+    assert svg.count("<polyline") == 1  # weeks 1-2 joined; week 4 stands alone
+    assert svg.count('class="point"') == 3
+    assert "Site A, week of 2026-11-02: 0.20, n=7" in svg
+    assert "validation films: 0.21" in svg
+    trend = trend_svg([{"period": "2026-11-02", "n": 12, "agreement": 0.75}])
+    assert "week of 2026-11-02: 0.75, n=12" in trend and "Agreement over time" in trend

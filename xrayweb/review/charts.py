@@ -59,28 +59,13 @@ def reliability_svg(bins: list[dict]) -> str:
 
 def trend_svg(points: list[dict]) -> str:
     """Agreement per period (points: {period, n, agreement}), oldest on the left."""
-    x0, y0, x1, y1 = PAD, HEIGHT - PAD, WIDTH - 10, 10
-    body = []
-    if points:
-        step = (x1 - x0) / max(1, len(points) - 1)
-        coords = [
-            (x0 + i * step if len(points) > 1 else (x0 + x1) / 2, y0 - p["agreement"] * (y0 - y1))
-            for i, p in enumerate(points)
-        ]
-        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
-        body.append(f'<polyline points="{path}" fill="none" stroke="#3b7dd8" stroke-width="2"/>')
-        for (x, y), p in zip(coords, points, strict=True):
-            body.append(
-                f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#3b7dd8">'
-                f"<title>{escape(p['period'])}: {p['agreement']:.2f} agreement, n={p['n']}"
-                "</title></circle>"
-            )
-        for i in sorted({0, len(points) - 1}):
-            body.append(
-                f'<text x="{coords[i][0]:.1f}" y="{y0 + 14}" text-anchor="middle" '
-                f'font-size="11">{escape(points[i]["period"])}</text>'
-            )
-    return _frame("Agreement over time", body, "week", "agreement")
+    weeks = [p["period"] for p in points]
+    series = {
+        "name": "",
+        "values": {p["period"]: p["agreement"] for p in points},
+        "n": {p["period"]: p["n"] for p in points},
+    }
+    return weekly_svg("Agreement over time", weeks, [series], "agreement")
 
 
 def saliency_svg(groups: list[dict], threshold: float, title: str) -> str:
@@ -125,6 +110,17 @@ def saliency_svg(groups: list[dict], threshold: float, title: str) -> str:
 SERIES_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 
 
+def _runs(values: list[float | None]) -> list[list[tuple[int, float]]]:
+    """The runs of consecutive weeks with a value: (index, value) pairs."""
+    runs: list[list[tuple[int, float]]] = [[]]
+    for i, value in enumerate(values):
+        if value is None:
+            runs.append([])
+        else:
+            runs[-1].append((i, value))
+    return [run for run in runs if run]
+
+
 def weekly_svg(
     title: str,
     weeks: list[str],
@@ -134,19 +130,19 @@ def weekly_svg(
     reference: float | None = None,
     reference_label: str = "",
 ) -> str:
-    """One line per series ({name, values: {week: value in [0, 1] or None}}) over ``weeks``
-    (oldest on the left), a gap where a week has no value, and an optional dashed reference
-    line."""
+    """One line per series ({name, values: {week: value in [0, 1] or None}, and optionally
+    n: {week: films}}) over ``weeks`` (oldest on the left), a gap where a week has no value,
+    a legend for named series, and an optional dashed reference line."""
     x0, y0, x1, y1 = PAD, HEIGHT - PAD, WIDTH - 10, 10
-    sy, y_max = y0 - y1, 1.0
     step = (x1 - x0) / max(1, len(weeks) - 1)
 
-    def x_at(i: int) -> float:
-        return x0 + i * step if len(weeks) > 1 else (x0 + x1) / 2
+    def at(i: int, value: float) -> tuple[float, float]:
+        x = x0 + i * step if len(weeks) > 1 else (x0 + x1) / 2
+        return x, y0 - min(value, 1.0) * (y0 - y1)
 
     body = []
     if reference is not None:
-        y = y0 - min(reference, y_max) * sy
+        y = at(0, reference)[1]
         body.append(
             f'<line class="reference" x1="{x0}" y1="{y:.1f}" x2="{x1}" y2="{y:.1f}" '
             f'stroke="#555" stroke-dasharray="4 3"><title>{escape(reference_label)}: '
@@ -154,37 +150,30 @@ def weekly_svg(
         )
     for k, s in enumerate(series):
         colour = SERIES_COLOURS[k % len(SERIES_COLOURS)]
-        runs, run = [], []
-        for i, week in enumerate(weeks):
-            value = s["values"].get(week)
-            if value is None:
-                if run:
-                    runs.append(run)
-                run = []
-                continue
-            run.append((i, x_at(i), y0 - min(value, y_max) * sy, value))
-        if run:
-            runs.append(run)
-        for points in runs:
-            if len(points) > 1:
-                path = " ".join(f"{x:.1f},{y:.1f}" for _, x, y, _ in points)
+        who = f"{s['name']}, " if s["name"] else ""
+        for run in _runs([s["values"].get(week) for week in weeks]):
+            coords = [at(i, value) for i, value in run]
+            if len(run) > 1:
+                path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
                 body.append(
                     f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>'
                 )
-            for i, x, y, value in points:
+            for (i, value), (x, y) in zip(run, coords, strict=True):
+                n = s.get("n", {}).get(weeks[i])
+                tip = f"{who}week of {weeks[i]}: {value:.2f}" + ("" if n is None else f", n={n}")
                 body.append(
                     f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}">'
-                    f"<title>{escape(s['name'])}, week of {escape(weeks[i])}: {value:.2f}"
-                    "</title></circle>"
+                    f"<title>{escape(tip)}</title></circle>"
                 )
-        body.append(
-            f'<text x="{x0 + 8}" y="{y1 + 12 + 13 * k}" font-size="11" fill="{colour}">'
-            f"{escape(s['name'])}</text>"
-        )
+        if s["name"]:
+            body.append(
+                f'<text x="{x0 + 8}" y="{y1 + 12 + 13 * k}" font-size="11" fill="{colour}">'
+                f"{escape(s['name'])}</text>"
+            )
     for i in sorted({0, len(weeks) - 1}) if weeks else []:
         anchor = "middle" if len(weeks) == 1 else "start" if i == 0 else "end"
         body.append(
-            f'<text x="{x_at(i):.1f}" y="{y0 + 14}" text-anchor="{anchor}" font-size="11">'
+            f'<text x="{at(i, 0)[0]:.1f}" y="{y0 + 14}" text-anchor="{anchor}" font-size="11">'
             f"{escape(weeks[i])}</text>"
         )
     return _frame(title, body, "week", y_label)

@@ -389,13 +389,7 @@ def monitor_check(*, now: datetime | None = None, rules: Rules | None = None) ->
                 )
                 opened += 1
             elif alarm is not None and status.value is not None and not status.firing:
-                alarm.cleared_at = now
-                alarm.save(update_fields=["cleared_at"])
-                audit_record(
-                    actor=None,
-                    action=AuditEvent.Action.MONITOR_CLEARED,
-                    detail=_audit_detail(site, version, status),
-                )
+                _alarm_close(alarm, now, _audit_detail(site, version, status))
                 closed += 1
             elif alarm is not None and status.firing:
                 alarm.detail = detail
@@ -409,20 +403,21 @@ def monitor_check(*, now: datetime | None = None, rules: Rules | None = None) ->
     for key, alarm in open_alarms.items():
         if key[:2] in groups:
             continue
-        alarm.cleared_at = now
-        alarm.save(update_fields=["cleared_at"])
-        audit_record(
-            actor=None,
-            action=AuditEvent.Action.MONITOR_CLEARED,
-            detail={
-                "site": alarm.site,
-                "model_version": alarm.model_version.name,
-                "signal": alarm.signal,
-                "why": quiet,
-            },
-        )
+        detail = {
+            "site": alarm.site,
+            "model_version": alarm.model_version.name,
+            "signal": alarm.signal,
+            "why": quiet,
+        }
+        _alarm_close(alarm, now, detail)
         closed += 1
     return {"groups": len(groups), "opened": opened, "closed": closed}
+
+
+def _alarm_close(alarm: DriftAlarm, now: datetime, detail: dict) -> None:
+    alarm.cleared_at = now
+    alarm.save(update_fields=["cleared_at"])
+    audit_record(actor=None, action=AuditEvent.Action.MONITOR_CLEARED, detail=detail)
 
 
 def lookback_start(now: datetime) -> datetime:
@@ -490,11 +485,12 @@ def monitor_series(report: dict, version: ModelVersion | None) -> dict:
     ref = reference_of(version) if version is not None else {}
     rules = Rules.from_settings()
 
-    def series(value) -> list[dict]:
+    def series(value, films) -> list[dict]:
         return [
             {
                 "name": _site(site),
                 "values": {w.week.isoformat(): value(w) for w in rows if w.site == site},
+                "n": {w.week.isoformat(): films(w) for w in rows if w.site == site},
             }
             for site in sites
         ]
@@ -502,22 +498,26 @@ def monitor_series(report: dict, version: ModelVersion | None) -> dict:
     return {
         "weeks": names,
         DriftSignal.DISTANCE: {
-            "series": series(lambda w: w.beyond / w.measured if w.measured else None),
+            "series": series(
+                lambda w: w.beyond / w.measured if w.measured else None, lambda w: w.measured
+            ),
             "reference": ref.get("val_beyond_p95"),
             "reference_label": "validation films",
         },
         DriftSignal.MIX: {
-            "series": series(lambda w: w.mix_shift),
+            "series": series(lambda w: w.mix_shift, lambda w: w.readable),
             "reference": rules.mix_shift,
             "reference_label": "alarm threshold",
         },
         DriftSignal.CONFIDENCE: {
-            "series": series(lambda w: w.confidence),
+            "series": series(lambda w: w.confidence, lambda w: w.readable),
             "reference": ref.get("val_confidence"),
             "reference_label": "validation films",
         },
         DriftSignal.AGREEMENT: {
-            "series": series(lambda w: w.agreed / w.reviewed if w.reviewed else None),
+            "series": series(
+                lambda w: w.agreed / w.reviewed if w.reviewed else None, lambda w: w.reviewed
+            ),
             "reference": ref.get("val_agreement"),
             "reference_label": "validation films",
         },

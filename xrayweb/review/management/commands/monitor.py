@@ -1,3 +1,5 @@
+from argparse import ArgumentTypeError
+
 from django.core.management.base import BaseCommand, CommandError
 
 from xrayweb.inference.models import ModelVersion
@@ -7,6 +9,13 @@ from xrayweb.review.monitoring import monitor_check, monitor_report
 
 def _f(value, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ArgumentTypeError("give 1 week or more")
+    return number
 
 
 def _interval(detail: dict) -> str:
@@ -32,7 +41,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-check", action="store_true", help="print the last check only")
         parser.add_argument("--model-version", default="", help="only this model version")
         parser.add_argument("--site", default="", help="only this site")
-        parser.add_argument("--weeks", type=int, default=8, help="weeks printed (latest)")
+        parser.add_argument("--weeks", type=_positive, default=8, help="weeks printed (latest)")
         parser.add_argument("--exit-code", action="store_true", help="exit 1 on an open alarm")
 
     def handle(self, *args, **options) -> None:
