@@ -384,7 +384,13 @@ def test_weekly_charts_break_at_weeks_without_a_value_and_say_each_weeks_films()
     svg = weekly_svg(
         "t",
         weeks,
-        [{"name": "Site A", "values": dict(zip(weeks, [0.2, 0.3, None, 0.5])), "n": {weeks[0]: 7}}],
+        [
+            {
+                "name": "Site A",
+                "values": dict(zip(weeks, [0.2, 0.3, None, 0.5], strict=True)),
+                "n": {weeks[0]: 7},
+            }
+        ],
         "share",
         reference=0.21,
         reference_label="validation films",
